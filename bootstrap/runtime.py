@@ -1,0 +1,156 @@
+"""Wiring: settings -> database, secret store, services. Shared by the CLI and the app."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
+from sqlalchemy.engine import make_url
+
+from bootstrap.secrets import SecretStore, open_secret_store
+from bootstrap.secrets.embedded import ensure_key_file
+from bootstrap.services.authorities import AuthorityDirectory, HierarchyInfo
+from bootstrap.services.issuance import IssuanceService, Requester
+from bootstrap.settings import Settings
+from bootstrap.store import migrate
+from bootstrap.store.db import Database
+from pki.encoding import private_key_pem
+from pki.keys import KeyType, generate_private_key
+from pki.profiles import Names
+
+__all__ = ["InitReport", "Runtime", "TlsFiles"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """The service's own TLS certificate chain and encrypted key, issued by our CA."""
+
+    cert: Path
+    key: Path
+    password_file: Path
+
+
+@dataclass
+class InitReport:
+    """What `dmboot init` did; an empty ``created`` list means nothing changed."""
+
+    data_dir: Path
+    created: list[str] = field(default_factory=list)
+    hierarchy: HierarchyInfo | None = None
+
+
+class Runtime:
+    """The service's parts for one process."""
+
+    def __init__(self, settings: Settings, store: SecretStore | None = None) -> None:
+        self.settings = settings
+        self.database = Database(settings.database)
+        self.store = store or open_secret_store(settings)
+        self.authorities = AuthorityDirectory(self.store, settings.public_url, settings.organization)
+        self.issuance = IssuanceService(self.database, self.authorities)
+
+    @property
+    def tls(self) -> TlsFiles:
+        folder = self.settings.data_dir / "tls"
+        return TlsFiles(folder / "server-chain.pem", folder / "server-key.pem", folder / "server-key.pass")
+
+    def close(self) -> None:
+        self.database.dispose()
+
+    @classmethod
+    def initialize(cls, settings: Settings, *, actor: str = "cli:init") -> tuple[Runtime, InitReport]:
+        """Create what is missing - data dir, config, keystore key, schema, CAs, TLS cert.
+
+        Running it again changes nothing and says so.
+        """
+        report = InitReport(settings.data_dir)
+        if not settings.data_dir.exists():
+            settings.data_dir.mkdir(parents=True, mode=0o700)
+            report.created.append(f"data directory {settings.data_dir}")
+        if not settings.config_file.exists() and "DMBOOT_CONFIG" not in os.environ:
+            settings.config_file.write_text(_config_text(settings))
+            report.created.append(f"config {settings.config_file}")
+        if settings.secrets_backend == "embedded" and settings.keystore_passphrase is None:
+            if ensure_key_file(settings.data_dir / "keystore.key"):
+                report.created.append("keystore key file keystore.key (0600)")
+        runtime = cls(settings)
+        before = migrate.current_revision(runtime.database)
+        migrate.upgrade(runtime.database)
+        if before != migrate.head_revision():
+            report.created.append(f"database schema {migrate.head_revision()} ({_safe_url(settings.database)})")
+        with runtime.database.session() as session:
+            report.hierarchy = runtime.authorities.ensure_hierarchy(session, settings.ca_key_type, actor)
+        if report.hierarchy.created:
+            report.created.append(f"CA hierarchy ({settings.ca_key_type.value}): root and issuing-1")
+        if runtime.ensure_tls(actor):
+            report.created.append(f"TLS certificate for {', '.join(settings.server_names)}")
+        return runtime, report
+
+    def ensure_tls(self, actor: str) -> bool:
+        """Issue the service's own dm-server certificate unless a valid one exists."""
+        files = self.tls
+        if files.cert.exists() and files.key.exists() and files.password_file.exists():
+            return False
+        files.cert.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        key = generate_private_key(KeyType.P256)
+        password = secrets.token_urlsafe(24)
+        dns = tuple(n for n in self.settings.server_names if not _is_ip(n))
+        ips = tuple(ipaddress.ip_address(n) for n in self.settings.server_names if _is_ip(n))
+        names = Names(common_name=(dns or self.settings.server_names)[0], dns=dns, ips=ips)
+        csr = x509.CertificateSigningRequestBuilder().subject_name(names.subject()).sign(key, hashes.SHA256())
+        issued = self.issuance.issue_from_csr(
+            csr.public_bytes(Encoding.PEM), "dm-server", Requester(actor), expected=names
+        )
+        _write_0600(files.password_file, password.encode())
+        _write_0600(files.key, private_key_pem(key, password.encode()))
+        _write_0600(files.cert, issued.chain_pem.encode())
+        return True
+
+    def server_key_password(self) -> str:
+        return self.tls.password_file.read_text().strip()
+
+    def check_tls_key(self) -> None:
+        load_pem_private_key(self.tls.key.read_bytes(), self.server_key_password().encode())
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _write_0600(path: Path, content: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(content)
+
+
+def _safe_url(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _config_text(settings: Settings) -> str:
+    return f"""# dm-bootstrap configuration, written by `dmboot init`.
+# Every key can be overridden by an environment variable: DMBOOT_<KEY>, DMBOOT_VAULT_<KEY>.
+# Secrets (keystore passphrase, Vault token) belong in the environment, not here.
+# See config/dmboot.example.toml for all keys.
+
+host = "{settings.host}"
+port = {settings.port}
+public_url = "{settings.public_url}"
+server_names = {list(settings.server_names)!r}
+organization = "{settings.organization}"
+ca_key_type = "{settings.ca_key_type.value}"
+secrets_backend = "{settings.secrets_backend}"
+""".replace("'", '"')

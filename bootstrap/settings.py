@@ -1,0 +1,171 @@
+"""Settings: read once, from a TOML file and ``DMBOOT_*`` environment variables.
+
+Precedence: environment, then the file, then defaults. The file is
+``$DMBOOT_CONFIG`` if set, else ``<data dir>/dmboot.toml`` (written by
+``dmboot init``). Every key of the file has an environment twin: the section and
+key joined by ``_``, upper-cased, prefixed ``DMBOOT_`` (``[vault] addr`` ->
+``DMBOOT_VAULT_ADDR``; top-level ``database_url`` -> ``DMBOOT_DATABASE_URL``).
+See ``config/dmboot.example.toml`` for every key with its default.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from bootstrap.errors import ConfigurationError
+from pki.keys import KeyType
+
+__all__ = ["Secret", "Settings", "VaultSettings"]
+
+
+class Secret:
+    """A string that never shows itself in repr, str or logs."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class VaultSettings:
+    """How to reach Vault/OpenBao (``[vault]`` in the file)."""
+
+    addr: str = "http://127.0.0.1:8200"
+    auth: str = "token"  # token | approle
+    token: Secret | None = None
+    role_id: str | None = None
+    secret_id_file: Path | None = None
+    ca_bundle: Path | None = None
+    namespace: str | None = None
+    kv_mount: str = "secret"
+    transit_mount: str = "transit"
+    key_prefix: str = "dmboot"
+    ca_key_mode: str = "transit"  # transit | kv
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service and the CLI read from configuration."""
+
+    data_dir: Path = Path("data")
+    database_url: str = ""
+    host: str = "127.0.0.1"
+    port: int = 8443
+    #: Base URL relying parties use to reach us; CRL and OCSP URLs in certificates derive from it.
+    public_url: str = "https://localhost:8443"
+    #: DNS names and IP addresses in the service's own TLS certificate.
+    server_names: tuple[str, ...] = ("localhost", "127.0.0.1")
+    organization: str = "dm-bootstrap"
+    ca_key_type: KeyType = KeyType.P256
+    secrets_backend: str = "embedded"  # embedded | vault
+    keystore_passphrase: Secret | None = None
+    max_body_bytes: int = 64 * 1024
+    log_level: str = "info"
+    workers: int = 1
+    vault: VaultSettings = field(default_factory=VaultSettings)
+
+    @property
+    def database(self) -> str:
+        """The database URL: the configured one, else an SQLite file in the data directory."""
+        return self.database_url or f"sqlite:///{(self.data_dir / 'dmboot.db').resolve()}"
+
+    @property
+    def config_file(self) -> Path:
+        return self.data_dir / "dmboot.toml"
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None, config_file: Path | None = None) -> Settings:
+        """Read settings from ``config_file`` (or the default place) and ``environ``.
+
+        Raises:
+            ConfigurationError: a value that cannot be used, naming the key.
+        """
+        env = dict(os.environ if environ is None else environ)
+        data_dir = Path(env.get("DMBOOT_DATA_DIR", "data"))
+        path = config_file or Path(env.get("DMBOOT_CONFIG", str(data_dir / "dmboot.toml")))
+        document = _read_toml(path)
+        if "data_dir" in document and "DMBOOT_DATA_DIR" not in env:
+            data_dir = Path(str(document["data_dir"]))
+        top = _section(cls, document, env, "DMBOOT_", skip={"vault", "data_dir"})
+        vault = _section(VaultSettings, document.get("vault", {}), env, "DMBOOT_VAULT_", skip=set())
+        settings = cls(data_dir=data_dir, vault=VaultSettings(**vault), **top)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.secrets_backend not in ("embedded", "vault"):
+            raise ConfigurationError(
+                f"secrets_backend must be 'embedded' or 'vault', not {self.secrets_backend!r}",
+                field="secrets_backend",
+            )
+        if self.vault.auth not in ("token", "approle"):
+            raise ConfigurationError("vault.auth must be 'token' or 'approle'", field="vault.auth")
+        if self.vault.ca_key_mode not in ("transit", "kv"):
+            raise ConfigurationError("vault.ca_key_mode must be 'transit' or 'kv'", field="vault.ca_key_mode")
+        if not 0 < self.port < 65536:
+            raise ConfigurationError(f"port {self.port} is out of range", field="port")
+        if not self.public_url.startswith(("http://", "https://")):
+            raise ConfigurationError("public_url must be an http(s) URL", field="public_url")
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        return tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigurationError(f"cannot read {path}: {exc}", field="config") from None
+
+
+def _section(
+    kind: type[Any], document: Mapping[str, Any], env: Mapping[str, str], prefix: str, skip: set[str]
+) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for f in fields(kind):
+        if f.name in skip:
+            continue
+        raw = env.get(prefix + f.name.upper(), document.get(f.name))
+        if raw is not None:
+            values[f.name] = _convert(f.name, str(f.type), raw)
+    return values
+
+
+def _convert(name: str, kind: str, raw: Any) -> Any:
+    try:
+        if "Secret" in kind:
+            return Secret(str(raw))
+        if "KeyType" in kind:
+            return KeyType.parse(str(raw))
+        if "Path" in kind:
+            return Path(str(raw))
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if "tuple" in kind:
+            items = raw if isinstance(raw, list) else str(raw).split(",")
+            return tuple(str(i).strip() for i in items if str(i).strip())
+        return str(raw)
+    except (ValueError, TypeError) as exc:
+        raise ConfigurationError(f"setting {name}: {exc}", field=name) from None

@@ -1,0 +1,107 @@
+"""RFC 9457 problem details: the one place where errors become HTTP responses.
+
+Domain errors know nothing of HTTP; this table maps them by class ancestry (the
+most specific class listed wins). Problem ``type`` URIs are ``urn:dmboot:problem:<slug>``,
+listed in docs/api.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from bootstrap import errors as e
+from pki import errors as p
+
+__all__ = ["PROBLEM_TYPE", "exception_handlers", "problem"]
+
+log = logging.getLogger(__name__)
+
+PROBLEM_TYPE = "application/problem+json"
+
+# class -> (status, slug, title); looked up along the exception's MRO.
+_TABLE: dict[type[BaseException], tuple[int, str, str]] = {
+    p.CsrEncodingError: (400, "bad-csr", "The certification request cannot be decoded"),
+    p.CsrSignatureError: (400, "bad-csr-signature", "The certification request's signature does not verify"),
+    p.CsrPolicyError: (400, "csr-policy", "The certification request asks for something the profile forbids"),
+    p.KeyPolicyError: (400, "key-policy", "The key type or size is not allowed"),
+    p.ProfileError: (400, "bad-profile", "Unknown or unusable certificate profile"),
+    p.EncodingError: (400, "bad-encoding", "The input cannot be decoded"),
+    p.IssuanceError: (503, "cannot-issue", "The certificate authority cannot issue now"),
+    p.SignerUnavailable: (503, "signer-unavailable", "The CA key is unreachable; retry later"),
+    p.SignerError: (502, "signer-failed", "The CA key failed to sign"),
+    e.ConfigurationError: (500, "configuration", "The service is misconfigured"),
+    e.NotInitialized: (503, "not-initialized", "The service is not initialized"),
+    e.NotFound: (404, "not-found", "Not found"),
+    e.Conflict: (409, "conflict", "Conflict"),
+    e.InvalidRequest: (400, "invalid-request", "Invalid request"),
+    e.UnsupportedMediaType: (415, "unsupported-media-type", "Unsupported media type"),
+    e.PayloadTooLarge: (413, "payload-too-large", "Request body too large"),
+    e.AuthenticationFailed: (401, "authentication-failed", "Authentication failed"),
+    e.PermissionDenied: (403, "forbidden", "Forbidden"),
+    e.SecretStoreError: (500, "secret-store", "The secret store failed"),
+    e.SecretAccessDenied: (503, "secret-store-denied", "The secret store refused the service's credentials"),
+    e.SecretStoreUnavailable: (503, "secret-store-unavailable", "The secret store is unavailable; retry later"),
+}
+
+
+def problem(status: int, slug: str, title: str, detail: str, *, instance: str | None = None,
+            headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    """A problem+json response."""
+    body: dict[str, Any] = {"type": f"urn:dmboot:problem:{slug}", "title": title, "status": status,
+                            "detail": detail}
+    if instance:
+        body["instance"] = instance
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_TYPE)
+
+
+def _lookup(exc: BaseException) -> tuple[int, str, str]:
+    for cls in type(exc).__mro__:
+        if cls in _TABLE:
+            return _TABLE[cls]
+    return 500, "internal", "Internal error"
+
+
+async def _domain_error(request: Request, exc: Exception) -> Response:
+    status, slug, title = _lookup(exc)
+    headers: dict[str, str] = {}
+    retry_after = getattr(exc, "retry_after", None)
+    if status == 503:
+        headers["Retry-After"] = str(retry_after or 30)
+    if status >= 500:
+        log.warning("request failed: %s: %s", type(exc).__name__, exc)
+    detail = getattr(exc, "message", str(exc))
+    return problem(status, slug, title, detail, instance=request.url.path, headers=headers,
+                   field=getattr(exc, "field", None), request_id=_request_id(request))
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)  # noqa: S101 - registered for HTTPException only
+    slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+    return problem(exc.status_code, slug, str(exc.detail), str(exc.detail), instance=request.url.path,
+                   headers=dict(exc.headers or {}), request_id=_request_id(request))
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s", request.url.path)
+    return problem(500, "internal", "Internal error", "An unexpected error occurred; it has been logged.",
+                   instance=request.url.path, request_id=_request_id(request))
+
+
+def _request_id(request: Request) -> str | None:
+    value = request.scope.get("state", {}).get("request_id")
+    return str(value) if value else None
+
+
+def exception_handlers() -> dict[Any, Any]:
+    return {
+        e.DmBootstrapError: _domain_error,
+        p.PkiError: _domain_error,
+        HTTPException: _http_error,
+        Exception: _unexpected,
+    }

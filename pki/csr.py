@@ -1,0 +1,230 @@
+"""PKCS#10 certification requests (RFC 2986): parse, verify, and check against a profile.
+
+cryptography parses the request and verifies its signature; asn1crypto reads the
+attributes cryptography does not model well - ``challengePassword`` (RFC 2985
+5.4.1) and ``extensionRequest`` (RFC 2985 5.4.2) - so every extension a requester
+asks for is seen, including ones cryptography would skip.
+
+The requester never decides what is certified. :func:`check_request` compares what
+the CSR asks for with what the profile allows and, when the caller knows who the
+requester is, with that identity; the names it returns are the ones to certify.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from asn1crypto import csr as asn1_csr
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from pki.errors import CsrEncodingError, CsrPolicyError, CsrSignatureError
+from pki.identity import dev_id_from_uri, device_uri
+from pki.keys import KeyPolicy, KeyType, PublicKey
+from pki.profiles import CertificateProfile, IPAddress, Names
+
+__all__ = ["MAX_CSR_BYTES", "CsrInfo", "check_request", "parse_csr"]
+
+#: Larger requests are refused before parsing; an RSA-4096 CSR with many SANs is ~2 KiB.
+MAX_CSR_BYTES = 64 * 1024
+
+_SAN = "2.5.29.17"
+_KEY_USAGE = "2.5.29.15"
+_EXT_KEY_USAGE = "2.5.29.37"
+_BASIC_CONSTRAINTS = "2.5.29.19"
+# Extensions a request may carry; the profile decides their final values.
+_TOLERATED = frozenset({_SAN, _KEY_USAGE, _EXT_KEY_USAGE, _BASIC_CONSTRAINTS})
+
+
+@dataclass(frozen=True)
+class CsrInfo:
+    """A parsed, signature-verified request."""
+
+    csr: x509.CertificateSigningRequest
+    key_type: KeyType
+    common_name: str | None
+    dns: tuple[str, ...]
+    ips: tuple[IPAddress, ...]
+    uris: tuple[str, ...]
+    #: extensionRequest as (dotted OID, asn1crypto value), in request order.
+    requested_extensions: tuple[tuple[str, object], ...] = field(repr=False)
+    challenge_password: str | None = field(repr=False)
+
+    @property
+    def extensions(self) -> tuple[str, ...]:
+        """Dotted OIDs of the extensions in extensionRequest."""
+        return tuple(oid for oid, _ in self.requested_extensions)
+
+    @property
+    def public_key(self) -> PublicKey:
+        return self.csr.public_key()
+
+    def __repr__(self) -> str:  # never show the challenge password
+        return f"CsrInfo(cn={self.common_name!r}, key_type={self.key_type.value}, dns={self.dns}, uris={self.uris})"
+
+
+def parse_csr(data: bytes | str, key_policy: KeyPolicy | None = None) -> CsrInfo:
+    """Parse a PEM or DER request, verify its signature, and apply ``key_policy``.
+
+    Raises:
+        CsrEncodingError: not a PKCS#10 request, or larger than MAX_CSR_BYTES.
+        CsrSignatureError: the signature does not verify.
+        KeyPolicyError: the key is weak or of a refused type.
+        CsrPolicyError: an extension cannot be read.
+    """
+    raw = data.encode() if isinstance(data, str) else data
+    if not isinstance(raw, bytes):
+        raise TypeError("CSR must be bytes or str")
+    if len(raw) > MAX_CSR_BYTES:
+        raise CsrEncodingError(f"CSR is {len(raw)} bytes; the limit is {MAX_CSR_BYTES}", field="csr")
+    csr = _load(raw)
+    if not csr.is_signature_valid:
+        raise CsrSignatureError("CSR signature does not verify with its public key", field="csr")
+    key_type = (key_policy or KeyPolicy()).check(csr.public_key())
+    extensions, challenge = _attributes(csr.public_bytes(Encoding.DER))
+    dns, ips, uris = _requested_names(extensions)
+    return CsrInfo(
+        csr=csr,
+        key_type=key_type,
+        common_name=_common_name(csr),
+        dns=dns,
+        ips=ips,
+        uris=uris,
+        requested_extensions=tuple(extensions),
+        challenge_password=challenge,
+    )
+
+
+def _load(raw: bytes) -> x509.CertificateSigningRequest:
+    try:
+        if raw.lstrip().startswith(b"-----BEGIN"):
+            return x509.load_pem_x509_csr(raw)
+        return x509.load_der_x509_csr(raw)
+    except (ValueError, TypeError) as exc:
+        raise CsrEncodingError(f"not a PKCS#10 certification request: {exc}", field="csr") from None
+
+
+def _attributes(der: bytes) -> tuple[list[tuple[str, object]], str | None]:
+    """(extensionRequest as [(oid, parsed value)], challengePassword) read with asn1crypto."""
+    try:
+        info = asn1_csr.CertificationRequest.load(der)["certification_request_info"]
+        extensions: list[tuple[str, object]] = []
+        challenge: str | None = None
+        for attribute in info["attributes"]:
+            kind = attribute["type"].dotted
+            if kind == "1.2.840.113549.1.9.14":  # extensionRequest
+                for ext_set in attribute["values"]:
+                    extensions += [(e["extn_id"].dotted, e["extn_value"].parsed) for e in ext_set]
+            elif kind == "1.2.840.113549.1.9.7":  # challengePassword
+                challenge = str(attribute["values"][0].native)
+        return extensions, challenge
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
+        raise CsrPolicyError(f"CSR attributes cannot be read: {exc}", field="csr") from None
+
+
+def _requested_names(
+    extensions: list[tuple[str, object]],
+) -> tuple[tuple[str, ...], tuple[IPAddress, ...], tuple[str, ...]]:
+    dns: list[str] = []
+    ips: list[IPAddress] = []
+    uris: list[str] = []
+    for oid, value in extensions:
+        if oid != _SAN:
+            continue
+        for general_name in value:  # type: ignore[attr-defined]
+            kind, native = general_name.name, general_name.native
+            if kind == "dns_name":
+                dns.append(str(native).lower())
+            elif kind == "ip_address":
+                ips.append(ipaddress.ip_address(str(native)))
+            elif kind == "uniform_resource_identifier":
+                uris.append(str(native))
+            else:
+                raise CsrPolicyError(f"subjectAltName of type {kind} is not allowed", field="csr")
+    return tuple(dns), tuple(ips), tuple(uris)
+
+
+def _common_name(csr: x509.CertificateSigningRequest) -> str | None:
+    values = csr.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    return str(values[0].value) if values else None
+
+
+def check_request(info: CsrInfo, profile: CertificateProfile, expected: Names | None = None) -> Names:
+    """Check ``info`` against ``profile`` and return the names to certify.
+
+    With ``expected`` (an identity the caller authenticated), the request may ask
+    for that identity or a part of it, nothing more, and ``expected`` is certified.
+    Without it (an admin issuing from a file), the request's own names are
+    certified, within what the profile allows.
+
+    Raises:
+        CsrPolicyError: a forbidden extension, SAN kind, CA flag, or a name outside ``expected``.
+        KeyPolicyError: the profile refuses the key type.
+    """
+    profile.key_policy.check(info.public_key)
+    _check_extensions(info, profile)
+    _check_san_kinds(info, profile)
+    if expected is not None:
+        _check_within(info, expected)
+        return expected
+    return _names_from_request(info, profile)
+
+
+def _check_extensions(info: CsrInfo, profile: CertificateProfile) -> None:
+    extensions = dict(info.requested_extensions)
+    for oid in info.extensions:
+        if oid not in _TOLERATED:
+            raise CsrPolicyError(f"extension {oid} is not allowed by profile {profile.name}", field="csr")
+    constraints = extensions.get(_BASIC_CONSTRAINTS)
+    if constraints is not None and constraints["ca"].native:  # type: ignore[index]
+        raise CsrPolicyError("CSR requests a CA certificate (basicConstraints cA=TRUE)", field="csr")
+    eku = extensions.get(_EXT_KEY_USAGE)
+    if eku is not None:
+        asked = {x509.ObjectIdentifier(p.dotted) for p in eku}  # type: ignore[attr-defined]
+        if not asked <= profile.eku:
+            raise CsrPolicyError(f"extended key usage not allowed by profile {profile.name}", field="csr")
+
+
+def _check_san_kinds(info: CsrInfo, profile: CertificateProfile) -> None:
+    for kind, values in (("dns", info.dns), ("ip", info.ips), ("uri", info.uris)):
+        if values and kind not in profile.san_kinds:
+            raise CsrPolicyError(
+                f"subjectAltName of kind {kind} is not allowed by profile {profile.name}", field="csr"
+            )
+
+
+def _check_within(info: CsrInfo, expected: Names) -> None:
+    if info.common_name is not None and info.common_name != expected.common_name:
+        raise CsrPolicyError(
+            f"CSR subject CN {info.common_name!r} does not match {expected.common_name!r}", field="csr"
+        )
+    extra = (
+        set(info.dns) - set(expected.dns)
+        | {str(ip) for ip in set(info.ips) - set(expected.ips)}
+        | set(info.uris) - set(expected.uris)
+    )
+    if extra:
+        raise CsrPolicyError(f"CSR asks for names it may not have: {', '.join(sorted(extra))}", field="csr")
+
+
+def _names_from_request(info: CsrInfo, profile: CertificateProfile) -> Names:
+    if "uri" in profile.san_kinds:  # device-like: the CN is the DevID
+        if not info.common_name:
+            raise CsrPolicyError("CSR subject needs a CN holding the DevID", field="csr")
+        try:
+            uri = device_uri(info.common_name)
+        except ValueError as exc:
+            raise CsrPolicyError(f"CSR subject CN: {exc}", field="csr") from None
+        foreign = [u for u in info.uris if u != uri or dev_id_from_uri(u) is None]
+        if foreign:
+            raise CsrPolicyError(f"CSR asks for URIs it may not have: {', '.join(foreign)}", field="csr")
+        return Names(common_name=info.common_name, uris=(uri,))
+    if "dns" in profile.san_kinds:
+        dns = info.dns or ((info.common_name.lower(),) if info.common_name else ())
+        if not dns and not info.ips:
+            raise CsrPolicyError(f"profile {profile.name} needs a DNS name or IP address", field="csr")
+        return Names(common_name=info.common_name or (dns[0] if dns else str(info.ips[0])), dns=dns, ips=info.ips)
+    if not info.common_name:
+        raise CsrPolicyError("CSR subject needs a CN", field="csr")
+    return Names(common_name=info.common_name)
