@@ -103,7 +103,7 @@ class Settings:
         """
         env = dict(os.environ if environ is None else environ)
         data_dir = Path(env.get("DMBOOT_DATA_DIR", "data"))
-        path = config_file or Path(env.get("DMBOOT_CONFIG", str(data_dir / "dmboot.toml")))
+        path = config_file or Path(env.get("DMBOOT_CONFIG") or data_dir / "dmboot.toml")
         document = _read_toml(path)
         if "data_dir" in document and "DMBOOT_DATA_DIR" not in env:
             data_dir = Path(str(document["data_dir"]))

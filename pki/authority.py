@@ -176,6 +176,11 @@ class CertificateAuthority:
         start = _now(now)
         if start >= self.not_after:
             raise IssuanceError(f"the issuing CA expired on {self.not_after.isoformat()}")
+        if start < self.certificate.not_valid_before_utc:
+            # Without this, notAfter could fall before the clamped notBefore.
+            raise IssuanceError(
+                f"the issuing CA is not valid before {self.certificate.not_valid_before_utc.isoformat()}"
+            )
         not_before = max(start - BACKDATE, self.certificate.not_valid_before_utc)
         not_after = min(start + (validity or profile.validity), self.not_after)
         extensions = profile.extensions(public_key, self.signer.public_key, names, self.urls)

@@ -118,6 +118,11 @@ def _attributes(der: bytes) -> tuple[list[tuple[str, object]], str | None]:
                     extensions += [(e["extn_id"].dotted, e["extn_value"].parsed) for e in ext_set]
             elif kind == "1.2.840.113549.1.9.7":  # challengePassword
                 challenge = str(attribute["values"][0].native)
+        for oid, value in extensions:
+            # asn1crypto parses lazily: decode what check_request reads now, so a malformed
+            # value is refused here and not as a bare ValueError later.
+            if oid in _TOLERATED:
+                _ = value.native  # type: ignore[attr-defined]
         return extensions, challenge
     except (ValueError, TypeError, KeyError, IndexError) as exc:
         raise CsrPolicyError(f"CSR attributes cannot be read: {exc}", field="csr") from None
@@ -137,7 +142,12 @@ def _requested_names(
             if kind == "dns_name":
                 dns.append(str(native).lower())
             elif kind == "ip_address":
-                ips.append(ipaddress.ip_address(str(native)))
+                try:
+                    ips.append(ipaddress.ip_address(str(native)))
+                except ValueError:  # an address with a netmask (8 or 32 octets)
+                    raise CsrPolicyError(
+                        f"subjectAltName IP address {native!r} is not a single address", field="csr"
+                    ) from None
             elif kind == "uniform_resource_identifier":
                 uris.append(str(native))
             else:

@@ -2,15 +2,20 @@
 
 Layout under ``<data dir>/keystore/`` (directories 0700, files 0600)::
 
-    keys/<name>/v<N>.pem    signing keys, PKCS#8 PEM encrypted with the passphrase
+    keys/<name>/v<N>.pem    signing keys, encrypted PKCS#8 PEM (PBES2)
     kv/<path>.json          secrets: every version AES-256-GCM encrypted
-    salt                    scrypt salt for the KV encryption key
+    salt                    scrypt salt
     .lock                   flock() target; check-and-set is atomic across processes
 
 The passphrase is ``keystore_passphrase`` from settings (``DMBOOT_KEYSTORE_PASSPHRASE``)
 or, when none is set, a random key file ``<data dir>/keystore.key`` (0600) made by
 ``dmboot init``. A key file beside the data protects against a stolen database,
 not a stolen disk, so using one emits :class:`EmbeddedKeystoreWarning`.
+
+The passphrase is stretched once per process with scrypt (n=2**15, r=8, p=1) into
+a master key; HKDF derives from it the AES-GCM key for KV secrets and the
+password of the PKCS#8 files. PKCS#8's own PBKDF2 runs only 2048 rounds, which
+is fine over a 256-bit derived password and weak over a human passphrase.
 """
 
 from __future__ import annotations
@@ -27,8 +32,9 @@ import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from bootstrap.errors import ConfigurationError, SecretConflict, SecretNotFound
@@ -66,7 +72,7 @@ class EmbeddedKeystore:
         self._root = root
         self._passphrase = self._passphrase_from(passphrase, key_file).encode()
         self._signers: dict[KeyRef, Signer] = {}
-        self._aead: AESGCM | None = None
+        self._master: bytes | None = None
         self._guard = threading.RLock()
 
     @staticmethod
@@ -125,13 +131,13 @@ class EmbeddedKeystore:
         return sorted(found)
 
     def _write_key(self, name: str, version: int, key: PrivateKey, key_type: KeyType) -> KeyRef:
-        _write_private(self._key_path(name, version), private_key_pem(key, self._passphrase))
+        _write_private(self._key_path(name, version), private_key_pem(key, self._subkey(b"pkcs8")))
         return KeyRef(BACKEND, name, version, key_type)
 
     def _load_key(self, name: str, version: int) -> PrivateKey:
         path = self._key_path(name, version)
         try:
-            key = serialization.load_pem_private_key(path.read_bytes(), self._passphrase)
+            key = serialization.load_pem_private_key(path.read_bytes(), self._subkey(b"pkcs8"))
         except FileNotFoundError:
             raise SecretNotFound(f"no key {name!r} version {version}") from None
         except ValueError:
@@ -173,15 +179,20 @@ class EmbeddedKeystore:
         except FileNotFoundError:
             return {}
 
-    def _cipher(self) -> AESGCM:
+    def _subkey(self, purpose: bytes) -> bytes:
+        """A 256-bit key for ``purpose``, derived from the stretched passphrase."""
         with self._guard:
-            if self._aead is None:
+            if self._master is None:
                 salt_file = self._root / "salt"
                 if not salt_file.exists():
                     _write_private(salt_file, secrets.token_bytes(16))
                 kdf = Scrypt(salt=salt_file.read_bytes(), length=32, n=2**15, r=8, p=1)
-                self._aead = AESGCM(kdf.derive(self._passphrase))
-            return self._aead
+                self._master = kdf.derive(self._passphrase)
+        derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"dmboot-keystore/" + purpose)
+        return base64.b64encode(derived.derive(self._master))
+
+    def _cipher(self) -> AESGCM:
+        return AESGCM(base64.b64decode(self._subkey(b"kv")))
 
     def _seal(self, plaintext: str, path: str) -> str:
         nonce = secrets.token_bytes(12)

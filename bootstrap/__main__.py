@@ -1,0 +1,5 @@
+"""``python -m bootstrap`` runs the ``dmboot`` command."""
+
+from bootstrap.cli import main
+
+main()
