@@ -23,8 +23,12 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-def upgrade(database: Database, revision: str = "head") -> None:
-    """Bring the schema to ``revision``; existing data is kept."""
+def upgrade(database: Database, revision: str = "heads") -> None:
+    """Bring the schema to ``revision`` (all heads by default); existing data is kept.
+
+    Features add their tables in revisions of their own; until a merge revision
+    joins them, there may be several heads, and "heads" applies them all.
+    """
     config = alembic_config(database.url)
     with database.engine.begin() as connection:
         config.attributes["connection"] = connection
@@ -32,9 +36,12 @@ def upgrade(database: Database, revision: str = "head") -> None:
 
 
 def current_revision(database: Database) -> str | None:
+    """The applied revisions, sorted and comma-joined (None before the first upgrade)."""
     with database.engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+        heads = MigrationContext.configure(connection).get_current_heads()
+    return ",".join(sorted(heads)) or None
 
 
 def head_revision() -> str | None:
-    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    """The revisions an up-to-date database has, in the form current_revision() uses."""
+    return ",".join(sorted(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads())) or None

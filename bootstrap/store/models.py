@@ -6,10 +6,25 @@ Changing a table means a new Alembic revision in ``bootstrap/store/migrations``.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
+from sqlalchemy import JSON
 from sqlmodel import Field, SQLModel
 
-__all__ = ["AuditEvent", "AuditHead", "AuthorityRow", "CertificateRow", "utcnow"]
+__all__ = [
+    "AuditEvent",
+    "AuditHead",
+    "AuthorityRow",
+    "CertificateRow",
+    "DataRepositoryRow",
+    "DeviceRow",
+    "DmServerRow",
+    "EnrollmentProfileRow",
+    "EnrollmentTokenRow",
+    "ManufacturerCaRow",
+    "UsedNonceRow",
+    "utcnow",
+]
 
 
 def utcnow() -> datetime:
@@ -92,3 +107,133 @@ class AuditHead(SQLModel, table=True):
     id: int = Field(default=1, primary_key=True)
     seq: int = 0
     hash: str = Field(default="0" * 64, max_length=64)
+
+
+# -- enrollment: DM servers, data repositories, profiles, devices, tokens ------------------
+
+
+class DmServerRow(SQLModel, table=True):
+    """A DM server devices are bootstrapped to (DMAcc SrvID / SrvURI)."""
+
+    __tablename__ = "dm_server"
+
+    id: int | None = Field(default=None, primary_key=True)
+    #: DMAcc SrvID: the server's identifier as devices know it.
+    server_id: str = Field(unique=True, index=True, max_length=128)
+    name: str = Field(max_length=256)
+    #: DMAcc SrvURI: where devices open DM sessions (https).
+    url: str = Field(max_length=1024)
+    #: PEM trust anchor for the server's TLS certificate; None means our own root CA.
+    trust_anchor_pem: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class DataRepositoryRow(SQLModel, table=True):
+    """A data repository devices fetch management data from (HGET, DM-HLF-003)."""
+
+    __tablename__ = "data_repository"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True, max_length=128)
+    url: str = Field(max_length=1024)
+    #: PEM trust anchor for the repository's TLS certificate; None means our own root CA.
+    trust_anchor_pem: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class EnrollmentProfileRow(SQLModel, table=True):
+    """A group: one DM account template serving many devices (DM-ADM-001)."""
+
+    __tablename__ = "enrollment_profile"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True, max_length=64)
+    description: str = Field(default="", max_length=1024)
+    #: DmServerRow.id values; the first is the account's server.
+    dm_server_ids: list[int] = Field(default_factory=list, sa_type=JSON)
+    data_repository_ids: list[int] = Field(default_factory=list, sa_type=JSON)
+    #: DMAcc 1.2 settings beyond SrvID/SrvURI: {"Name": .., "Perm": [MOID..], "Noti": {..}}.
+    dmacc: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    #: pki certificate profile for the device certificate.
+    certificate_profile: str = Field(default="device", max_length=32)
+    key_types: list[str] = Field(default_factory=lambda: ["p256", "p384", "ed25519"], sa_type=JSON)
+    #: Allowed attestation methods: token, group-key, idevid, current-cert.
+    attestation: list[str] = Field(default_factory=lambda: ["token"], sa_type=JSON)
+    #: Extra MO instances (DM 2.0 MO instance JSON) delivered when the device declares them.
+    extra_mos: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)
+    #: "inline" (PUT with data, DM-HLF-004) or "hget" (from a data repository, DM-HLF-003).
+    delivery: str = Field(default="inline", max_length=16)
+    validity_days: int = 365
+    #: SecretRef URI of the group key in the secret store (group-key attestation); never the key.
+    group_key_ref: str | None = Field(default=None, max_length=256)
+    enabled: bool = True
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class DeviceRow(SQLModel, table=True):
+    """A device known by its DevID: registered ahead, or created at group enrollment."""
+
+    __tablename__ = "device"
+
+    id: int | None = Field(default=None, primary_key=True)
+    dev_id: str = Field(unique=True, index=True, max_length=128)
+    profile_id: int = Field(foreign_key="enrollment_profile.id", index=True)
+    #: registered | enrolled | bootstrapped | blocked
+    status: str = Field(default="registered", max_length=16, index=True)
+    #: sha256:<hex> of the manufacturer certificate (IDevID), when registered with one.
+    idevid_fingerprint: str | None = Field(default=None, max_length=80)
+    #: What the device declared in package 1 (DM-HLF-001/008).
+    declared_mos: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)
+    features: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    #: Subscriber's choice of DM server (use case B.1), overriding the profile's first.
+    chosen_dm_server_id: int | None = Field(default=None, foreign_key="dm_server.id")
+    #: Extra configuration packages chosen for the next bootstrap (use case B.2).
+    pending_packages: list[str] = Field(default_factory=list, sa_type=JSON)
+    current_serial: str | None = Field(default=None, max_length=64)
+    bootstrapped_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class EnrollmentTokenRow(SQLModel, table=True):
+    """A one-time enrollment token (claim code). Only its SHA-256 is stored."""
+
+    __tablename__ = "enrollment_token"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(unique=True, index=True, max_length=64)
+    profile_id: int = Field(foreign_key="enrollment_profile.id", index=True)
+    #: The device the token is for; None lets the first device that presents it claim it.
+    dev_id: str | None = Field(default=None, max_length=128, index=True)
+    expires_at: datetime = Field(index=True)
+    used_at: datetime | None = None
+    used_by: str | None = Field(default=None, max_length=128)
+    created_by: str = Field(max_length=128)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ManufacturerCaRow(SQLModel, table=True):
+    """A manufacturer CA whose device certificates (IDevID) an admin trusts."""
+
+    __tablename__ = "manufacturer_ca"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True, max_length=128)
+    fingerprint: str = Field(unique=True, max_length=80)
+    pem: str
+    enabled: bool = True
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class UsedNonceRow(SQLModel, table=True):
+    """A nonce or signed timestamp already seen: a replayed request finds it here."""
+
+    __tablename__ = "used_nonce"
+
+    id: int | None = Field(default=None, primary_key=True)
+    #: SHA-256 hex of (method, DevID, nonce).
+    digest: str = Field(unique=True, index=True, max_length=64)
+    expires_at: datetime = Field(index=True)

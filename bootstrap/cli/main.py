@@ -1,0 +1,129 @@
+"""The ``dmboot`` command.
+
+Every command reads settings once (``--data-dir``/``--config`` or the
+environment). Errors are one line on stderr and a non-zero exit: 1 for a refused
+or failed operation, 2 for bad usage (typer's own). Command groups live in their
+own modules and are registered below.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from bootstrap import __version__
+from bootstrap.cli import ca, cert
+from bootstrap.cli.common import emit_json, handled, load_settings, open_runtime, state
+from bootstrap.runtime import Runtime
+from pki.keys import KeyType
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(help="dm-bootstrap: OMA DM 2.0 bootstrap and credential provisioning.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(ca.app, name="ca")
+app.add_typer(cert.app, name="cert")
+app.add_typer(db_app, name="db")
+
+
+@app.callback()
+def _options(
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", envvar="DMBOOT_DATA_DIR",
+                                                   help="Data directory (default ./data).")] = None,
+    config: Annotated[Path | None, typer.Option("--config", envvar="DMBOOT_CONFIG",
+                                                 help="Config file (default <data dir>/dmboot.toml).")] = None,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        typer.echo(f"dmboot {__version__}")
+        raise typer.Exit()
+    state.data_dir, state.config = data_dir, config
+
+
+# -- init / serve ------------------------------------------------------------------
+
+
+@app.command()
+@handled
+def init(
+    key_type: Annotated[str | None, typer.Option("--key-type", help="CA key type: p256, p384, ed25519, rsa2048...")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Create the data directory, config, database schema, CA hierarchy and TLS certificate."""
+    settings = load_settings(ca_key_type=KeyType.parse(key_type) if key_type else None)
+    runtime, report = Runtime.initialize(settings)
+    runtime.close()
+    hierarchy = report.hierarchy
+    if as_json:
+        emit_json({"data_dir": str(report.data_dir), "created": report.created, "changed": bool(report.created),
+                    "root": hierarchy.root.fingerprint if hierarchy else None,
+                    "issuing": hierarchy.issuing.fingerprint if hierarchy else None})
+        return
+    if not report.created:
+        typer.echo(f"Already initialized in {report.data_dir}; nothing changed.")
+    for item in report.created:
+        typer.echo(f"created {item}")
+    if hierarchy:
+        typer.echo(f"root CA     {hierarchy.root.subject}  {hierarchy.root.fingerprint}")
+        typer.echo(f"issuing CA  {hierarchy.issuing.subject}  {hierarchy.issuing.fingerprint}")
+
+
+@app.command()
+@handled
+def serve(
+    host: Annotated[str | None, typer.Option(help="Listen address.")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (one per core).")] = None,
+) -> None:
+    """Start the HTTPS service, initializing on first run."""
+    import uvicorn
+
+    settings = load_settings(host=host, port=port, workers=workers)
+    runtime, report = Runtime.initialize(settings, actor="cli:serve")
+    for item in report.created:
+        typer.echo(f"created {item}")
+    tls = runtime.tls
+    password = runtime.server_key_password()
+    runtime.close()
+    # Workers build the app from the environment: hand them the same data dir and config.
+    os.environ["DMBOOT_DATA_DIR"] = str(settings.data_dir.resolve())
+    if state.config is not None:
+        os.environ["DMBOOT_CONFIG"] = str(state.config.resolve())
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    typer.echo(f"dm-bootstrap serving on https://{settings.host}:{settings.port}  (CA chain: /ca/chain.pem)")
+    uvicorn.run(
+        "bootstrap.asgi:app", host=settings.host, port=settings.port, workers=settings.workers,
+        ssl_certfile=str(tls.cert), ssl_keyfile=str(tls.key), ssl_keyfile_password=password,
+        log_level=settings.log_level, proxy_headers=False,
+    )
+
+
+@db_app.command("upgrade")
+@handled
+def db_upgrade() -> None:
+    """Bring the database schema up to date (keeps data)."""
+    from bootstrap.store import migrate
+
+    with open_runtime() as runtime:
+        migrate.upgrade(runtime.database)
+        typer.echo(f"schema at {migrate.current_revision(runtime.database)}")
+
+
+def _one_line_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> str:
+    return f"warning: {message}\n"
+
+
+def main() -> None:
+    """Console entry point."""
+    warnings.formatwarning = _one_line_warning  # type: ignore[assignment]
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

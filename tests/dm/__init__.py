@@ -1,0 +1,1 @@
+"""Tests for bootstrap.dm: the OMA DM model."""
