@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
 from sqlalchemy.engine import make_url
 
+from bootstrap.auth.principals import TokenService
 from bootstrap.secrets import SecretStore, open_secret_store
 from bootstrap.secrets.embedded import ensure_key_file
 from bootstrap.services.authorities import AuthorityDirectory, HierarchyInfo
@@ -57,6 +58,7 @@ class Runtime:
         self.store = store or open_secret_store(settings)
         self.authorities = AuthorityDirectory(self.store, settings.public_url, settings.organization)
         self.issuance = IssuanceService(self.database, self.authorities)
+        self.tokens = TokenService(self.database)
 
     @property
     def tls(self) -> TlsFiles:

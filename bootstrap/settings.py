@@ -83,6 +83,10 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     log_level: str = "info"
     workers: int = 1
+    #: Reverse proxies whose forwarded client-certificate header is believed (IP addresses).
+    trusted_proxies: tuple[str, ...] = ()
+    #: The header such a proxy puts the URL-escaped PEM client certificate in.
+    client_cert_header: str = "x-ssl-client-cert"
     vault: VaultSettings = field(default_factory=VaultSettings)
 
     @property

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from bootstrap import __version__
-from bootstrap.cli import ca, cert
+from bootstrap.cli import ca, cert, tokens
 from bootstrap.cli.common import emit_json, handled, load_settings, open_runtime, state
 from bootstrap.runtime import Runtime
 from pki.keys import KeyType
@@ -31,6 +31,7 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(ca.app, name="ca")
 app.add_typer(cert.app, name="cert")
 app.add_typer(db_app, name="db")
+app.add_typer(tokens.app, name="token")
 
 
 @app.callback()
@@ -83,7 +84,7 @@ def serve(
     workers: Annotated[int | None, typer.Option(help="Worker processes (one per core).")] = None,
 ) -> None:
     """Start the HTTPS service, initializing on first run."""
-    import uvicorn
+    from bootstrap import server
 
     settings = load_settings(host=host, port=port, workers=workers)
     runtime, report = Runtime.initialize(settings, actor="cli:serve")
@@ -92,17 +93,11 @@ def serve(
     tls = runtime.tls
     password = runtime.server_key_password()
     runtime.close()
-    # Workers build the app from the environment: hand them the same data dir and config.
-    os.environ["DMBOOT_DATA_DIR"] = str(settings.data_dir.resolve())
-    if state.config is not None:
+    if state.config is not None:  # workers read settings from the environment
         os.environ["DMBOOT_CONFIG"] = str(state.config.resolve())
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     typer.echo(f"dm-bootstrap serving on https://{settings.host}:{settings.port}  (CA chain: /ca/chain.pem)")
-    uvicorn.run(
-        "bootstrap.asgi:app", host=settings.host, port=settings.port, workers=settings.workers,
-        ssl_certfile=str(tls.cert), ssl_keyfile=str(tls.key), ssl_keyfile_password=password,
-        log_level=settings.log_level, proxy_headers=False,
-    )
+    server.run(settings, cert=str(tls.cert), key=str(tls.key), key_password=password)
 
 
 @db_app.command("upgrade")

@@ -13,6 +13,7 @@ from sqlmodel import Field, SQLModel
 
 __all__ = [
     "AuditEvent",
+    "ApiTokenRow",
     "AuditHead",
     "AuthorityRow",
     "CertificateRow",
@@ -237,3 +238,26 @@ class UsedNonceRow(SQLModel, table=True):
     #: SHA-256 hex of (method, DevID, nonce).
     digest: str = Field(unique=True, index=True, max_length=64)
     expires_at: datetime = Field(index=True)
+
+
+# -- principals -------------------------------------------------------------------------
+
+
+class ApiTokenRow(SQLModel, table=True):
+    """An API client's bearer token: only its SHA-256 is stored; scoped by roles; expiring."""
+
+    __tablename__ = "api_token"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True, max_length=128)
+    token_hash: str = Field(unique=True, index=True, max_length=64)
+    roles: list[str] = Field(default_factory=list, sa_type=JSON)
+    #: Factory lines: the enrollment profiles this principal may use (empty = none).
+    allowed_profiles: list[str] = Field(default_factory=list, sa_type=JSON)
+    #: Factory lines: how many devices it may still provision (None = no quota).
+    device_quota: int | None = None
+    expires_at: datetime | None = None
+    revoked: bool = False
+    created_by: str = Field(max_length=128)
+    created_at: datetime = Field(default_factory=utcnow)
+    last_used_at: datetime | None = None

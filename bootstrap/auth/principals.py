@@ -1,0 +1,115 @@
+"""Who is calling: principals, API tokens, and the permission check routes use.
+
+API tokens look like ``dmb_<43 url-safe characters>`` (256 bits); only their
+SHA-256 is stored. A request carries one as ``Authorization: Bearer <token>``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlmodel import Session, select
+
+from bootstrap.auth.permissions import ROLES, permissions_of
+from bootstrap.errors import AuthenticationFailed, Conflict, InvalidRequest, PermissionDenied
+from bootstrap.services.audit import append_event
+from bootstrap.store.db import Database
+from bootstrap.store.models import ApiTokenRow, utcnow
+
+__all__ = ["TOKEN_PREFIX", "Principal", "TokenService", "hash_token", "require"]
+
+TOKEN_PREFIX = "dmb_"
+
+
+def hash_token(token: str) -> str:
+    """SHA-256 hex of a bearer token (tokens have 256 bits: no salt or stretching needed)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller."""
+
+    name: str
+    kind: str  # token | admin | station | device
+    roles: frozenset[str] = frozenset()
+    allowed_profiles: tuple[str, ...] = ()
+    device_quota: int | None = None
+    permissions: frozenset[str] = field(default=frozenset())
+
+    @classmethod
+    def with_roles(cls, name: str, kind: str, roles: frozenset[str], **extra: object) -> Principal:
+        return cls(name=name, kind=kind, roles=roles, permissions=permissions_of(roles), **extra)  # type: ignore[arg-type]
+
+    @property
+    def actor(self) -> str:
+        """How the audit trail names this principal."""
+        return f"{self.kind}:{self.name}"
+
+    def can(self, permission: str) -> bool:
+        return permission in self.permissions
+
+
+def require(principal: Principal | None, permission: str) -> Principal:
+    """Return ``principal`` if it holds ``permission``; else raise (401 without one, 403 with)."""
+    if principal is None:
+        raise AuthenticationFailed("this endpoint needs credentials: Authorization: Bearer <API token>")
+    if not principal.can(permission):
+        raise PermissionDenied(f"{principal.actor} lacks the permission {permission!r}")
+    return principal
+
+
+class TokenService:
+    """Creates, checks and revokes API tokens."""
+
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    def create(self, name: str, roles: list[str], *, actor: str, ttl: timedelta | None = None,
+               allowed_profiles: list[str] | None = None, device_quota: int | None = None) -> str:
+        """A new token for ``name`` with ``roles``; the token is returned once and never stored."""
+        unknown = sorted(set(roles) - set(ROLES))
+        if unknown or not roles:
+            raise InvalidRequest(f"unknown or missing roles {unknown}; known: {', '.join(sorted(ROLES))}",
+                                 field="roles")
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        with self._db.session() as session:
+            if session.exec(select(ApiTokenRow).where(ApiTokenRow.name == name)).first():
+                raise Conflict(f"an API token named {name!r} exists already", field="name")
+            session.add(ApiTokenRow(name=name, token_hash=hash_token(token), roles=sorted(roles),
+                                    allowed_profiles=allowed_profiles or [], device_quota=device_quota,
+                                    expires_at=utcnow() + ttl if ttl else None, created_by=actor))
+            append_event(session, actor=actor, action="token.create", outcome="success", target=name,
+                         detail={"roles": sorted(roles), "expires_in_s": ttl.total_seconds() if ttl else None})
+        return token
+
+    def authenticate(self, token: str, *, now: datetime | None = None) -> Principal:
+        """The principal a bearer token belongs to.
+
+        Raises:
+            AuthenticationFailed: unknown, revoked or expired token.
+        """
+        if not token.startswith(TOKEN_PREFIX):
+            raise AuthenticationFailed("not an API token")
+        digest = hash_token(token)
+        with self._db.session() as session:
+            row = session.exec(select(ApiTokenRow).where(ApiTokenRow.token_hash == digest)).first()
+            if row is None or not hmac.compare_digest(row.token_hash, digest) or row.revoked:
+                raise AuthenticationFailed("unknown or revoked API token")
+            if row.expires_at is not None and row.expires_at <= (now or utcnow()):
+                raise AuthenticationFailed("the API token has expired")
+            return Principal.with_roles(row.name, "token", frozenset(row.roles),
+                                        allowed_profiles=tuple(row.allowed_profiles), device_quota=row.device_quota)
+
+    def revoke(self, name: str, *, actor: str) -> None:
+        with self._db.session() as session:
+            row = session.exec(select(ApiTokenRow).where(ApiTokenRow.name == name)).first()
+            if row is None:
+                raise InvalidRequest(f"no API token named {name!r}", field="name")
+            row.revoked = True
+            session.add(row)
+            append_event(session, actor=actor, action="token.revoke", outcome="success", target=name)

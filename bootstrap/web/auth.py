@@ -1,0 +1,28 @@
+"""Authenticating HTTP callers: the Bearer token of an API client."""
+
+from __future__ import annotations
+
+from starlette.requests import HTTPConnection
+
+from bootstrap.auth.principals import Principal, require
+from bootstrap.errors import AuthenticationFailed
+from bootstrap.runtime import Runtime
+
+__all__ = ["authorize", "principal_of"]
+
+
+def principal_of(connection: HTTPConnection) -> Principal | None:
+    """The caller named by ``Authorization: Bearer``, or None without that header."""
+    header = connection.headers.get("authorization", "")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthenticationFailed("use Authorization: Bearer <API token>")
+    runtime: Runtime = connection.app.state.runtime
+    return runtime.tokens.authenticate(token.strip())
+
+
+def authorize(connection: HTTPConnection, permission: str) -> Principal:
+    """The caller, if it holds ``permission`` (401 without credentials, 403 without the right)."""
+    return require(principal_of(connection), permission)
