@@ -184,9 +184,7 @@ class CertificateAuthority:
         not_before = max(start - BACKDATE, self.certificate.not_valid_before_utc)
         not_after = min(start + (validity or profile.validity), self.not_after)
         extensions = profile.extensions(public_key, self.signer.public_key, names, self.urls)
-        builder = _builder(
-            names.subject(), self.certificate.subject, public_key, not_before, not_after, extensions
-        )
+        builder = _builder(names.subject(), self.certificate.subject, public_key, not_before, not_after, extensions)
         certificate = sign_certificate(builder, self.signer)
         check_signature(certificate, self.certificate)
         chain = tuple(c for c in (self.certificate, *self.chain) if c.subject != c.issuer)

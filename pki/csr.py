@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 
 from asn1crypto import csr as asn1_csr
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from pki.errors import CsrEncodingError, CsrPolicyError, CsrSignatureError
+from pki.errors import CsrEncodingError, CsrPolicyError, CsrSignatureError, KeyPolicyError
 from pki.identity import dev_id_from_uri, device_uri
 from pki.keys import KeyPolicy, KeyType, PublicKey
 from pki.profiles import CertificateProfile, IPAddress, Names
@@ -79,9 +80,10 @@ def parse_csr(data: bytes | str, key_policy: KeyPolicy | None = None) -> CsrInfo
     if len(raw) > MAX_CSR_BYTES:
         raise CsrEncodingError(f"CSR is {len(raw)} bytes; the limit is {MAX_CSR_BYTES}", field="csr")
     csr = _load(raw)
-    if not csr.is_signature_valid:
+    public_key = _public_key(csr)
+    if not _signature_valid(csr):
         raise CsrSignatureError("CSR signature does not verify with its public key", field="csr")
-    key_type = (key_policy or KeyPolicy()).check(csr.public_key())
+    key_type = (key_policy or KeyPolicy()).check(public_key)
     extensions, challenge = _attributes(csr.public_bytes(Encoding.DER))
     dns, ips, uris = _requested_names(extensions)
     return CsrInfo(
@@ -101,8 +103,27 @@ def _load(raw: bytes) -> x509.CertificateSigningRequest:
         if raw.lstrip().startswith(b"-----BEGIN"):
             return x509.load_pem_x509_csr(raw)
         return x509.load_der_x509_csr(raw)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, x509.InvalidVersion) as exc:
         raise CsrEncodingError(f"not a PKCS#10 certification request: {exc}", field="csr") from None
+
+
+def _public_key(csr: x509.CertificateSigningRequest) -> PublicKey:
+    # cryptography decodes the key lazily: a corrupt or unknown key surfaces only here.
+    try:
+        return csr.public_key()
+    except UnsupportedAlgorithm as exc:
+        raise KeyPolicyError(f"CSR key type is not supported: {exc}", field="csr") from None
+    except ValueError as exc:
+        raise CsrEncodingError(f"CSR public key cannot be read: {exc}", field="csr") from None
+
+
+def _signature_valid(csr: x509.CertificateSigningRequest) -> bool:
+    try:
+        return csr.is_signature_valid
+    except UnsupportedAlgorithm as exc:
+        raise CsrSignatureError(f"CSR signature algorithm is not supported: {exc}", field="csr") from None
+    except ValueError as exc:
+        raise CsrSignatureError(f"CSR signature cannot be checked: {exc}", field="csr") from None
 
 
 def _attributes(der: bytes) -> tuple[list[tuple[str, object]], str | None]:
@@ -149,10 +170,19 @@ def _requested_names(
                         f"subjectAltName IP address {native!r} is not a single address", field="csr"
                     ) from None
             elif kind == "uniform_resource_identifier":
-                uris.append(str(native))
+                # As sent: asn1crypto's .native is an IRI (percent-decoded, case-folded), which
+                # would never equal device_uri() for a DevID with '/', '%', '?' or '#'.
+                uris.append(_ascii(general_name.chosen.contents))
             else:
                 raise CsrPolicyError(f"subjectAltName of type {kind} is not allowed", field="csr")
     return tuple(dns), tuple(ips), tuple(uris)
+
+
+def _ascii(contents: bytes) -> str:
+    try:
+        return bytes(contents).decode("ascii")
+    except UnicodeDecodeError:
+        raise CsrPolicyError("subjectAltName URI is not ASCII", field="csr") from None
 
 
 def _common_name(csr: x509.CertificateSigningRequest) -> str | None:
@@ -199,9 +229,7 @@ def _check_extensions(info: CsrInfo, profile: CertificateProfile) -> None:
 def _check_san_kinds(info: CsrInfo, profile: CertificateProfile) -> None:
     for kind, values in (("dns", info.dns), ("ip", info.ips), ("uri", info.uris)):
         if values and kind not in profile.san_kinds:
-            raise CsrPolicyError(
-                f"subjectAltName of kind {kind} is not allowed by profile {profile.name}", field="csr"
-            )
+            raise CsrPolicyError(f"subjectAltName of kind {kind} is not allowed by profile {profile.name}", field="csr")
 
 
 def _check_within(info: CsrInfo, expected: Names) -> None:

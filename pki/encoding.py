@@ -8,6 +8,7 @@ only writes it, so it is read and written here with asn1crypto.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import cast
 
 from asn1crypto import cms as asn1_cms
 from asn1crypto import x509 as asn1_x509
@@ -54,9 +55,7 @@ def pkcs7_certs_only(certificates: Sequence[x509.Certificate]) -> bytes:
             "version": "v1",
             "digest_algorithms": [],
             "encap_content_info": {"content_type": "data"},
-            "certificates": [
-                asn1_x509.Certificate.load(c.public_bytes(Encoding.DER)) for c in certificates
-            ],
+            "certificates": [asn1_x509.Certificate.load(c.public_bytes(Encoding.DER)) for c in certificates],
             "signer_infos": [],
         }
     )
@@ -73,10 +72,7 @@ def pkcs7_certificates(der: bytes) -> list[x509.Certificate]:
         info = asn1_cms.ContentInfo.load(der)
         if info["content_type"].native != "signed_data":
             raise EncodingError("PKCS#7 content is not SignedData")
-        return [
-            x509.load_der_x509_certificate(choice.chosen.dump())
-            for choice in info["content"]["certificates"]
-        ]
+        return [x509.load_der_x509_certificate(choice.chosen.dump()) for choice in info["content"]["certificates"]]
     except (ValueError, TypeError, KeyError) as exc:
         raise EncodingError(f"not a PKCS#7 certs-only structure: {exc}") from None
 
@@ -101,5 +97,9 @@ def pkcs12_bundle(
     if not password:
         raise ValueError("a PKCS#12 bundle needs a password")
     return pkcs12.serialize_key_and_certificates(
-        name.encode(), key, certificate, list(chain), serialization.BestAvailableEncryption(password)
+        name.encode(),
+        cast(pkcs12.PKCS12PrivateKeyTypes, key),
+        certificate,
+        list(chain),
+        serialization.BestAvailableEncryption(password),
     )

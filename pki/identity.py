@@ -39,4 +39,4 @@ def dev_id_from_uri(uri: str) -> str | None:
     """The DevID in a device URI SAN, or None if ``uri`` is not one."""
     if not uri.startswith(DEVICE_URI_PREFIX):
         return None
-    return unquote(uri[len(DEVICE_URI_PREFIX):])
+    return unquote(uri[len(DEVICE_URI_PREFIX) :])

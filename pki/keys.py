@@ -38,7 +38,7 @@ _RSA_MIN_BITS = 2048
 _RSA_MAX_BITS = 4096
 
 
-class KeyType(str, enum.Enum):
+class KeyType(enum.StrEnum):
     """A key type the service knows, named as in settings, the CLI and the API."""
 
     P256 = "p256"
@@ -62,16 +62,20 @@ class KeyType(str, enum.Enum):
     def parse(cls, value: str) -> KeyType:
         """Return the key type named ``value`` (case-insensitive), or raise KeyPolicyError."""
         normalized = value.strip().lower().replace("-", "").replace("_", "")
-        aliases = {"ecdsap256": "p256", "secp256r1": "p256", "prime256v1": "p256",
-                   "ecdsap384": "p384", "secp384r1": "p384", "rsa": "rsa2048"}
+        aliases = {
+            "ecdsap256": "p256",
+            "secp256r1": "p256",
+            "prime256v1": "p256",
+            "ecdsap384": "p384",
+            "secp384r1": "p384",
+            "rsa": "rsa2048",
+        }
         normalized = aliases.get(normalized, normalized)
         try:
             return cls(normalized)
         except ValueError:
             allowed = ", ".join(k.value for k in cls)
-            raise KeyPolicyError(
-                f"unknown key type {value!r}; allowed: {allowed}", field="key_type"
-            ) from None
+            raise KeyPolicyError(f"unknown key type {value!r}; allowed: {allowed}", field="key_type") from None
 
 
 DEFAULT_KEY_TYPE = KeyType.P256
@@ -112,7 +116,7 @@ def classify_public_key(public_key: object) -> KeyType:
     raise KeyPolicyError(f"key type {type(public_key).__name__} is not allowed")
 
 
-def signature_hash(key_type: KeyType) -> hashes.HashAlgorithm | None:
+def signature_hash(key_type: KeyType) -> hashes.SHA256 | hashes.SHA384 | None:
     """The hash a CA key of ``key_type`` signs with (None for Ed25519, which hashes itself)."""
     if key_type is KeyType.ED25519:
         return None

@@ -25,9 +25,11 @@ import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes as IssuerPublicKey
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 from pki.errors import ProfileError
@@ -100,25 +102,19 @@ class CertificateProfile:
 def _key_ids(subject_key: PublicKey, issuer_key: PublicKey) -> list[Extension]:
     return [
         (x509.SubjectKeyIdentifier.from_public_key(subject_key), False),
-        (x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key), False),
+        (x509.AuthorityKeyIdentifier.from_issuer_public_key(cast(IssuerPublicKey, issuer_key)), False),
     ]
 
 
 def _locations(urls: Urls) -> list[Extension]:
     extensions: list[Extension] = []
     if urls.crl:
-        points = [
-            x509.DistributionPoint([x509.UniformResourceIdentifier(u)], None, None, None)
-            for u in urls.crl
-        ]
+        points = [x509.DistributionPoint([x509.UniformResourceIdentifier(u)], None, None, None) for u in urls.crl]
         extensions.append((x509.CRLDistributionPoints(points), False))
     access = [
-        x509.AccessDescription(AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(u))
-        for u in urls.ocsp
+        x509.AccessDescription(AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(u)) for u in urls.ocsp
     ] + [
-        x509.AccessDescription(
-            AuthorityInformationAccessOID.CA_ISSUERS, x509.UniformResourceIdentifier(u)
-        )
+        x509.AccessDescription(AuthorityInformationAccessOID.CA_ISSUERS, x509.UniformResourceIdentifier(u))
         for u in urls.ca_issuers
     ]
     if access:
@@ -149,9 +145,7 @@ def root_extensions(subject_key: PublicKey, issuer_key: PublicKey, names: Names,
     ]
 
 
-def issuing_ca_extensions(
-    subject_key: PublicKey, issuer_key: PublicKey, names: Names, urls: Urls
-) -> list[Extension]:
+def issuing_ca_extensions(subject_key: PublicKey, issuer_key: PublicKey, names: Names, urls: Urls) -> list[Extension]:
     """Issuing CA below the root: pathLen 0, so it can issue only end entities."""
     return [
         (x509.BasicConstraints(ca=True, path_length=0), True),
@@ -178,9 +172,7 @@ def _leaf(eku: x509.ObjectIdentifier) -> ExtensionsFn:
     return extensions
 
 
-def ocsp_signer_extensions(
-    subject_key: PublicKey, issuer_key: PublicKey, names: Names, urls: Urls
-) -> list[Extension]:
+def ocsp_signer_extensions(subject_key: PublicKey, issuer_key: PublicKey, names: Names, urls: Urls) -> list[Extension]:
     """Delegated OCSP responder (RFC 6960 4.2.2.2), exempt from revocation checks."""
     return [
         (x509.BasicConstraints(ca=False, path_length=None), True),
@@ -199,22 +191,34 @@ PROFILES: dict[str, CertificateProfile] = {
             "issuing-ca", "issuing CA (pathLen 0)", timedelta(days=10 * 365), issuing_ca_extensions, is_ca=True
         ),
         CertificateProfile(
-            "device", "device client certificate (mTLS clientAuth)", timedelta(days=365),
-            _leaf(ExtendedKeyUsageOID.CLIENT_AUTH), san_kinds=frozenset({"uri"}),
+            "device",
+            "device client certificate (mTLS clientAuth)",
+            timedelta(days=365),
+            _leaf(ExtendedKeyUsageOID.CLIENT_AUTH),
+            san_kinds=frozenset({"uri"}),
             eku=frozenset({ExtendedKeyUsageOID.CLIENT_AUTH}),
         ),
         CertificateProfile(
-            "dm-server", "DM server (TLS serverAuth)", timedelta(days=397),
-            _leaf(ExtendedKeyUsageOID.SERVER_AUTH), san_kinds=frozenset({"dns", "ip"}),
+            "dm-server",
+            "DM server (TLS serverAuth)",
+            timedelta(days=397),
+            _leaf(ExtendedKeyUsageOID.SERVER_AUTH),
+            san_kinds=frozenset({"dns", "ip"}),
             eku=frozenset({ExtendedKeyUsageOID.SERVER_AUTH}),
         ),
         CertificateProfile(
-            "data-repository", "data repository (TLS serverAuth)", timedelta(days=397),
-            _leaf(ExtendedKeyUsageOID.SERVER_AUTH), san_kinds=frozenset({"dns", "ip"}),
+            "data-repository",
+            "data repository (TLS serverAuth)",
+            timedelta(days=397),
+            _leaf(ExtendedKeyUsageOID.SERVER_AUTH),
+            san_kinds=frozenset({"dns", "ip"}),
             eku=frozenset({ExtendedKeyUsageOID.SERVER_AUTH}),
         ),
         CertificateProfile(
-            "ocsp-signer", "delegated OCSP response signer", timedelta(days=30), ocsp_signer_extensions,
+            "ocsp-signer",
+            "delegated OCSP response signer",
+            timedelta(days=30),
+            ocsp_signer_extensions,
             eku=frozenset({ExtendedKeyUsageOID.OCSP_SIGNING}),
         ),
     )

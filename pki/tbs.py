@@ -54,9 +54,7 @@ def sign_certificate(builder: x509.CertificateBuilder, signer: Signer) -> x509.C
     return x509.load_der_x509_certificate(certificate.dump(force=True))
 
 
-def sign_crl(
-    builder: x509.CertificateRevocationListBuilder, signer: Signer
-) -> x509.CertificateRevocationList:
+def sign_crl(builder: x509.CertificateRevocationListBuilder, signer: Signer) -> x509.CertificateRevocationList:
     """Sign a CRL ``builder`` with ``signer`` and return the CRL."""
     algorithm = signature_hash(signer.key_type)
     if isinstance(signer, LocalSigner):

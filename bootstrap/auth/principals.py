@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlmodel import Session, select
+from sqlmodel import select
 
 from bootstrap.auth.permissions import ROLES, permissions_of
 from bootstrap.errors import AuthenticationFailed, Conflict, InvalidRequest, PermissionDenied
@@ -22,7 +22,7 @@ from bootstrap.store.models import ApiTokenRow, utcnow
 
 __all__ = ["TOKEN_PREFIX", "Principal", "TokenService", "hash_token", "require"]
 
-TOKEN_PREFIX = "dmb_"
+TOKEN_PREFIX = "dmb_"  # noqa: S105 - a public prefix, not a secret
 
 
 def hash_token(token: str) -> str:

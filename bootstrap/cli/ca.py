@@ -27,15 +27,27 @@ def ca_show(
         active = [r for r in rows if r.active] + [r for r in rows if r.kind == "root"]
         typer.echo("".join(r.pem for r in active), nl=False)
         return
-    records = [{"name": r.name, "kind": r.kind, "active": r.active, "subject": r.subject,
-                "serial": r.serial_hex, "not_before": r.not_before.isoformat(),
-                "not_after": r.not_after.isoformat(), "fingerprint": r.fingerprint,
-                "key": r.key_ref.split("#")[0]} for r in rows]
+    records = [
+        {
+            "name": r.name,
+            "kind": r.kind,
+            "active": r.active,
+            "subject": r.subject,
+            "serial": r.serial_hex,
+            "not_before": r.not_before.isoformat(),
+            "not_after": r.not_after.isoformat(),
+            "fingerprint": r.fingerprint,
+            "key": r.key_ref.split("#")[0],
+        }
+        for r in rows
+    ]
     if as_json:
         emit_json(records)
         return
     for r in records:
         flag = " (active)" if r["active"] else ""
-        typer.echo(f"{r['name']:<10} {r['kind']:<8}{flag}\n  subject     {r['subject']}\n"
-                   f"  valid       {r['not_before']} .. {r['not_after']}\n  fingerprint {r['fingerprint']}\n"
-                   f"  key         {r['key']}")
+        typer.echo(
+            f"{r['name']:<10} {r['kind']:<8}{flag}\n  subject     {r['subject']}\n"
+            f"  valid       {r['not_before']} .. {r['not_after']}\n  fingerprint {r['fingerprint']}\n"
+            f"  key         {r['key']}"
+        )

@@ -19,10 +19,19 @@ app = typer.Typer(help="Issue and inspect certificates.", no_args_is_help=True)
 
 
 def _cert_record(row: CertificateRow) -> dict[str, Any]:
-    return {"serial": row.serial_hex, "profile": row.profile, "subject": row.subject,
-            "sans": json.loads(row.sans), "device_id": row.device_id, "key_type": row.key_type,
-            "not_before": row.not_before.isoformat(), "not_after": row.not_after.isoformat(),
-            "status": row.status, "fingerprint": row.fingerprint, "requested_by": row.requested_by}
+    return {
+        "serial": row.serial_hex,
+        "profile": row.profile,
+        "subject": row.subject,
+        "sans": json.loads(row.sans),
+        "device_id": row.device_id,
+        "key_type": row.key_type,
+        "not_before": row.not_before.isoformat(),
+        "not_after": row.not_after.isoformat(),
+        "status": row.status,
+        "fingerprint": row.fingerprint,
+        "requested_by": row.requested_by,
+    }
 
 
 @app.command("issue")
@@ -41,9 +50,16 @@ def cert_issue(
     if out is not None:
         out.write_text(issued.chain_pem)
     if as_json:
-        emit_json({"serial": issued.serial_hex, "profile": issued.profile, "fingerprint": issued.fingerprint,
-                    "not_after": issued.certificate.not_valid_after_utc.isoformat(),
-                    "out": str(out) if out else None, "pem": None if out else issued.chain_pem})
+        emit_json(
+            {
+                "serial": issued.serial_hex,
+                "profile": issued.profile,
+                "fingerprint": issued.fingerprint,
+                "not_after": issued.certificate.not_valid_after_utc.isoformat(),
+                "out": str(out) if out else None,
+                "pem": None if out else issued.chain_pem,
+            }
+        )
     elif out is None:
         typer.echo(issued.chain_pem, nl=False)
     else:

@@ -18,8 +18,9 @@ from typing import Annotated, Any
 import typer
 
 from bootstrap import __version__
-from bootstrap.cli import ca, cert, tokens
+from bootstrap.cli import ca, cert, secrets, tokens
 from bootstrap.cli.common import emit_json, handled, load_settings, open_runtime, state
+from bootstrap.cli.secrets import check_hierarchy_keys, with_ca_keys
 from bootstrap.runtime import Runtime
 from pki.keys import KeyType
 
@@ -31,6 +32,7 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(ca.app, name="ca")
 app.add_typer(cert.app, name="cert")
 app.add_typer(db_app, name="db")
+app.add_typer(secrets.app, name="secrets")
 app.add_typer(tokens.app, name="token")
 
 
@@ -54,14 +56,23 @@ def _options(
 @app.command()
 @handled
 def init(
-    key_type: Annotated[str | None, typer.Option("--key-type", help="CA key type: p256, p384, ed25519, rsa2048...")] = None,
+    key_type: Annotated[
+        str | None, typer.Option("--key-type", help="CA key type: p256, p384, ed25519, rsa2048...")
+    ] = None,
+    ca_keys: Annotated[str | None, typer.Option(
+        "--ca-keys", help="Where CA keys live: embedded, vault-transit (never leave Vault) or vault-kv. "
+        "vault-* use the [vault] settings (DMBOOT_VAULT_ADDR, DMBOOT_VAULT_TOKEN...).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Create the data directory, config, database schema, CA hierarchy and TLS certificate."""
     settings = load_settings(ca_key_type=KeyType.parse(key_type) if key_type else None)
+    if ca_keys is not None:
+        settings = with_ca_keys(settings, ca_keys)
     runtime, report = Runtime.initialize(settings)
     runtime.close()
     hierarchy = report.hierarchy
+    if hierarchy is not None and not hierarchy.created and ca_keys is not None:
+        check_hierarchy_keys(hierarchy, ca_keys)
     if as_json:
         emit_json({"data_dir": str(report.data_dir), "created": report.created, "changed": bool(report.created),
                     "root": hierarchy.root.fingerprint if hierarchy else None,
@@ -117,7 +128,7 @@ def _one_line_warning(message: Warning | str, category: type[Warning], *_: Any, 
 
 def main() -> None:
     """Console entry point."""
-    warnings.formatwarning = _one_line_warning  # type: ignore[assignment]
+    warnings.formatwarning = _one_line_warning
     try:
         app()
     except KeyboardInterrupt:

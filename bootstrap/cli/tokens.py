@@ -16,17 +16,26 @@ app = typer.Typer(help="API tokens (Bearer) for admin clients and factory statio
 @handled
 def token_create(
     name: Annotated[str, typer.Argument(help="A unique name for the client, e.g. line-3 or ci-bot.")],
-    role: Annotated[list[str], typer.Option("--role", help="security-admin, provisioning-admin, factory-line, auditor.")],
+    role: Annotated[
+        list[str], typer.Option("--role", help="security-admin, provisioning-admin, factory-line, auditor.")
+    ],
     ttl_days: Annotated[int | None, typer.Option("--ttl-days", help="Expire after this many days.")] = None,
-    profile: Annotated[list[str] | None, typer.Option("--profile", help="Factory lines: allowed enrollment profile.")] = None,
+    profile: Annotated[
+        list[str] | None, typer.Option("--profile", help="Factory lines: allowed enrollment profile.")
+    ] = None,
     quota: Annotated[int | None, typer.Option("--quota", help="Factory lines: device quota.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Create an API token. It is printed once and never stored."""
     with open_runtime() as runtime:
-        token = runtime.tokens.create(name, role, actor="cli:admin",
-                                      ttl=timedelta(days=ttl_days) if ttl_days else None,
-                                      allowed_profiles=profile, device_quota=quota)
+        token = runtime.tokens.create(
+            name,
+            role,
+            actor="cli:admin",
+            ttl=timedelta(days=ttl_days) if ttl_days else None,
+            allowed_profiles=profile,
+            device_quota=quota,
+        )
     if as_json:
         emit_json({"name": name, "roles": role, "token": token})
     else:

@@ -31,6 +31,7 @@ import threading
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -172,9 +173,9 @@ class EmbeddedKeystore:
         return self._root / "kv" / f"{_check_name(path)}.json"
 
     @staticmethod
-    def _read_kv(file: Path) -> dict[str, object]:
+    def _read_kv(file: Path) -> dict[str, Any]:
         try:
-            result: dict[str, object] = json.loads(file.read_text())
+            result: dict[str, Any] = json.loads(file.read_text())
             return result
         except FileNotFoundError:
             return {}

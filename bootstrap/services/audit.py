@@ -21,8 +21,17 @@ from bootstrap.store.models import AuditEvent, AuditHead, utcnow
 __all__ = ["append_event", "event_hash"]
 
 
-def event_hash(prev_hash: str, seq: int, at: datetime, actor: str, action: str, outcome: str,
-               target: str | None, request_id: str | None, detail: str) -> str:
+def event_hash(
+    prev_hash: str,
+    seq: int,
+    at: datetime,
+    actor: str,
+    action: str,
+    outcome: str,
+    target: str | None,
+    request_id: str | None,
+    detail: str,
+) -> str:
     """The chain hash of one event (documented in docs/architecture.md)."""
     body = json.dumps(
         [seq, at.isoformat(), actor, action, outcome, target, request_id, detail],
@@ -52,8 +61,16 @@ def append_event(
     seq = head.seq + 1
     digest = event_hash(head.hash, seq, at, actor, action, outcome, target, request_id, detail_json)
     event = AuditEvent(
-        seq=seq, at=at, actor=actor, action=action, outcome=outcome, target=target,
-        request_id=request_id, detail=detail_json, prev_hash=head.hash, hash=digest,
+        seq=seq,
+        at=at,
+        actor=actor,
+        action=action,
+        outcome=outcome,
+        target=target,
+        request_id=request_id,
+        detail=detail_json,
+        prev_hash=head.hash,
+        hash=digest,
     )
     head.seq, head.hash = seq, digest
     session.add(event)

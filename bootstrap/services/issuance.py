@@ -80,8 +80,15 @@ class IssuanceService:
             raise
         return self._issue(info, profile.name, requester, expected, validity, now)
 
-    def _issue(self, info: CsrInfo, profile_name: str, requester: Requester, expected: Names | None,
-               validity: timedelta | None, now: datetime | None) -> IssuedCertificate:
+    def _issue(
+        self,
+        info: CsrInfo,
+        profile_name: str,
+        requester: Requester,
+        expected: Names | None,
+        validity: timedelta | None,
+        now: datetime | None,
+    ) -> IssuedCertificate:
         profile = get_profile(profile_name)
         for attempt in range(_SERIAL_RETRIES):
             try:
@@ -99,30 +106,55 @@ class IssuanceService:
         raise RuntimeError("could not record a unique serial")  # pragma: no cover
 
     @staticmethod
-    def _record(session: Session, issued: IssuedCertificate, authority_id: int, info: CsrInfo,
-                requester: Requester) -> None:
+    def _record(
+        session: Session, issued: IssuedCertificate, authority_id: int, info: CsrInfo, requester: Requester
+    ) -> None:
         cert = issued.certificate
         names = _san_strings(issued)
         device_id = next((d for d in (dev_id_from_uri(n[4:]) for n in names if n.startswith("uri:")) if d), None)
-        session.add(CertificateRow(
-            serial_hex=issued.serial_hex, authority_id=authority_id, profile=issued.profile,
-            subject=cert.subject.rfc4514_string(), common_name=_common_name(issued), sans=json.dumps(names),
-            device_id=device_id, key_type=info.key_type.value, not_before=cert.not_valid_before_utc,
-            not_after=cert.not_valid_after_utc, fingerprint=issued.fingerprint,
-            pem=cert.public_bytes(Encoding.PEM).decode(), requested_by=requester.actor,
-            request_id=requester.request_id,
-        ))
+        session.add(
+            CertificateRow(
+                serial_hex=issued.serial_hex,
+                authority_id=authority_id,
+                profile=issued.profile,
+                subject=cert.subject.rfc4514_string(),
+                common_name=_common_name(issued),
+                sans=json.dumps(names),
+                device_id=device_id,
+                key_type=info.key_type.value,
+                not_before=cert.not_valid_before_utc,
+                not_after=cert.not_valid_after_utc,
+                fingerprint=issued.fingerprint,
+                pem=cert.public_bytes(Encoding.PEM).decode(),
+                requested_by=requester.actor,
+                request_id=requester.request_id,
+            )
+        )
         session.flush()
-        append_event(session, actor=requester.actor, action="cert.issue", outcome="success",
-                     target=issued.serial_hex, request_id=requester.request_id,
-                     detail={"profile": issued.profile, "subject": cert.subject.rfc4514_string(),
-                             "fingerprint": issued.fingerprint})
+        append_event(
+            session,
+            actor=requester.actor,
+            action="cert.issue",
+            outcome="success",
+            target=issued.serial_hex,
+            request_id=requester.request_id,
+            detail={
+                "profile": issued.profile,
+                "subject": cert.subject.rfc4514_string(),
+                "fingerprint": issued.fingerprint,
+            },
+        )
 
     def _refused(self, requester: Requester, profile_name: str, error: PkiError) -> None:
         with self._db.session() as session:
-            append_event(session, actor=requester.actor, action="cert.issue", outcome="failure",
-                         request_id=requester.request_id,
-                         detail={"profile": profile_name, "error": type(error).__name__, "reason": error.message})
+            append_event(
+                session,
+                actor=requester.actor,
+                action="cert.issue",
+                outcome="failure",
+                request_id=requester.request_id,
+                detail={"profile": profile_name, "error": type(error).__name__, "reason": error.message},
+            )
 
     def get(self, serial_hex: str) -> CertificateRow:
         serial = serial_hex.lower().removeprefix("0x").replace(":", "").lstrip("0")
@@ -150,9 +182,11 @@ def _san_strings(issued: IssuedCertificate) -> list[str]:
         san = issued.certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return []
-    return ([f"dns:{n}" for n in san.get_values_for_type(x509.DNSName)]
-            + [f"ip:{n}" for n in san.get_values_for_type(x509.IPAddress)]
-            + [f"uri:{n}" for n in san.get_values_for_type(x509.UniformResourceIdentifier)])
+    return (
+        [f"dns:{n}" for n in san.get_values_for_type(x509.DNSName)]
+        + [f"ip:{n}" for n in san.get_values_for_type(x509.IPAddress)]
+        + [f"uri:{n}" for n in san.get_values_for_type(x509.UniformResourceIdentifier)]
+    )
 
 
 def _id(value: int | None) -> int:

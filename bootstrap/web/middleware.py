@@ -66,11 +66,22 @@ class BodyLimitMiddleware:
         await self.app(scope, limited, send)
 
     async def _refuse(self, send: Send) -> None:
-        body = json.dumps({
-            "type": "urn:dmboot:problem:payload-too-large", "title": "Request body too large",
-            "status": 413, "detail": f"the request body is larger than {self.limit} bytes",
-        }).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/problem+json"),
-                                (b"content-length", str(len(body)).encode())]})
+        body = json.dumps(
+            {
+                "type": "urn:dmboot:problem:payload-too-large",
+                "title": "Request body too large",
+                "status": 413,
+                "detail": f"the request body is larger than {self.limit} bytes",
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/problem+json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

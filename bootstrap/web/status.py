@@ -41,8 +41,9 @@ async def readyz(request: Request) -> Response:
         checks["ca"] = "ok"
     except Exception as exc:  # readiness reports, it does not raise
         checks["error"] = type(exc).__name__
-        return problem(503, "not-ready", "Not ready", f"{type(exc).__name__}: {exc}",
-                       headers={"Retry-After": "5"}, checks=checks)
+        return problem(
+            503, "not-ready", "Not ready", f"{type(exc).__name__}: {exc}", headers={"Retry-After": "5"}, checks=checks
+        )
     return JSONResponse({"status": "ready", "checks": checks})
 
 

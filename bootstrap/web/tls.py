@@ -108,7 +108,9 @@ def client_certificate(
     return None
 
 
-def ssl_context_factory(trust_pems: Callable[[], str]) -> Callable[[Config, Callable[[], ssl.SSLContext]], ssl.SSLContext]:
+def ssl_context_factory(
+    trust_pems: Callable[[], str],
+) -> Callable[[Config, Callable[[], ssl.SSLContext]], ssl.SSLContext]:
     """A uvicorn ``ssl_context_factory`` asking for optional client certificates.
 
     ``trust_pems`` returns the PEM bundle of CAs whose client certificates the TLS
