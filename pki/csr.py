@@ -13,6 +13,7 @@ requester is, with that identity; the names it returns are the ones to certify.
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 
 from asn1crypto import csr as asn1_csr
@@ -29,6 +30,10 @@ __all__ = ["MAX_CSR_BYTES", "CsrInfo", "check_request", "parse_csr"]
 
 #: Larger requests are refused before parsing; an RSA-4096 CSR with many SANs is ~2 KiB.
 MAX_CSR_BYTES = 64 * 1024
+
+# RFC 1123 host names, optionally with one leading wildcard label; internationalised
+# names must arrive as A-labels (xn--...).
+_HOSTNAME = re.compile(r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 _SAN = "2.5.29.17"
 _KEY_USAGE = "2.5.29.15"
@@ -262,6 +267,9 @@ def _names_from_request(info: CsrInfo, profile: CertificateProfile) -> Names:
         dns = info.dns or ((info.common_name.lower(),) if info.common_name else ())
         if not dns and not info.ips:
             raise CsrPolicyError(f"profile {profile.name} needs a DNS name or IP address", field="csr")
+        bad = [d for d in dns if not _HOSTNAME.match(d)]
+        if bad:
+            raise CsrPolicyError(f"not a DNS host name (use IDNA A-labels): {', '.join(bad)}", field="csr")
         return Names(common_name=info.common_name or (dns[0] if dns else str(info.ips[0])), dns=dns, ips=info.ips)
     if not info.common_name:
         raise CsrPolicyError("CSR subject needs a CN", field="csr")
