@@ -5,18 +5,24 @@ from __future__ import annotations
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bootstrap.errors import NotFound
 from bootstrap.runtime import Runtime
+from bootstrap.web.auth import principal_of
+from bootstrap.web.tls import client_certificate, tls_info
+from pki.authority import fingerprint
+from bootstrap.secrets import CheckResult
 from bootstrap.web.problems import problem
 
 __all__ = ["routes"]
 
 PEM_CHAIN = "application/pem-certificate-chain"  # RFC 8555 9.1
 DER_CERT = "application/pkix-cert"  # RFC 2585
+_SECRETS_RETRY_AFTER = 5
 
 
 def _runtime(request: Request) -> Runtime:
@@ -30,8 +36,16 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """Readiness: the database answers and the CA is initialized."""
-    runtime = _runtime(request)
+    """Readiness: the database answers, the CA is initialized and the secret store passes its checks.
+
+    Vault sealed, stopped or denying makes the service not ready (503 with Retry-After);
+    it becomes ready again by itself once Vault is back.
+    """
+    # The database and Vault calls block: keep them off the event loop.
+    return await run_in_threadpool(_readiness, _runtime(request))
+
+
+def _readiness(runtime: Runtime) -> Response:
     checks: dict[str, str] = {}
     try:
         with runtime.database.session() as session:
@@ -44,6 +58,19 @@ async def readyz(request: Request) -> Response:
         return problem(
             503, "not-ready", "Not ready", f"{type(exc).__name__}: {exc}", headers={"Retry-After": "5"}, checks=checks
         )
+    try:
+        failed = [r for r in runtime.store.check() if not r.ok]
+    except Exception as exc:  # a store's check() should not raise; readiness reports anyway
+        failed = [CheckResult("secret store", False, f"{type(exc).__name__}: {exc}")]
+    if failed:
+        checks["secrets"] = "failed"
+        detail = "; ".join(f"{r.name}: {r.detail}" if r.detail else r.name for r in failed)
+        return problem(
+            503, "secret-store-unavailable", "Not ready: the secret store fails its checks", detail,
+            headers={"Retry-After": str(_SECRETS_RETRY_AFTER)}, checks=checks,
+            failed=[{"name": r.name, "detail": r.detail, "hint": r.hint} for r in failed],
+        )
+    checks["secrets"] = "ok"
     return JSONResponse({"status": "ready", "checks": checks})
 
 
@@ -67,6 +94,18 @@ async def ca_certificate(request: Request) -> Response:
     return Response(cert.public_bytes(Encoding.PEM), media_type="application/x-pem-file")
 
 
+async def ca_bundle(request: Request) -> Response:
+    """``/ca/bundle.pem``: every issuing CA still within its validity (active first), then the root.
+
+    After ``dmboot ca rotate`` certificates of the retired issuing CA stay in use until
+    they expire; relying parties that load this bundle trust both during the overlap.
+    """
+    runtime = _runtime(request)
+    with runtime.database.session() as session:
+        rows = runtime.authorities.bundle_rows(session)
+    return Response("".join(r.pem for r in rows), media_type=PEM_CHAIN)
+
+
 async def ca_chain(request: Request) -> Response:
     """``/ca/chain.pem``: the active issuing CA followed by the root."""
     runtime = _runtime(request)
@@ -76,10 +115,38 @@ async def ca_chain(request: Request) -> Response:
     return Response(issuing.pem + root.pem, media_type=PEM_CHAIN)
 
 
+async def whoami(request: Request) -> Response:
+    """``/api/v1/whoami``: what the service sees of the caller - for debugging proxies and mTLS."""
+    runtime = _runtime(request)
+    principal = principal_of(request)
+    cert = client_certificate(
+        request, trusted_proxies=runtime.settings.trusted_proxies, header=runtime.settings.client_cert_header
+    )
+    info = tls_info(request) or {}
+    return JSONResponse(
+        {
+            "principal": {"name": principal.name, "kind": principal.kind, "roles": sorted(principal.roles)}
+            if principal
+            else None,
+            "client_certificate": {
+                "subject": cert.subject.rfc4514_string(),
+                "issuer": cert.issuer.rfc4514_string(),
+                "fingerprint": fingerprint(cert),
+            }
+            if cert
+            else None,
+            "tls_version": info.get("tls_version"),
+            "request_id": request.scope.get("state", {}).get("request_id"),
+        }
+    )
+
+
 def routes() -> list[Route]:
     return [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/ca/chain.pem", ca_chain, methods=["GET"]),
+        Route("/ca/bundle.pem", ca_bundle, methods=["GET"]),
         Route("/ca/{file}", ca_certificate, methods=["GET"]),
+        Route("/api/v1/whoami", whoami, methods=["GET"]),
     ]
