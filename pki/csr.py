@@ -89,7 +89,8 @@ def parse_csr(data: bytes | str, key_policy: KeyPolicy | None = None) -> CsrInfo
     if not _signature_valid(csr):
         raise CsrSignatureError("CSR signature does not verify with its public key", field="csr")
     key_type = (key_policy or KeyPolicy()).check(public_key)
-    extensions, challenge = _attributes(csr.public_bytes(Encoding.DER))
+    # Most device CSRs carry no attributes: skip the second (asn1crypto) parse then.
+    extensions, challenge = _attributes(csr.public_bytes(Encoding.DER)) if _has_attributes(csr) else ([], None)
     dns, ips, uris = _requested_names(extensions)
     return CsrInfo(
         csr=csr,
@@ -129,6 +130,13 @@ def _signature_valid(csr: x509.CertificateSigningRequest) -> bool:
         raise CsrSignatureError(f"CSR signature algorithm is not supported: {exc}", field="csr") from None
     except ValueError as exc:
         raise CsrSignatureError(f"CSR signature cannot be checked: {exc}", field="csr") from None
+
+
+def _has_attributes(csr: x509.CertificateSigningRequest) -> bool:
+    try:
+        return len(list(csr.attributes)) > 0
+    except ValueError:  # an attribute cryptography cannot parse: let asn1crypto say what
+        return True
 
 
 def _attributes(der: bytes) -> tuple[list[tuple[str, object]], str | None]:

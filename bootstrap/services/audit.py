@@ -14,11 +14,21 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlalchemy import Table, bindparam, insert, select, update
+from sqlmodel import Session
 
 from bootstrap.store.models import AuditEvent, AuditHead, utcnow
 
-__all__ = ["append_event", "event_hash"]
+__all__ = ["GENESIS", "append_event", "event_hash"]
+
+#: The hash the first event chains to.
+GENESIS = "0" * 64
+_HEAD: Table = AuditHead.__table__  # type: ignore[attr-defined]
+_EVENTS: Table = AuditEvent.__table__  # type: ignore[attr-defined]
+# Built once: constructing statements per call cost more than running them.
+_LOCK_HEAD = select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == 1).with_for_update()
+_MOVE_HEAD = update(_HEAD).where(_HEAD.c.id == 1).values(seq=bindparam("seq"), hash=bindparam("hash"))
+_INSERT_EVENT = insert(_EVENTS)
 
 
 def event_hash(
@@ -51,28 +61,24 @@ def append_event(
     request_id: str | None = None,
     detail: Mapping[str, Any] | None = None,
 ) -> AuditEvent:
-    """Append an event in ``session``'s transaction (it commits with the caller's work)."""
-    head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).first()
+    """Append an event in ``session``'s transaction (it commits with the caller's work).
+
+    Core statements, not the ORM: this runs for every certificate issued, and the
+    ORM's unit of work cost several times the SQL itself.
+    """
+    connection = session.connection()
+    head = connection.execute(_LOCK_HEAD).first()
     if head is None:
-        head = AuditHead(id=1)
-        session.add(head)
+        connection.execute(insert(_HEAD), {"id": 1, "seq": 0, "hash": GENESIS})
+        prev_seq, prev_hash = 0, GENESIS
+    else:
+        prev_seq, prev_hash = int(head[0]), str(head[1])
     at = utcnow()
     detail_json = json.dumps(dict(detail or {}), sort_keys=True, separators=(",", ":"), default=str)
-    seq = head.seq + 1
-    digest = event_hash(head.hash, seq, at, actor, action, outcome, target, request_id, detail_json)
-    event = AuditEvent(
-        seq=seq,
-        at=at,
-        actor=actor,
-        action=action,
-        outcome=outcome,
-        target=target,
-        request_id=request_id,
-        detail=detail_json,
-        prev_hash=head.hash,
-        hash=digest,
-    )
-    head.seq, head.hash = seq, digest
-    session.add(event)
-    session.add(head)
-    return event
+    seq = prev_seq + 1
+    digest = event_hash(prev_hash, seq, at, actor, action, outcome, target, request_id, detail_json)
+    values = dict(seq=seq, at=at, actor=actor, action=action, outcome=outcome, target=target,
+                  request_id=request_id, detail=detail_json, prev_hash=prev_hash, hash=digest)
+    connection.execute(_MOVE_HEAD, {"seq": seq, "hash": digest})
+    connection.execute(_INSERT_EVENT, values)
+    return AuditEvent(**values)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -37,6 +38,8 @@ __all__ = ["AuthorityDirectory", "HierarchyInfo", "RotationInfo", "authority_url
 log = logging.getLogger(__name__)
 
 ROOT_NAME = "root"
+#: Seconds a process keeps using the active issuing CA it looked up (see active()).
+ACTIVE_TTL = 5.0
 ISSUING_PREFIX = "issuing-"
 
 
@@ -77,6 +80,7 @@ class AuthorityDirectory:
         self._organization = organization
         self._cache: dict[str, CertificateAuthority] = {}
         self._lock = threading.Lock()
+        self._active: tuple[AuthorityRow, CertificateAuthority, float] | None = None
 
     def ensure_hierarchy(self, session: Session, key_type: KeyType, actor: str) -> HierarchyInfo:
         """Create the root and the first issuing CA unless they exist."""
@@ -154,6 +158,7 @@ class AuthorityDirectory:
             },
         )
         log.info("rotated the issuing CA: %s (%s) replaces %s", current.name, current.key_ref, previous.name)
+        self.invalidate()
         return RotationInfo(previous, current, new_key)
 
     def _next_issuing_name(self, session: Session) -> str:
@@ -245,9 +250,27 @@ class AuthorityDirectory:
         return issuing + [self.root_row(session)]
 
     def active(self, session: Session) -> tuple[AuthorityRow, CertificateAuthority]:
-        """The active issuing CA's row and a ready CertificateAuthority."""
+        """The active issuing CA's row and a ready CertificateAuthority.
+
+        Remembered for ACTIVE_TTL seconds: every issuance asks, and the answer changes
+        only on rotation. A rotation in this process is seen at once (invalidate());
+        one made by another replica within ACTIVE_TTL.
+        """
+        now = time.monotonic()
+        with self._lock:
+            cached = self._active
+        if cached is not None and cached[2] > now:
+            return cached[0], cached[1]
         row = self.active_row(session)
-        return row, self.authority(session, row)
+        authority = self.authority(session, row)
+        with self._lock:
+            self._active = (row, authority, now + ACTIVE_TTL)
+        return row, authority
+
+    def invalidate(self) -> None:
+        """Forget the remembered active CA (after a rotation)."""
+        with self._lock:
+            self._active = None
 
     def authority(self, session: Session, row: AuthorityRow) -> CertificateAuthority:
         """A CertificateAuthority for ``row`` (cached: rows never change their key)."""

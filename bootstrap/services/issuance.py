@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
+from sqlalchemy import Table, insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -23,7 +23,7 @@ from bootstrap.errors import NotFound
 from bootstrap.services.audit import append_event
 from bootstrap.services.authorities import AuthorityDirectory
 from bootstrap.store.db import Database
-from bootstrap.store.models import CertificateRow
+from bootstrap.store.models import CertificateRow, utcnow
 from pki.authority import IssuedCertificate
 from pki.csr import CsrInfo, parse_csr
 from pki.errors import PkiError, ProfileError
@@ -33,6 +33,8 @@ from pki.profiles import LEAF_PROFILES, Names, get_profile
 __all__ = ["IssuanceService", "Requester"]
 
 log = logging.getLogger(__name__)
+_CERTIFICATES: Table = CertificateRow.__table__  # type: ignore[attr-defined]
+_INSERT_CERTIFICATE = insert(_CERTIFICATES)
 _SERIAL_RETRIES = 3
 
 
@@ -89,13 +91,11 @@ class IssuanceService:
         validity: timedelta | None,
         now: datetime | None,
     ) -> IssuedCertificate:
-        profile = get_profile(profile_name)
         for attempt in range(_SERIAL_RETRIES):
             try:
                 with self._db.session() as session:
-                    row, authority = self._authorities.active(session)
-                    issued = authority.issue_for_csr(info, profile, expected=expected, validity=validity, now=now)
-                    self._record(session, issued, _id(row.id), info, requester)
+                    issued = self.issue_in(session, info, profile_name, requester, expected=expected,
+                                           validity=validity, now=now)
                 return issued
             except PkiError as exc:
                 self._refused(requester, profile_name, exc)
@@ -105,6 +105,28 @@ class IssuanceService:
                 log.warning("serial collision on attempt %d; retrying", attempt + 1)
         raise RuntimeError("could not record a unique serial")  # pragma: no cover
 
+    def issue_in(self, session: Session, info: CsrInfo, profile_name: str, requester: Requester, *,
+                 expected: Names | None = None, validity: timedelta | None = None,
+                 now: datetime | None = None) -> IssuedCertificate:
+        """Issue for an already parsed request inside the caller's transaction.
+
+        The certificate row and its audit event commit or roll back with the
+        caller's other work (the enrollment service consumes a one-time token in
+        the same transaction). The caller audits refusals; an IntegrityError
+        means a serial collision and the caller may retry the whole transaction.
+
+        Raises:
+            PkiError: the request or profile is refused.
+            NotInitialized: there is no CA yet.
+        """
+        profile = get_profile(profile_name)
+        if profile.name not in LEAF_PROFILES:
+            raise ProfileError(f"profile {profile.name} is for CA certificates", field="profile")
+        row, authority = self._authorities.active(session)
+        issued = authority.issue_for_csr(info, profile, expected=expected, validity=validity, now=now)
+        self._record(session, issued, _id(row.id), info, requester)
+        return issued
+
     @staticmethod
     def _record(
         session: Session, issued: IssuedCertificate, authority_id: int, info: CsrInfo, requester: Requester
@@ -112,25 +134,29 @@ class IssuanceService:
         cert = issued.certificate
         names = _san_strings(issued)
         device_id = next((d for d in (dev_id_from_uri(n[4:]) for n in names if n.startswith("uri:")) if d), None)
-        session.add(
-            CertificateRow(
+        subject, fingerprint = cert.subject.rfc4514_string(), issued.fingerprint
+        # Core insert (see append_event): the hot path of every issuance.
+        session.connection().execute(
+            _INSERT_CERTIFICATE,
+            dict(
                 serial_hex=issued.serial_hex,
                 authority_id=authority_id,
                 profile=issued.profile,
-                subject=cert.subject.rfc4514_string(),
+                subject=subject,
                 common_name=_common_name(issued),
                 sans=json.dumps(names),
                 device_id=device_id,
                 key_type=info.key_type.value,
                 not_before=cert.not_valid_before_utc,
                 not_after=cert.not_valid_after_utc,
-                fingerprint=issued.fingerprint,
-                pem=cert.public_bytes(Encoding.PEM).decode(),
+                status="valid",
+                fingerprint=fingerprint,
+                pem=issued.pem,
                 requested_by=requester.actor,
                 request_id=requester.request_id,
-            )
+                created_at=utcnow(),
+            ),
         )
-        session.flush()
         append_event(
             session,
             actor=requester.actor,
@@ -138,11 +164,7 @@ class IssuanceService:
             outcome="success",
             target=issued.serial_hex,
             request_id=requester.request_id,
-            detail={
-                "profile": issued.profile,
-                "subject": cert.subject.rfc4514_string(),
-                "fingerprint": issued.fingerprint,
-            },
+            detail={"profile": issued.profile, "subject": subject, "fingerprint": fingerprint},
         )
 
     def _refused(self, requester: Requester, profile_name: str, error: PkiError) -> None:
