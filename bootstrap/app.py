@@ -10,7 +10,7 @@ from starlette.middleware import Middleware
 
 from bootstrap.runtime import Runtime
 from bootstrap.settings import Settings
-from bootstrap.web import status
+from bootstrap.web import access_api, api, console, dm, dm1, enroll, est, factory, lifecycle, openapi, pkix, status
 from bootstrap.web.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from bootstrap.web.problems import exception_handlers
 
@@ -32,10 +32,13 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                 app.state.runtime.close()
 
     app = Starlette(
-        routes=[*status.routes()],
+        routes=[*status.routes(), *dm.routes(), *api.routes(), *enroll.routes(), *pkix.routes(), *est.routes(),
+                *lifecycle.routes(), *access_api.routes(), *openapi.routes(), *console.routes(),
+                *factory.routes(), *dm1.routes()],
         middleware=[
             Middleware(RequestIdMiddleware),
-            Middleware(BodyLimitMiddleware, limit=settings.max_body_bytes),
+            Middleware(BodyLimitMiddleware, limit=settings.max_body_bytes,
+                       overrides={factory.PREFIX: settings.factory_max_body_bytes}),
         ],
         exception_handlers=exception_handlers(),
         lifespan=lifespan,

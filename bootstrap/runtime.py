@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import os
 import secrets
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from cryptography import x509
@@ -14,11 +16,25 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
 from sqlalchemy.engine import make_url
 
+from bootstrap.auth.admins import AdminAccountService
 from bootstrap.auth.principals import TokenService
+from bootstrap.auth.sessions import SessionService
+from bootstrap.dm.ddf import DdfRegistry
+from bootstrap.dm.session import SessionSigner
 from bootstrap.secrets import SecretStore, open_secret_store
 from bootstrap.secrets.embedded import ensure_key_file
 from bootstrap.services.authorities import AuthorityDirectory, HierarchyInfo
+from bootstrap.services.config import ConfigService
+from bootstrap.services.crl import CrlService
+from bootstrap.services.devices import DeviceService
+from bootstrap.services.dm1 import Dm1Service
+from bootstrap.services.dm2 import Dm2BootstrapService
+from bootstrap.services.enrollment import EnrollmentService
+from bootstrap.services.est import EstService
+from bootstrap.services.factory import FactoryService
 from bootstrap.services.issuance import IssuanceService, Requester
+from bootstrap.services.ocsp import OcspResponder
+from bootstrap.services.revocation import RevocationService
 from bootstrap.settings import Settings
 from bootstrap.store import migrate
 from bootstrap.store.db import Database
@@ -55,10 +71,26 @@ class Runtime:
     def __init__(self, settings: Settings, store: SecretStore | None = None) -> None:
         self.settings = settings
         self.database = Database(settings.database)
+        self._owns_store = store is None
         self.store = store or open_secret_store(settings)
         self.authorities = AuthorityDirectory(self.store, settings.public_url, settings.organization)
         self.issuance = IssuanceService(self.database, self.authorities)
         self.tokens = TokenService(self.database)
+        self.admins = AdminAccountService(self.database, self.store, issuer=settings.organization)
+        self.sessions = SessionService(self.database)
+        self.ddfs = DdfRegistry.load()
+        self.config = ConfigService(self.database, self.issuance, self.ddfs)
+        self.devices = DeviceService(self.database, self.store)
+        self.enrollment = EnrollmentService(self.database, self.store, self.authorities, self.issuance)
+        self.dm2 = Dm2BootstrapService(self.enrollment, self.database, SessionSigner(self.store), self.ddfs,
+                                       public_url=settings.public_url)
+        self.dm1 = Dm1Service(self.database, self.store, self.issuance, self.ddfs, self.enrollment)
+        self.crls = CrlService(self.database, self.authorities, settings.public_url)
+        self.revocation = RevocationService(self.database, self.crls)
+        self.ocsp = OcspResponder(self.database, self.authorities, self.store, settings.organization)
+        self.est = EstService(self.database, self.store, self.authorities, self.issuance)
+        self.factory = FactoryService(self.database, self.store, self.authorities, self.tokens,
+                                      key_retention=timedelta(hours=settings.factory_key_retention_hours))
 
     @property
     def tls(self) -> TlsFiles:
@@ -66,7 +98,11 @@ class Runtime:
         return TlsFiles(folder / "server-chain.pem", folder / "server-key.pem", folder / "server-key.pass")
 
     def close(self) -> None:
+        """Release the database pool and, unless it was handed in, the secret store's connections."""
         self.database.dispose()
+        close_store = getattr(self.store, "close", None) if self._owns_store else None
+        if callable(close_store):
+            close_store()
 
     @classmethod
     def initialize(cls, settings: Settings, *, actor: str = "cli:init") -> tuple[Runtime, InitReport]:
@@ -92,7 +128,9 @@ class Runtime:
         with runtime.database.session() as session:
             report.hierarchy = runtime.authorities.ensure_hierarchy(session, settings.ca_key_type, actor)
         if report.hierarchy.created:
-            report.created.append(f"CA hierarchy ({settings.ca_key_type.value}): root and issuing-1")
+            report.created.append(
+                f"CA hierarchy ({settings.ca_key_type.value}, keys {settings.ca_keys}): root and issuing-1"
+            )
         if runtime.ensure_tls(actor):
             report.created.append(f"TLS certificate for {', '.join(settings.server_names)}")
         return runtime, report
@@ -155,4 +193,25 @@ server_names = {list(settings.server_names)!r}
 organization = "{settings.organization}"
 ca_key_type = "{settings.ca_key_type.value}"
 secrets_backend = "{settings.secrets_backend}"
-""".replace("'", '"')
+""".replace("'", '"') + _vault_config_text(settings)
+
+
+def _vault_config_text(settings: Settings) -> str:
+    """The ``[vault]`` section (never the token: DMBOOT_VAULT_TOKEN, or AppRole files)."""
+    if settings.secrets_backend != "vault":
+        return ""
+    vault = settings.vault
+    values: dict[str, object | None] = {
+        "addr": vault.addr, "auth": vault.auth, "ca_key_mode": vault.ca_key_mode, "kv_mount": vault.kv_mount,
+        "transit_mount": vault.transit_mount, "key_prefix": vault.key_prefix, "role_id": vault.role_id,
+        "secret_id_file": vault.secret_id_file, "ca_bundle": vault.ca_bundle, "namespace": vault.namespace,
+    }
+    lines = [
+        "",
+        f"# CA keys: `dmboot init --ca-keys {settings.ca_keys}`. The token comes from DMBOOT_VAULT_TOKEN;",
+        "# for AppRole set auth, role_id and secret_id_file. See docs/vault.md.",
+        "[vault]",
+        # JSON string escapes are valid TOML basic strings.
+        *(f"{key} = {json.dumps(str(value))}" for key, value in values.items() if value),
+    ]
+    return "\n".join(lines) + "\n"

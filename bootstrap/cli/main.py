@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from bootstrap import __version__
-from bootstrap.cli import ca, cert, secrets, tokens
+from bootstrap.cli import admin, audit, ca, cert, config, dm1, factory, secrets, tokens
 from bootstrap.cli.common import emit_json, handled, load_settings, open_runtime, state
 from bootstrap.cli.secrets import check_hierarchy_keys, with_ca_keys
 from bootstrap.runtime import Runtime
@@ -29,11 +29,16 @@ __all__ = ["app", "main"]
 app = typer.Typer(help="dm-bootstrap: OMA DM 2.0 bootstrap and credential provisioning.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(admin.app, name="admin")
+app.add_typer(audit.app, name="audit")
 app.add_typer(ca.app, name="ca")
 app.add_typer(cert.app, name="cert")
 app.add_typer(db_app, name="db")
+app.add_typer(dm1.app, name="dm1")
+app.add_typer(factory.app, name="factory")
 app.add_typer(secrets.app, name="secrets")
 app.add_typer(tokens.app, name="token")
+config.register(app)
 
 
 @app.callback()
@@ -106,7 +111,8 @@ def serve(
     runtime.close()
     if state.config is not None:  # workers read settings from the environment
         os.environ["DMBOOT_CONFIG"] = str(state.config.resolve())
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s",
+                        force=True)  # replaces main()'s errors-only setup
     typer.echo(f"dm-bootstrap serving on https://{settings.host}:{settings.port}  (CA chain: /ca/chain.pem)")
     server.run(settings, cert=str(tls.cert), key=str(tls.key), key_password=password)
 
@@ -129,6 +135,10 @@ def _one_line_warning(message: Warning | str, category: type[Warning], *_: Any, 
 def main() -> None:
     """Console entry point."""
     warnings.formatwarning = _one_line_warning
+    # Commands print what they did and, on failure, one `error:` line; a library's
+    # warnings on the way (e.g. Vault denying lookup-self before it denies the real
+    # call) would blur that line. `serve` installs its own logging.
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     try:
         app()
     except KeyboardInterrupt:

@@ -1,0 +1,352 @@
+"""Device attestation: four verifiers behind one protocol.
+
+A transport (DM 2.0 package 1, the JSON enroll API) extracts :class:`Evidence`;
+the enrollment service hands it to the :class:`Verifier` for its method, inside
+the enrollment's transaction, and gets back an :class:`Attestation` - who the
+device is and which enrollment profile the evidence speaks for. Verifiers check
+the evidence only; the enrollment service applies the device and profile rules
+(unknown or blocked devices, allowed methods).
+
+========================  ===============================================================
+method                    what proves the DevID
+========================  ===============================================================
+``token``                 a one-time enrollment token, consumed by one conditional UPDATE
+``group-key``             DMBoot-HMAC with HMAC-SHA256(group key, DevID) (hmac_scheme.py)
+``idevid``                a manufacturer certificate over mTLS, issued by an enabled
+                          manufacturer CA; DevID = registered fingerprint, else subject
+                          serialNumber or CN
+``current-cert``          our own valid, unrevoked device certificate for the DevID
+========================  ===============================================================
+
+Failures raise AuthenticationFailed (the evidence does not prove anything) or
+PermissionDenied (it proves an identity that may not do this).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from sqlalchemy import or_, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from bootstrap.auth import hmac_scheme
+from bootstrap.auth.principals import hash_token
+from bootstrap.errors import AuthenticationFailed, PermissionDenied, SecretNotFound
+from bootstrap.secrets.base import SecretStore
+from bootstrap.store.models import (
+    AuthorityRow,
+    CertificateRow,
+    DeviceRow,
+    EnrollmentProfileRow,
+    EnrollmentTokenRow,
+    ManufacturerCaRow,
+    UsedNonceRow,
+)
+from pki.authority import fingerprint
+from pki.identity import dev_id_from_uri
+
+__all__ = [
+    "METHODS",
+    "Attestation",
+    "CurrentCertificateVerifier",
+    "Evidence",
+    "GroupKeyVerifier",
+    "IdevidVerifier",
+    "TokenVerifier",
+    "Verifier",
+    "group_key_path",
+    "read_group_key",
+    "verifiers",
+]
+
+log = logging.getLogger(__name__)
+
+#: The attestation methods, as enrollment profiles and Evidence name them.
+METHODS = ("token", "group-key", "idevid", "current-cert")
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the transport extracted from a request."""
+
+    method: str  # "token" | "group-key" | "idevid" | "current-cert"
+    token: str | None = field(default=None, repr=False)
+    authorization: str | None = field(default=None, repr=False)  # the raw DMBoot-HMAC header value
+    client_certificate: x509.Certificate | None = None
+    body: bytes = field(default=b"", repr=False)  # the exact request body the HMAC covers
+
+
+@dataclass(frozen=True)
+class Attestation:
+    """Who the evidence proved: the DevID, and the profile the evidence is bound to (if any)."""
+
+    method: str
+    dev_id: str
+    #: The profile a token or group key belongs to; None when the device's own profile applies.
+    profile_id: int | None = None
+    #: For the audit trail: identifiers and fingerprints, never secrets.
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class Verifier(Protocol):
+    """Checks one kind of evidence inside the enrollment's transaction."""
+
+    method: str
+
+    def verify(self, session: Session, dev_id: str, device: DeviceRow | None, evidence: Evidence,
+               now: datetime) -> Attestation:
+        """Return who ``evidence`` proves ``dev_id`` is, or raise.
+
+        Raises:
+            AuthenticationFailed: the evidence is missing, malformed, wrong, used or expired.
+            PermissionDenied: the evidence is good but not for this device.
+        """
+        ...
+
+
+class TokenVerifier:
+    """One-time enrollment tokens: one conditional UPDATE decides the single winner.
+
+    ``UPDATE enrollment_token SET used_at=now WHERE token_hash=:h AND used_at IS NULL
+    AND expires_at > now AND (dev_id IS NULL OR dev_id=:dev)``: on PostgreSQL a racing
+    transaction waits on the row lock and then sees ``used_at`` set (rowcount 0); on
+    SQLite writers are serialized by ``BEGIN IMMEDIATE``. The token stays unused
+    when the enrollment rolls back (a bad CSR does not burn it).
+    """
+
+    method = "token"
+
+    def verify(self, session: Session, dev_id: str, device: DeviceRow | None, evidence: Evidence,
+               now: datetime) -> Attestation:
+        if not evidence.token:
+            raise AuthenticationFailed("token attestation needs an enrollment token", field="token")
+        digest = hash_token(evidence.token)
+        table = EnrollmentTokenRow.__table__  # type: ignore[attr-defined]
+        claim = (
+            update(table)
+            .where(table.c.token_hash == digest, table.c.used_at.is_(None), table.c.expires_at > now,
+                   or_(table.c.dev_id.is_(None), table.c.dev_id == dev_id))
+            .values(used_at=now, used_by=dev_id)
+        )
+        if session.exec(claim).rowcount != 1:
+            raise _token_refusal(session, digest, dev_id, now)
+        row = session.exec(select(EnrollmentTokenRow).where(EnrollmentTokenRow.token_hash == digest)).one()
+        return Attestation(self.method, dev_id, profile_id=row.profile_id, detail={"token_id": row.id})
+
+
+def _token_refusal(session: Session, digest: str, dev_id: str,
+                   now: datetime) -> AuthenticationFailed | PermissionDenied:
+    row = session.exec(select(EnrollmentTokenRow).where(EnrollmentTokenRow.token_hash == digest)).first()
+    if row is None:
+        return AuthenticationFailed("unknown enrollment token", field="token")
+    if row.used_at is not None:
+        return AuthenticationFailed(f"enrollment token {row.id} was used already", field="token")
+    if row.expires_at <= now:
+        return AuthenticationFailed(f"enrollment token {row.id} has expired", field="token")
+    return PermissionDenied(f"enrollment token {row.id} is bound to another DevID", field="token")
+
+
+
+def group_key_path(profile_name: str) -> str:
+    """Where a profile's group key lives in the secret store (KV)."""
+    return f"groups/{profile_name}"
+
+
+def read_group_key(store: SecretStore, profile: EnrollmentProfileRow) -> bytes:
+    """The profile's 32-byte group key, at the version its reference names.
+
+    Raises:
+        AuthenticationFailed: the profile has no group key.
+    """
+    if not profile.group_key_ref:
+        raise AuthenticationFailed(f"profile {profile.name} has no group key", field="authorization")
+    path, _, version = profile.group_key_ref.split(":", 1)[1].rpartition("#")
+    try:
+        data, _ref = store.get(path, int(version))
+    except SecretNotFound:
+        raise AuthenticationFailed(f"the group key of profile {profile.name} is missing from the secret store",
+                                   field="authorization") from None
+    return bytes.fromhex(data["key"])
+
+
+class GroupKeyVerifier:
+    """DMBoot-HMAC over the request body with the group-derived device key (hmac_scheme.py)."""
+
+    method = "group-key"
+
+    def __init__(self, store: SecretStore) -> None:
+        self._store = store
+
+    def verify(self, session: Session, dev_id: str, device: DeviceRow | None, evidence: Evidence,
+               now: datetime) -> Attestation:
+        if not evidence.authorization:
+            raise AuthenticationFailed(f"group-key attestation needs Authorization: {hmac_scheme.SCHEME}",
+                                       field="authorization")
+        auth = hmac_scheme.parse_authorization(evidence.authorization)
+        if auth.dev_id != dev_id:
+            raise AuthenticationFailed(f"the {hmac_scheme.SCHEME} devid does not match the DevID {dev_id!r}",
+                                       field="authorization")
+        if not evidence.body:
+            raise AuthenticationFailed("the request body (with the CSR) must not be empty", field="body")
+        skew = abs(now.timestamp() - auth.ts)
+        if skew > hmac_scheme.MAX_SKEW_SECONDS:
+            raise AuthenticationFailed(f"timestamp is {int(skew)} s from the server's clock;"
+                                       f" at most {hmac_scheme.MAX_SKEW_SECONDS} s", field="authorization")
+        profile = session.exec(select(EnrollmentProfileRow).where(EnrollmentProfileRow.name == auth.group)).first()
+        if profile is None:
+            raise AuthenticationFailed(f"no enrollment profile {auth.group!r}", field="authorization")
+        key = hmac_scheme.derive_device_key(read_group_key(self._store, profile), dev_id)
+        expected = hmac_scheme.compute_mac(key, auth.group, dev_id, auth.ts, auth.nonce, evidence.body)
+        if not hmac.compare_digest(expected, auth.mac):
+            raise AuthenticationFailed("the HMAC does not verify", field="authorization")
+        digest = hmac_scheme.nonce_digest(dev_id, auth.nonce)
+        expires = datetime.fromtimestamp(auth.ts, UTC) + timedelta(seconds=2 * hmac_scheme.MAX_SKEW_SECONDS)
+        try:
+            with session.begin_nested():
+                session.add(UsedNonceRow(digest=digest, expires_at=expires))
+        except IntegrityError:
+            raise AuthenticationFailed("replayed request: this nonce was used already",
+                                       field="authorization") from None
+        return Attestation(self.method, dev_id, profile_id=profile.id,
+                           detail={"group": profile.name, "nonce_digest": digest})
+
+
+class IdevidVerifier:
+    """A manufacturer certificate, issued directly by an enabled ManufacturerCaRow.
+
+    The chain is checked here, with cryptography, against the current database:
+    issuer signature, both validity periods, the issuer's CA constraints. An
+    intermediate manufacturer CA is trusted by adding it as a manufacturer CA of
+    its own (the TLS layer hands over the leaf only). The DevID matches when the
+    device was registered with this certificate's fingerprint; without one, when
+    it equals the subject serialNumber (IEEE 802.1AR) or the CN.
+    """
+
+    method = "idevid"
+
+    def verify(self, session: Session, dev_id: str, device: DeviceRow | None, evidence: Evidence,
+               now: datetime) -> Attestation:
+        cert = _client_certificate(evidence)
+        query = select(ManufacturerCaRow).where(ManufacturerCaRow.enabled == True)  # noqa: E712
+        makers = [(row, x509.load_pem_x509_certificate(row.pem.encode())) for row in session.exec(query)]
+        maker = next((row for row, ca in makers if _issued_by(cert, ca, now)), None)
+        if maker is None:
+            raise AuthenticationFailed(f"the client certificate (issuer {cert.issuer.rfc4514_string()}) is not"
+                                       " issued by a trusted manufacturer CA", field="client_certificate")
+        _check_leaf(cert, now)
+        print_ = fingerprint(cert)
+        if device is not None and device.idevid_fingerprint:
+            if not hmac.compare_digest(device.idevid_fingerprint, print_):
+                raise PermissionDenied(f"the IDevID {print_} is not the one registered for {dev_id}",
+                                       field="client_certificate")
+        elif dev_id not in _subject_values(cert, NameOID.SERIAL_NUMBER, NameOID.COMMON_NAME):
+            raise PermissionDenied(f"the IDevID subject names neither serialNumber nor CN {dev_id!r}",
+                                   field="client_certificate")
+        return Attestation(self.method, dev_id, detail={"fingerprint": print_, "manufacturer_ca": maker.name})
+
+
+class CurrentCertificateVerifier:
+    """Our own device certificate (re-bootstrap, renewal): valid, unrevoked, for this DevID."""
+
+    method = "current-cert"
+
+    def verify(self, session: Session, dev_id: str, device: DeviceRow | None, evidence: Evidence,
+               now: datetime) -> Attestation:
+        cert = _client_certificate(evidence)
+        authorities = [x509.load_pem_x509_certificate(row.pem.encode())
+                       for row in session.exec(select(AuthorityRow).where(AuthorityRow.kind == "issuing"))]
+        if not any(_issued_by(cert, ca, now) for ca in authorities):
+            raise AuthenticationFailed("the client certificate is not issued by one of our issuing CAs",
+                                       field="client_certificate")
+        _check_leaf(cert, now)
+        serial = format(cert.serial_number, "x")
+        row = session.exec(select(CertificateRow).where(CertificateRow.serial_hex == serial)).first()
+        if row is None or row.fingerprint != fingerprint(cert):
+            raise AuthenticationFailed(f"certificate {serial} is not one we recorded", field="client_certificate")
+        if row.status != "valid":
+            raise AuthenticationFailed(f"certificate {serial} is {row.status}", field="client_certificate")
+        if row.profile != "device" or _certified_dev_id(cert) != dev_id:
+            raise PermissionDenied(f"certificate {serial} is not a device certificate for {dev_id!r}",
+                                   field="client_certificate")
+        return Attestation(self.method, dev_id, detail={"serial": serial})
+
+
+def verifiers(store: SecretStore) -> dict[str, Verifier]:
+    """One verifier per method."""
+    return {v.method: v for v in (TokenVerifier(), GroupKeyVerifier(store), IdevidVerifier(),
+                                  CurrentCertificateVerifier())}
+
+
+# -- certificate checks ------------------------------------------------------------------
+
+
+def _client_certificate(evidence: Evidence) -> x509.Certificate:
+    if evidence.client_certificate is None:
+        raise AuthenticationFailed(f"{evidence.method} attestation needs a TLS client certificate",
+                                   field="client_certificate")
+    return evidence.client_certificate
+
+
+def _issued_by(cert: x509.Certificate, ca: x509.Certificate, now: datetime) -> bool:
+    """Whether ``ca`` signed ``cert`` and is a CA certificate valid now."""
+    if cert.issuer != ca.subject or not ca.not_valid_before_utc <= now <= ca.not_valid_after_utc:
+        return False
+    try:
+        constraints = ca.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        return False
+    if not constraints.ca:
+        return False
+    try:
+        usage = ca.extensions.get_extension_for_class(x509.KeyUsage).value
+        if not usage.key_cert_sign:
+            return False
+    except x509.ExtensionNotFound:
+        pass
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def _check_leaf(cert: x509.Certificate, now: datetime) -> None:
+    if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+        raise AuthenticationFailed("the client certificate is expired or not yet valid", field="client_certificate")
+    try:
+        if cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+            raise AuthenticationFailed("the client certificate is a CA certificate", field="client_certificate")
+    except x509.ExtensionNotFound:
+        pass
+    try:
+        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return
+    if ExtendedKeyUsageOID.CLIENT_AUTH not in eku and ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE not in eku:
+        raise AuthenticationFailed("the client certificate is not for TLS client authentication",
+                                   field="client_certificate")
+
+
+def _subject_values(cert: x509.Certificate, *oids: x509.ObjectIdentifier) -> set[str]:
+    return {str(attr.value) for oid in oids for attr in cert.subject.get_attributes_for_oid(oid)}
+
+
+def _certified_dev_id(cert: x509.Certificate) -> str | None:
+    """The DevID of one of our device certificates: its device URI SAN, else its CN."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        for uri in san.get_values_for_type(x509.UniformResourceIdentifier):
+            if (dev_id := dev_id_from_uri(uri)) is not None:
+                return dev_id
+    except x509.ExtensionNotFound:
+        pass
+    names = _subject_values(cert, NameOID.COMMON_NAME)
+    return next(iter(names)) if len(names) == 1 else None

@@ -1,0 +1,539 @@
+"""Admin configuration: DM servers, data repositories, enrollment profiles, manufacturer CAs.
+
+Every change is validated here (the API and the CLI share it), written with its
+audit event in one transaction, and refused with an :class:`InvalidRequest`
+naming the field. DM servers and data repositories get their TLS server
+certificates from our CA, for the host of their URL.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from sqlmodel import Session, col, select
+
+from bootstrap.auth.attestation import METHODS
+from bootstrap.dm.ddf import DdfRegistry, MoValidationError
+from bootstrap.dm.mo import DMACC_1_2, TRUST_1_0, MoInstance, validate_instance
+from bootstrap.errors import Conflict, InvalidRequest, NotFound
+from bootstrap.services.audit import append_event
+from bootstrap.services.dm1 import profile_options
+from bootstrap.services.issuance import IssuanceService, Requester
+from bootstrap.store.db import Database
+from bootstrap.store.models import (
+    DataRepositoryRow,
+    DeviceRow,
+    DmServerRow,
+    EnrollmentProfileRow,
+    EnrollmentTokenRow,
+    ManufacturerCaRow,
+    utcnow,
+)
+from pki.authority import IssuedCertificate, fingerprint
+from pki.errors import KeyPolicyError
+from pki.keys import KeyType
+from pki.profiles import Names, get_profile
+
+__all__ = ["DELIVERY_MODES", "ConfigService", "ProfileSpec", "ProfileView"]
+
+#: How a profile delivers MO data: inline PUT (DM-HLF-004) or HGET from a data repository (DM-HLF-003).
+DELIVERY_MODES = ("inline", "hget")
+_SERVER_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_MOID = re.compile(r"^urn:[A-Za-z0-9][A-Za-z0-9-]{0,31}:[^\s/?#]+$", re.IGNORECASE)
+_DMACC_KEYS = {"Name", "Perm", "Noti", "dm1_auth", "dm1_sec", "dm1_account"}  # dm1_*: services/dm1.py
+_NOTI_KEYS = {"Type", "Data"}
+_MAX_VALIDITY_DAYS = 3650
+
+
+@dataclass(frozen=True)
+class ProfileSpec:
+    """An enrollment profile as an admin writes it: servers and repositories by name."""
+
+    name: str
+    dm_servers: tuple[str, ...]
+    data_repositories: tuple[str, ...] = ()
+    #: DMAcc 1.2 settings: {"Name": str, "Perm": [MOID, ...], "Noti": {"Type": str, "Data": str}}.
+    dmacc: Mapping[str, Any] = field(default_factory=dict)
+    certificate_profile: str = "device"
+    key_types: tuple[str, ...] = ("p256", "p384", "ed25519")
+    attestation: tuple[str, ...] = ("token",)
+    #: DM 2.0 MO instance JSON objects, each validated against its DDF.
+    extra_mos: tuple[Mapping[str, Any], ...] = ()
+    delivery: str = "inline"
+    validity_days: int = 365
+    description: str = ""
+    enabled: bool = True
+
+    @classmethod
+    def from_json(cls, obj: object) -> ProfileSpec:
+        """Read a spec from decoded JSON, strictly (types and unknown members).
+
+        Raises:
+            InvalidRequest: naming the member.
+        """
+        if not isinstance(obj, dict):
+            raise InvalidRequest("a profile must be a JSON object")
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(obj) - known)
+        if unknown:
+            raise InvalidRequest(f"unknown profile members: {', '.join(unknown)}", field=unknown[0])
+        values: dict[str, Any] = {
+            "name": _typed(obj, "name", str, required=True),
+            "dm_servers": tuple(_strings(obj, "dm_servers", required=True)),
+        }
+        for key in ("data_repositories", "key_types", "attestation"):
+            if key in obj:
+                values[key] = tuple(_strings(obj, key))
+        for key, kind in (("certificate_profile", str), ("delivery", str), ("description", str),
+                          ("enabled", bool), ("validity_days", int), ("dmacc", dict)):
+            if key in obj:
+                values[key] = _typed(obj, key, kind)
+        if "extra_mos" in obj:
+            mos = obj["extra_mos"]
+            if not isinstance(mos, list) or not all(isinstance(m, dict) for m in mos):
+                raise InvalidRequest("extra_mos must be a list of MO instance objects", field="extra_mos")
+            values["extra_mos"] = tuple(mos)
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class ProfileView:
+    """A profile with its servers and repositories by name, as the API and CLI show it."""
+
+    row: EnrollmentProfileRow
+    dm_servers: tuple[str, ...]
+    data_repositories: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """The profile as the API and ``--json`` show it."""
+        row = self.row
+        return {"name": row.name, "description": row.description, "dm_servers": list(self.dm_servers),
+                "data_repositories": list(self.data_repositories), "dmacc": row.dmacc,
+                "certificate_profile": row.certificate_profile, "key_types": row.key_types,
+                "attestation": row.attestation, "extra_mos": row.extra_mos, "delivery": row.delivery,
+                "validity_days": row.validity_days, "group_key": row.group_key_ref is not None,
+                "enabled": row.enabled, "created_at": row.created_at.isoformat(),
+                "updated_at": row.updated_at.isoformat()}
+
+
+class ConfigService:
+    """Creates, lists and removes the admin-defined objects."""
+
+    def __init__(self, database: Database, issuance: IssuanceService, ddfs: DdfRegistry) -> None:
+        self._db = database
+        self._issuance = issuance
+        self._ddfs = ddfs
+
+    # -- DM servers -----------------------------------------------------------------------
+
+    def add_server(self, server_id: str, name: str, url: str, trust_anchor_pem: str | None = None, *,
+                   actor: str) -> DmServerRow:
+        """Register a DM server (DMAcc SrvID, SrvURI); its anchor defaults to our root CA.
+
+        Raises:
+            InvalidRequest: a bad SrvID, URL or anchor.
+            Conflict: the SrvID exists.
+        """
+        if not isinstance(server_id, str) or not _SERVER_ID.match(server_id):
+            raise InvalidRequest("server_id must be 1-128 printable ASCII characters without spaces",
+                                 field="server_id")
+        row = DmServerRow(server_id=server_id, name=_label(name or server_id, "name"),
+                          url=_check_url(url, "url"), trust_anchor_pem=_check_anchor(trust_anchor_pem))
+        with self._db.session() as session:
+            if session.exec(select(DmServerRow).where(DmServerRow.server_id == server_id)).first():
+                raise Conflict(f"a DM server {server_id!r} exists already", field="server_id")
+            session.add(row)
+            append_event(session, actor=actor, action="dm-server.create", outcome="success", target=server_id,
+                         detail={"url": row.url, "anchor": _anchor_print(row.trust_anchor_pem)})
+        return row
+
+    def list_servers(self) -> list[DmServerRow]:
+        """Every DM server, by SrvID."""
+        with self._db.session() as session:
+            return list(session.exec(select(DmServerRow).order_by(col(DmServerRow.server_id))))
+
+    def get_server(self, server_id: str) -> DmServerRow:
+        """One DM server; NotFound if there is none."""
+        with self._db.session() as session:
+            return _server(session, server_id)
+
+    def delete_server(self, server_id: str, *, actor: str) -> None:
+        """Remove a DM server no profile or device uses.
+
+        Raises:
+            Conflict: a profile or device refers to it.
+        """
+        with self._db.session() as session:
+            row = _server(session, server_id)
+            users = [p.name for p in session.exec(select(EnrollmentProfileRow)) if row.id in p.dm_server_ids]
+            if users or session.exec(select(DeviceRow).where(DeviceRow.chosen_dm_server_id == row.id)).first():
+                raise Conflict(f"DM server {server_id!r} is in use (profiles: {', '.join(users) or '-'};"
+                               " or a device chose it)", field="server_id")
+            session.delete(row)
+            append_event(session, actor=actor, action="dm-server.delete", outcome="success", target=server_id)
+
+    # -- data repositories ----------------------------------------------------------------
+
+    def add_repository(self, name: str, url: str, trust_anchor_pem: str | None = None, *,
+                       actor: str) -> DataRepositoryRow:
+        """Register a data repository (HGET source, DM-HLF-003).
+
+        Raises:
+            InvalidRequest: a bad name, URL or anchor.
+            Conflict: the name exists.
+        """
+        row = DataRepositoryRow(name=_name(name, "name"), url=_check_url(url, "url"),
+                                trust_anchor_pem=_check_anchor(trust_anchor_pem))
+        with self._db.session() as session:
+            if session.exec(select(DataRepositoryRow).where(DataRepositoryRow.name == name)).first():
+                raise Conflict(f"a data repository {name!r} exists already", field="name")
+            session.add(row)
+            append_event(session, actor=actor, action="data-repository.create", outcome="success", target=name,
+                         detail={"url": row.url, "anchor": _anchor_print(row.trust_anchor_pem)})
+        return row
+
+    def list_repositories(self) -> list[DataRepositoryRow]:
+        """Every data repository, by name."""
+        with self._db.session() as session:
+            return list(session.exec(select(DataRepositoryRow).order_by(col(DataRepositoryRow.name))))
+
+    def get_repository(self, name: str) -> DataRepositoryRow:
+        """One data repository; NotFound if there is none."""
+        with self._db.session() as session:
+            return _repository(session, name)
+
+    def delete_repository(self, name: str, *, actor: str) -> None:
+        """Remove a data repository no profile uses."""
+        with self._db.session() as session:
+            row = _repository(session, name)
+            users = [p.name for p in session.exec(select(EnrollmentProfileRow))
+                     if row.id in p.data_repository_ids]
+            if users:
+                raise Conflict(f"data repository {name!r} is used by profiles {', '.join(users)}", field="name")
+            session.delete(row)
+            append_event(session, actor=actor, action="data-repository.delete", outcome="success", target=name)
+
+    # -- server certificates --------------------------------------------------------------
+
+    def issue_server_certificate(self, kind: str, ident: str, csr: bytes | str, *, actor: str,
+                                 request_id: str | None = None) -> IssuedCertificate:
+        """Issue the TLS certificate of a DM server (``kind`` "dm-server") or data repository
+        ("data-repository") for the host of its URL; the CSR may ask for that host only.
+
+        Raises:
+            NotFound: no such server or repository.
+            PkiError: the CSR is refused.
+        """
+        if kind == "dm-server":
+            url = self.get_server(ident).url
+        elif kind == "data-repository":
+            url = self.get_repository(ident).url
+        else:
+            raise InvalidRequest(f"no server certificates for {kind!r}", field="kind")
+        host = urlsplit(url).hostname or ""
+        try:
+            names = Names(common_name=host, ips=(ipaddress.ip_address(host),))
+        except ValueError:
+            names = Names(common_name=host, dns=(host,))
+        return self._issuance.issue_from_csr(csr, kind, Requester(actor, request_id), expected=names)
+
+    # -- enrollment profiles --------------------------------------------------------------
+
+    def add_profile(self, spec: ProfileSpec, *, actor: str) -> ProfileView:
+        """Create an enrollment profile after validating every part of it.
+
+        Raises:
+            InvalidRequest: naming the field; NotFound: an unknown server or repository.
+            Conflict: the name exists.
+        """
+        with self._db.session() as session:
+            if session.exec(select(EnrollmentProfileRow).where(EnrollmentProfileRow.name == spec.name)).first():
+                raise Conflict(f"an enrollment profile {spec.name!r} exists already", field="name")
+            row = EnrollmentProfileRow(name=_name(spec.name, "name"))
+            self._apply(session, row, spec)
+            session.add(row)
+            append_event(session, actor=actor, action="profile.create", outcome="success", target=spec.name,
+                         detail={"attestation": row.attestation, "delivery": row.delivery})
+            return self._view(session, row)
+
+    def update_profile(self, spec: ProfileSpec, *, actor: str) -> ProfileView:
+        """Replace an existing profile's settings (its group key stays).
+
+        Raises:
+            NotFound: no such profile; InvalidRequest as for :meth:`add_profile`.
+        """
+        with self._db.session() as session:
+            row = _profile(session, spec.name)
+            self._apply(session, row, spec)
+            row.updated_at = utcnow()
+            session.add(row)
+            append_event(session, actor=actor, action="profile.update", outcome="success", target=spec.name,
+                         detail={"attestation": row.attestation, "delivery": row.delivery})
+            return self._view(session, row)
+
+    def list_profiles(self) -> list[ProfileView]:
+        """Every enrollment profile, by name."""
+        with self._db.session() as session:
+            rows = session.exec(select(EnrollmentProfileRow).order_by(col(EnrollmentProfileRow.name)))
+            return [self._view(session, row) for row in rows]
+
+    def get_profile(self, name: str) -> ProfileView:
+        """One enrollment profile; NotFound if there is none."""
+        with self._db.session() as session:
+            return self._view(session, _profile(session, name))
+
+    def delete_profile(self, name: str, *, actor: str) -> None:
+        """Remove a profile no device or token uses (its group key stays in the secret store)."""
+        with self._db.session() as session:
+            row = _profile(session, name)
+            if (session.exec(select(DeviceRow).where(DeviceRow.profile_id == row.id)).first()
+                    or session.exec(select(EnrollmentTokenRow).where(EnrollmentTokenRow.profile_id == row.id)).first()):
+                raise Conflict(f"profile {name!r} has devices or enrollment tokens", field="name")
+            session.delete(row)
+            append_event(session, actor=actor, action="profile.delete", outcome="success", target=name)
+
+    def _apply(self, session: Session, row: EnrollmentProfileRow, spec: ProfileSpec) -> None:
+        if spec.certificate_profile != "device":
+            raise InvalidRequest("certificate_profile must be 'device'", field="certificate_profile")
+        if not spec.dm_servers:
+            raise InvalidRequest("a profile needs at least one DM server", field="dm_servers")
+        if spec.delivery not in DELIVERY_MODES:
+            raise InvalidRequest(f"delivery must be one of {', '.join(DELIVERY_MODES)}", field="delivery")
+        if spec.delivery == "hget" and not spec.data_repositories:
+            raise InvalidRequest("hget delivery needs at least one data repository", field="data_repositories")
+        if not isinstance(spec.validity_days, int) or not 1 <= spec.validity_days <= _MAX_VALIDITY_DAYS:
+            raise InvalidRequest(f"validity_days must be 1 to {_MAX_VALIDITY_DAYS}", field="validity_days")
+        row.dm_server_ids = [_id(_server(session, s, field_="dm_servers").id) for s in _unique(spec.dm_servers)]
+        row.data_repository_ids = [_id(_repository(session, r, field_="data_repositories").id)
+                                   for r in _unique(spec.data_repositories)]
+        row.key_types = _key_types(spec.key_types)
+        row.attestation = _attestation(spec.attestation)
+        row.dmacc = _dmacc(spec.dmacc)
+        row.extra_mos = self._extra_mos(spec.extra_mos)
+        row.certificate_profile = spec.certificate_profile
+        row.delivery = spec.delivery
+        row.validity_days = spec.validity_days
+        row.description = _label(spec.description, "description", maximum=1024, empty=True)
+        row.enabled = bool(spec.enabled)
+
+    def _extra_mos(self, mos: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        checked: list[dict[str, Any]] = []
+        for index, obj in enumerate(mos):
+            try:
+                instance = MoInstance.from_json(dict(obj))
+                if instance.moid in (DMACC_1_2, TRUST_1_0):
+                    raise InvalidRequest(f"extra_mos/{index}: {instance.moid} is built by the service",
+                                         field="extra_mos")
+                validate_instance(instance, self._ddfs)
+            except MoValidationError as exc:
+                raise InvalidRequest(f"extra_mos/{index}: {exc.message}", field="extra_mos") from None
+            checked.append(instance.to_json())
+        return checked
+
+    @staticmethod
+    def _view(session: Session, row: EnrollmentProfileRow) -> ProfileView:
+        servers = {s.id: s.server_id for s in session.exec(select(DmServerRow))}
+        repos = {r.id: r.name for r in session.exec(select(DataRepositoryRow))}
+        return ProfileView(row, tuple(servers.get(i, f"#{i}") for i in row.dm_server_ids),
+                           tuple(repos.get(i, f"#{i}") for i in row.data_repository_ids))
+
+    # -- manufacturer CAs -----------------------------------------------------------------
+
+    def add_manufacturer_ca(self, name: str, pem: str, *, actor: str) -> ManufacturerCaRow:
+        """Trust a manufacturer CA for IDevID attestation.
+
+        Raises:
+            InvalidRequest: not exactly one CA certificate.
+            Conflict: the name or certificate is trusted already.
+        """
+        cert = _one_certificate(pem, "pem")
+        try:
+            if not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+                raise InvalidRequest("the certificate is not a CA certificate (cA=FALSE)", field="pem")
+        except x509.ExtensionNotFound:
+            raise InvalidRequest("the certificate has no basicConstraints: not a CA", field="pem") from None
+        row = ManufacturerCaRow(name=_name(name, "name"), fingerprint=fingerprint(cert),
+                                pem=cert.public_bytes(Encoding.PEM).decode())
+        with self._db.session() as session:
+            if session.exec(select(ManufacturerCaRow).where(
+                    (ManufacturerCaRow.name == name) | (ManufacturerCaRow.fingerprint == row.fingerprint))).first():
+                raise Conflict(f"manufacturer CA {name!r} or this certificate is trusted already", field="name")
+            session.add(row)
+            append_event(session, actor=actor, action="manufacturer-ca.add", outcome="success", target=name,
+                         detail={"fingerprint": row.fingerprint, "subject": cert.subject.rfc4514_string()})
+        return row
+
+    def list_manufacturer_cas(self) -> list[ManufacturerCaRow]:
+        """Every manufacturer CA, enabled or not, by name."""
+        with self._db.session() as session:
+            return list(session.exec(select(ManufacturerCaRow).order_by(col(ManufacturerCaRow.name))))
+
+    def set_manufacturer_ca_enabled(self, name: str, enabled: bool, *, actor: str) -> ManufacturerCaRow:
+        """Enable or disable a manufacturer CA (disabled: its IDevIDs are refused)."""
+        with self._db.session() as session:
+            row = session.exec(select(ManufacturerCaRow).where(ManufacturerCaRow.name == name)).first()
+            if row is None:
+                raise NotFound(f"no manufacturer CA {name!r}", field="name")
+            row.enabled = enabled
+            session.add(row)
+            append_event(session, actor=actor, action="manufacturer-ca." + ("enable" if enabled else "disable"),
+                         outcome="success", target=name)
+        return row
+
+
+# -- lookups and validation helpers --------------------------------------------------------
+
+
+def _server(session: Session, server_id: str, *, field_: str = "server_id") -> DmServerRow:
+    row = session.exec(select(DmServerRow).where(DmServerRow.server_id == server_id)).first()
+    if row is None:
+        raise NotFound(f"no DM server {server_id!r}", field=field_)
+    return row
+
+
+def _repository(session: Session, name: str, *, field_: str = "name") -> DataRepositoryRow:
+    row = session.exec(select(DataRepositoryRow).where(DataRepositoryRow.name == name)).first()
+    if row is None:
+        raise NotFound(f"no data repository {name!r}", field=field_)
+    return row
+
+
+def _profile(session: Session, name: str) -> EnrollmentProfileRow:
+    row = session.exec(select(EnrollmentProfileRow).where(EnrollmentProfileRow.name == name)).first()
+    if row is None:
+        raise NotFound(f"no enrollment profile {name!r}", field="profile")
+    return row
+
+
+def _id(value: int | None) -> int:
+    if value is None:  # rows read from the database always have one
+        raise RuntimeError("row has no id")
+    return value
+
+
+def _unique(values: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+def _name(value: object, field_: str) -> str:
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise InvalidRequest(f"{field_} must be 1-64 of A-Z a-z 0-9 . _ -, starting with a letter or digit",
+                             field=field_)
+    return value
+
+
+def _label(value: object, field_: str, *, maximum: int = 256, empty: bool = False) -> str:
+    if not isinstance(value, str) or len(value) > maximum or (not empty and not value.strip()):
+        raise InvalidRequest(f"{field_} must be text of at most {maximum} characters", field=field_)
+    return value
+
+
+def _check_url(url: object, field_: str) -> str:
+    if not isinstance(url, str):
+        raise InvalidRequest(f"{field_} must be a string", field=field_)
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname or parts.username or any(c.isspace() for c in url):
+        raise InvalidRequest(f"{field_} must be an https URL with a host (TLS is mandatory), not {url!r}",
+                             field=field_)
+    if len(url) > 1024:
+        raise InvalidRequest(f"{field_} is longer than 1024 characters", field=field_)
+    return url
+
+
+def _one_certificate(pem: object, field_: str) -> x509.Certificate:
+    if not isinstance(pem, str):
+        raise InvalidRequest(f"{field_} must be a PEM certificate", field=field_)
+    try:
+        certs = x509.load_pem_x509_certificates(pem.encode())
+    except ValueError as exc:
+        raise InvalidRequest(f"{field_} is not a PEM certificate: {exc}", field=field_) from None
+    if len(certs) != 1:
+        raise InvalidRequest(f"{field_} must hold exactly one certificate, not {len(certs)}", field=field_)
+    return certs[0]
+
+
+def _check_anchor(pem: str | None) -> str | None:
+    if pem is None or pem == "":
+        return None
+    return _one_certificate(pem, "trust_anchor_pem").public_bytes(Encoding.PEM).decode()
+
+
+def _anchor_print(pem: str | None) -> str:
+    return fingerprint(x509.load_pem_x509_certificate(pem.encode())) if pem else "our root CA"
+
+
+def _key_types(values: Sequence[str]) -> list[str]:
+    if not values:
+        raise InvalidRequest("key_types must name at least one key type", field="key_types")
+    allowed = get_profile("device").key_policy.allowed
+    result: list[str] = []
+    for value in _unique(values):
+        try:
+            key_type = KeyType.parse(value)
+        except KeyPolicyError as exc:
+            raise InvalidRequest(exc.message, field="key_types") from None
+        if key_type not in allowed:
+            raise InvalidRequest(f"key type {key_type.value} is not allowed for device certificates",
+                                 field="key_types")
+        result.append(key_type.value)
+    return result
+
+
+def _attestation(values: Sequence[str]) -> list[str]:
+    unknown = [v for v in values if v not in METHODS]
+    if unknown or not values:
+        raise InvalidRequest(f"attestation must name one or more of {', '.join(METHODS)}"
+                             + (f"; unknown: {', '.join(unknown)}" if unknown else ""), field="attestation")
+    return _unique(values)
+
+
+def _dmacc(value: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(value) - _DMACC_KEYS)
+    if unknown:
+        raise InvalidRequest(f"dmacc may hold {', '.join(sorted(_DMACC_KEYS))}; not {', '.join(unknown)}"
+                             " (SrvID and SrvURI come from the DM server)", field="dmacc")
+    result: dict[str, Any] = {}
+    if "Name" in value:
+        result["Name"] = _label(value["Name"], "dmacc.Name")
+    if "Perm" in value:
+        perm = value["Perm"]
+        if not isinstance(perm, list) or not perm or not all(isinstance(m, str) and _MOID.match(m) for m in perm):
+            raise InvalidRequest("dmacc.Perm must be a non-empty list of MOIDs (urn:...)", field="dmacc.Perm")
+        result["Perm"] = _unique(perm)
+    if "Noti" in value:
+        noti = value["Noti"]
+        if (not isinstance(noti, dict) or set(noti) - _NOTI_KEYS or not isinstance(noti.get("Type"), str)
+                or not all(isinstance(v, str) for v in noti.values())):
+            raise InvalidRequest("dmacc.Noti must be {\"Type\": text, \"Data\": text} (no secrets)",
+                                 field="dmacc.Noti")
+        result["Noti"] = dict(noti)
+    result.update(profile_options(value))
+    return result
+
+
+def _typed(obj: Mapping[str, Any], key: str, kind: type, *, required: bool = False) -> Any:
+    if key not in obj:
+        if required:
+            raise InvalidRequest(f"{key} is required", field=key)
+        return None
+    value = obj[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise InvalidRequest(f"{key} must be of type {kind.__name__}", field=key)
+    return value
+
+
+def _strings(obj: Mapping[str, Any], key: str, *, required: bool = False) -> list[str]:
+    value = _typed(obj, key, list, required=required)
+    if value is None:
+        return []
+    if not all(isinstance(v, str) for v in value):
+        raise InvalidRequest(f"{key} must be a list of strings", field=key)
+    return list(value)

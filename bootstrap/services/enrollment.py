@@ -1,0 +1,380 @@
+"""Enrollment: a device proves its factory credential and leaves with a certificate and an account.
+
+:meth:`EnrollmentService.enroll` is the one use case behind every transport (DM 2.0
+package 1, the JSON enroll API). In ONE transaction it verifies the evidence
+(bootstrap.auth.attestation), applies the device and profile rules, checks the
+CSR against the profile's key types and the DevID, issues and records the
+certificate, records what the device declared (DM-HLF-008) and builds the
+:class:`~bootstrap.dm.content.BootstrapContent`. Any failure rolls all of it
+back - a one-time token stays unused, nothing is issued - and is written to the
+audit trail in a transaction of its own. Nothing is kept in process memory
+between calls (DM-SYS-001).
+
+Rules:
+
+- the method must be one of the profile's ``attestation`` methods; a token or
+  group key speaks for its own profile, which must be the device's;
+- an unknown DevID is refused, except with group-key, which registers it in the
+  group's profile; a ``blocked`` device or a disabled profile is refused;
+- the CSR key type must be one of the profile's ``key_types``; its subject CN (if
+  any) must be the DevID and its URIs at most the device URI - the certificate
+  certifies CN=DevID and ``urn:dmboot:devid:<DevID>``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from bootstrap.auth.attestation import METHODS, Attestation, Evidence, Verifier, verifiers
+from bootstrap.dm.content import BootstrapContent, DmAccount, ExtraMo, TrustAnchor
+from bootstrap.errors import (
+    AuthenticationFailed,
+    Conflict,
+    DmBootstrapError,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+)
+from bootstrap.secrets.base import SecretStore
+from bootstrap.services.audit import append_event
+from bootstrap.services.authorities import AuthorityDirectory
+from bootstrap.services.issuance import IssuanceService, Requester
+from bootstrap.store.db import Database
+from bootstrap.store.models import (
+    AuthorityRow,
+    DataRepositoryRow,
+    DeviceRow,
+    DmServerRow,
+    EnrollmentProfileRow,
+    UsedNonceRow,
+    utcnow,
+)
+from pki.authority import IssuedCertificate
+from pki.csr import parse_csr
+from pki.errors import PkiError
+from pki.identity import check_dev_id, device_uri
+from pki.keys import KeyPolicy
+from pki.profiles import Names
+
+__all__ = ["CHANNELS", "EnrollmentOutcome", "EnrollmentService", "Evidence"]
+
+log = logging.getLogger(__name__)
+
+#: Transports, as the audit trail names them.
+CHANNELS = ("json", "dm2", "dm1", "factory")
+_MAX_DECLARED_MOS = 128
+_MAX_MIIDS = 64
+_MAX_FEATURES = 64
+_MOID = re.compile(r"^urn:[A-Za-z0-9][A-Za-z0-9-]{0,31}:[^\s/?#]+$", re.IGNORECASE)
+_ATTEMPTS = 3  # a serial-number collision retries the whole transaction
+_PURGE_ONE_IN = 32  # expired nonces are purged after about one group-key enrollment in 32
+
+
+@dataclass(frozen=True)
+class EnrollmentOutcome:
+    """What an accepted enrollment produced."""
+
+    device: DeviceRow
+    profile: EnrollmentProfileRow
+    issued: IssuedCertificate
+    content: BootstrapContent
+
+
+class EnrollmentService:
+    """Verifies device evidence, issues the operational certificate, builds the bootstrap content."""
+
+    def __init__(self, database: Database, store: SecretStore, authorities: AuthorityDirectory,
+                 issuance: IssuanceService) -> None:
+        self._db = database
+        self._authorities = authorities
+        self._issuance = issuance
+        self._verifiers: dict[str, Verifier] = verifiers(store)
+
+    def enroll(self, dev_id: str, evidence: Evidence, csr: bytes, *, declared_mos: list[dict[str, Any]] | None = None,
+               features: dict[str, Any] | None = None, channel: str = "json",
+               request_id: str | None = None) -> EnrollmentOutcome:
+        """Enroll ``dev_id``: verify ``evidence``, issue for ``csr``, return the bootstrap content.
+
+        ``declared_mos`` (package 1's MOS entries: ``{"MOID", "DDF"?, "MIID"?}``) and
+        ``features`` are recorded on the device when given; with ``declared_mos``,
+        only extra MOs the device declared are in the content (DM-HLF-001).
+
+        Raises:
+            InvalidRequest: a bad DevID, method, MOS list or features.
+            AuthenticationFailed: the evidence proves nothing (unknown DevID, used token, bad HMAC...).
+            PermissionDenied: blocked device, method not allowed, evidence for another profile or DevID.
+            PkiError: the CSR is refused (key type, identity, signature).
+        """
+        try:
+            return self._enroll(dev_id, evidence, csr, declared_mos, features, channel, request_id)
+        except Exception as exc:
+            self.record_refusal(dev_id, evidence.method, exc, channel=channel, request_id=request_id)
+            raise
+
+    def _enroll(self, dev_id: str, evidence: Evidence, csr: bytes, declared_mos: list[dict[str, Any]] | None,
+                features: dict[str, Any] | None, channel: str, request_id: str | None) -> EnrollmentOutcome:
+        try:
+            check_dev_id(dev_id)
+        except (TypeError, ValueError) as exc:
+            raise InvalidRequest(str(exc), field="dev_id") from None
+        verifier = self._verifiers.get(evidence.method)
+        if verifier is None:
+            raise InvalidRequest(f"attestation method must be one of {', '.join(METHODS)}", field="method")
+        mos = _declared_mos(declared_mos) if declared_mos is not None else None
+        feats = _features(features) if features is not None else None
+        for attempt in range(_ATTEMPTS):
+            try:
+                outcome = self._attempt(verifier, dev_id, evidence, csr, mos, feats, channel, request_id)
+            except IntegrityError:
+                # Only a serial or fingerprint collision gets here (nonce and DevID races are mapped).
+                log.warning("serial collision on enrollment attempt %d; retrying", attempt + 1)
+                continue
+            if evidence.method == "group-key" and secrets.randbelow(_PURGE_ONE_IN) == 0:
+                self.purge_expired_nonces()
+            return outcome
+        raise Conflict("could not record a unique certificate serial; retry")  # pragma: no cover
+
+    def _attempt(self, verifier: Verifier, dev_id: str, evidence: Evidence, csr: bytes,
+                 mos: list[dict[str, Any]] | None, feats: dict[str, Any] | None, channel: str,
+                 request_id: str | None) -> EnrollmentOutcome:
+        now = utcnow()
+        with self._db.session() as session:
+            device = session.exec(select(DeviceRow).where(DeviceRow.dev_id == dev_id)).first()
+            if device is None and evidence.method != "group-key":
+                raise AuthenticationFailed(f"DevID {dev_id!r} is not registered", field="dev_id")
+            if device is not None and device.status == "blocked":
+                raise PermissionDenied(f"device {dev_id!r} is blocked", field="dev_id")
+            attestation = verifier.verify(session, dev_id, device, evidence, now)
+            profile = self._profile(session, device, attestation)
+            if device is None:
+                device = self._register(session, dev_id, profile)
+            info = parse_csr(csr, KeyPolicy.of(profile.key_types))
+            expected = Names(common_name=dev_id, uris=(device_uri(dev_id),))
+            issued = self._issuance.issue_in(session, info, profile.certificate_profile,
+                                             Requester(_actor(dev_id), request_id), expected=expected,
+                                             validity=timedelta(days=profile.validity_days), now=now)
+            if mos is not None:
+                device.declared_mos = mos
+            if feats is not None:
+                device.features = feats
+            device.current_serial = issued.serial_hex
+            device.status = "enrolled"
+            device.updated_at = now
+            session.add(device)
+            content = self._content(session, device, profile, issued, mos)
+            append_event(session, actor=_actor(dev_id), action="device.enroll", outcome="success", target=dev_id,
+                         request_id=request_id,
+                         detail={"method": evidence.method, "channel": channel, "profile": profile.name,
+                                 "serial": issued.serial_hex, **attestation.detail})
+            session.flush()
+        return EnrollmentOutcome(device, profile, issued, content)
+
+    @staticmethod
+    def _profile(session: Session, device: DeviceRow | None, attestation: Attestation) -> EnrollmentProfileRow:
+        profile_id = device.profile_id if device is not None else attestation.profile_id
+        if device is not None and attestation.profile_id is not None and attestation.profile_id != device.profile_id:
+            raise PermissionDenied(f"the {attestation.method} evidence is for another enrollment profile than"
+                                   f" device {device.dev_id!r}'s", field="profile")
+        profile = session.get(EnrollmentProfileRow, profile_id) if profile_id is not None else None
+        if profile is None:  # pragma: no cover - foreign keys keep this from happening
+            raise NotFound("the device's enrollment profile does not exist", field="profile")
+        if not profile.enabled:
+            raise PermissionDenied(f"enrollment profile {profile.name!r} is disabled", field="profile")
+        if attestation.method not in profile.attestation:
+            raise PermissionDenied(f"enrollment profile {profile.name!r} does not allow {attestation.method}"
+                                   f" attestation (allowed: {', '.join(profile.attestation)})", field="method")
+        return profile
+
+    @staticmethod
+    def _register(session: Session, dev_id: str, profile: EnrollmentProfileRow) -> DeviceRow:
+        device = DeviceRow(dev_id=dev_id, profile_id=profile.id or 0)
+        try:
+            with session.begin_nested():
+                session.add(device)
+        except IntegrityError:
+            raise Conflict(f"device {dev_id!r} is being enrolled by another request; retry",
+                           field="dev_id") from None
+        append_event(session, actor=_actor(dev_id), action="device.register", outcome="success", target=dev_id,
+                     detail={"profile": profile.name, "by": "group-key"})
+        return device
+
+    def _content(self, session: Session, device: DeviceRow, profile: EnrollmentProfileRow,
+                 issued: IssuedCertificate, mos: list[dict[str, Any]] | None) -> BootstrapContent:
+        server_ids = list(profile.dm_server_ids)
+        if device.chosen_dm_server_id is not None and device.chosen_dm_server_id not in server_ids:
+            server_ids.insert(0, device.chosen_dm_server_id)
+        servers = {s.id: s for s in session.exec(select(DmServerRow).where(col(DmServerRow.id).in_(server_ids)))}
+        repos_by_id = {r.id: r for r in session.exec(
+            select(DataRepositoryRow).where(col(DataRepositoryRow.id).in_(profile.data_repository_ids)))}
+        repos = [repos_by_id[i] for i in profile.data_repository_ids if i in repos_by_id]
+        account_server = servers[device.chosen_dm_server_id or profile.dm_server_ids[0]]
+        root_der = _der(self._authorities.root_row(session))
+        issuing = self._authorities.active_row(session)
+        anchors = [TrustAnchor("dm-server", servers[i].server_id, _anchor_der(servers[i].trust_anchor_pem, root_der))
+                   for i in server_ids if i in servers]
+        anchors += [TrustAnchor("data-repository", r.name, _anchor_der(r.trust_anchor_pem, root_der)) for r in repos]
+        anchors.append(TrustAnchor("issuing-ca", issuing.name, _der(issuing)))
+        declared = {m["MOID"] for m in mos} if mos is not None else None
+        extra = tuple(ExtraMo(str(obj["MOID"]), obj) for obj in profile.extra_mos
+                      if declared is None or obj["MOID"] in declared)
+        dmacc = profile.dmacc
+        account = DmAccount(server_id=account_server.server_id, server_uri=account_server.url,
+                            name=str(dmacc.get("Name", account_server.name)),
+                            permitted_moids=tuple(dmacc.get("Perm", ())), notification=dict(dmacc.get("Noti", {})))
+        chain = tuple(c.public_bytes(Encoding.DER) for c in (issued.certificate, *issued.chain))
+        return BootstrapContent(dev_id=device.dev_id, account=account, certificate_chain=chain,
+                                trust_anchors=tuple(anchors), data_repository_urls=tuple(r.url for r in repos),
+                                extra_mos=extra, delivery=profile.delivery)
+
+    def record_refusal(self, dev_id: object, method: str, exc: Exception, *, channel: str = "json",
+                       request_id: str | None = None) -> None:
+        """Audit a refused enrollment attempt in a transaction of its own.
+
+        :meth:`enroll` calls it for every failure; transports call it for requests
+        refused before they reach :meth:`enroll` (wrong media type, malformed body).
+        """
+        reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+        if not isinstance(exc, DmBootstrapError | PkiError):
+            reason = "internal error"
+        name = _audit_name(dev_id)
+        try:
+            with self._db.session() as session:
+                append_event(session, actor=_actor(name), action="device.enroll", outcome="failure", target=name,
+                             request_id=request_id,
+                             detail={"method": str(method)[:32], "channel": channel, "error": type(exc).__name__,
+                                     "reason": reason[:500]})
+        except Exception:  # the original error matters more; the log keeps this one
+            log.exception("could not record the refused enrollment of %s", name)
+
+    # -- after enrollment -----------------------------------------------------------------
+
+    def complete(self, dev_id: str, serial_hex: str, *, request_id: str | None = None) -> DeviceRow:
+        """BootstrapComplete: the device applied the content of certificate ``serial_hex``.
+
+        Raises:
+            NotFound: unknown device; PermissionDenied: blocked;
+            Conflict: ``serial_hex`` is not the device's current certificate.
+        """
+        serial = serial_hex.lower().removeprefix("0x").replace(":", "").lstrip("0")
+        try:
+            with self._db.session() as session:
+                device = session.exec(select(DeviceRow).where(DeviceRow.dev_id == dev_id)).first()
+                if device is None:
+                    raise NotFound(f"no device {dev_id!r}", field="dev_id")
+                if device.status == "blocked":
+                    raise PermissionDenied(f"device {dev_id!r} is blocked", field="dev_id")
+                if device.current_serial != serial:
+                    raise Conflict(f"certificate {serial} is not device {dev_id!r}'s current certificate",
+                                   field="serial")
+                if device.status != "bootstrapped":
+                    device.status = "bootstrapped"
+                    device.bootstrapped_at = device.updated_at = utcnow()
+                    session.add(device)
+                    append_event(session, actor=_actor(dev_id), action="device.bootstrap-complete",
+                                 outcome="success", target=dev_id, request_id=request_id, detail={"serial": serial})
+                return device
+        except DmBootstrapError as exc:
+            with self._db.session() as session:
+                name = _audit_name(dev_id)
+                append_event(session, actor=_actor(name), action="device.bootstrap-complete", outcome="failure",
+                             target=name, request_id=request_id,
+                             detail={"serial": serial[:64], "error": type(exc).__name__, "reason": exc.message})
+            raise
+
+    def device_info(self, dev_id: str) -> DeviceRow:
+        """The device as recorded (status, declared MOs and features, current serial).
+
+        Raises:
+            NotFound: unknown device.
+        """
+        with self._db.session() as session:
+            device = session.exec(select(DeviceRow).where(DeviceRow.dev_id == dev_id)).first()
+        if device is None:
+            raise NotFound(f"no device {dev_id!r}", field="dev_id")
+        return device
+
+    def certificate_method(self, certificate: x509.Certificate) -> str:
+        """``current-cert`` for a certificate one of our issuing CAs names as issuer, else ``idevid``.
+
+        Transports call this to name the method of a TLS client certificate.
+        """
+        with self._db.session() as session:
+            ours = [x509.load_pem_x509_certificate(r.pem.encode()).subject
+                    for r in session.exec(select(AuthorityRow).where(AuthorityRow.kind == "issuing"))]
+        return "current-cert" if certificate.issuer in ours else "idevid"
+
+    def purge_expired_nonces(self) -> int:
+        """Delete used nonces whose timestamps can no longer be accepted; return how many."""
+        try:
+            with self._db.session() as session:
+                table = UsedNonceRow.__table__  # type: ignore[attr-defined]
+                return int(session.exec(delete(table).where(table.c.expires_at < utcnow())).rowcount)
+        except Exception:  # housekeeping only: another replica may be purging the same rows
+            log.debug("nonce purge skipped", exc_info=True)
+            return 0
+
+
+def _actor(dev_id: str) -> str:
+    return f"device:{dev_id}"[:128]
+
+
+def _audit_name(dev_id: object) -> str:
+    if isinstance(dev_id, str):
+        try:
+            return check_dev_id(dev_id)
+        except ValueError:
+            pass
+    return repr(dev_id)[:100]
+
+
+def _der(row: AuthorityRow) -> bytes:
+    return x509.load_pem_x509_certificate(row.pem.encode()).public_bytes(Encoding.DER)
+
+
+def _anchor_der(pem: str | None, root_der: bytes) -> bytes:
+    return x509.load_pem_x509_certificate(pem.encode()).public_bytes(Encoding.DER) if pem else root_der
+
+
+def _declared_mos(mos: Sequence[Any]) -> list[dict[str, Any]]:
+    if not isinstance(mos, list) or len(mos) > _MAX_DECLARED_MOS:
+        raise InvalidRequest(f"mos must be a list of at most {_MAX_DECLARED_MOS} entries", field="mos")
+    cleaned: list[dict[str, Any]] = []
+    for index, entry in enumerate(mos):
+        if not isinstance(entry, dict) or not isinstance(entry.get("MOID"), str) or not _MOID.match(entry["MOID"]):
+            raise InvalidRequest(f"mos/{index} needs a MOID (urn:...)", field=f"mos/{index}/MOID")
+        miids = entry.get("MIID", [])
+        if not isinstance(miids, list) or len(miids) > _MAX_MIIDS or not all(isinstance(m, str) for m in miids):
+            raise InvalidRequest(f"mos/{index}/MIID must be a list of at most {_MAX_MIIDS} strings",
+                                 field=f"mos/{index}/MIID")
+        ddf = entry.get("DDF")
+        if ddf is not None and (not isinstance(ddf, str) or len(ddf) > 1024):
+            raise InvalidRequest(f"mos/{index}/DDF must be a URL", field=f"mos/{index}/DDF")
+        unknown = sorted(set(entry) - {"MOID", "MIID", "DDF"})
+        if unknown:
+            raise InvalidRequest(f"mos/{index} has unknown members {', '.join(unknown)}", field=f"mos/{index}")
+        cleaned.append({**({"DDF": ddf} if ddf is not None else {}), "MOID": entry["MOID"], "MIID": list(miids)})
+    return cleaned
+
+
+def _features(features: Mapping[str, Any]) -> dict[str, Any]:
+    if not isinstance(features, dict) or len(features) > _MAX_FEATURES:
+        raise InvalidRequest(f"features must be an object of at most {_MAX_FEATURES} members", field="features")
+    for name, value in features.items():
+        values = value if isinstance(value, list) else [value]
+        if len(name) > 64 or len(values) > _MAX_FEATURES or not all(
+                isinstance(v, str | int | float | bool) and (not isinstance(v, str) or len(v) <= 256) for v in values):
+            raise InvalidRequest(f"features/{name[:64]} must be a scalar or a list of scalars", field="features")
+    return dict(features)
+
