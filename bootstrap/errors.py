@@ -13,9 +13,12 @@ one line and a non-zero exit. None of them carries an HTTP status::
         +-- Conflict                    the object exists, or changed under us
         +-- InvalidRequest              input that is well-formed but unacceptable
         |   +-- UnsupportedMediaType    a body in a format the endpoint does not take
+        |   +-- NotAcceptable           no response format the client accepts
         |   +-- PayloadTooLarge         a body over the configured limit
         +-- AuthenticationFailed        the caller could not be authenticated
+        |   +-- TooManyAttempts         too many failures for that name; retry later
         +-- PermissionDenied            the caller may not do this
+        |   +-- QuotaExceeded           a factory station's device quota is used up
         +-- SecretStoreError            the secret store failed
             +-- SecretNotFound          no secret or key at that path
             +-- SecretConflict          check-and-set lost: someone wrote first
@@ -31,15 +34,18 @@ __all__ = [
     "Conflict",
     "DmBootstrapError",
     "InvalidRequest",
+    "NotAcceptable",
     "NotFound",
     "NotInitialized",
     "PayloadTooLarge",
     "PermissionDenied",
+    "QuotaExceeded",
     "SecretAccessDenied",
     "SecretConflict",
     "SecretNotFound",
     "SecretStoreError",
     "SecretStoreUnavailable",
+    "TooManyAttempts",
     "UnsupportedMediaType",
 ]
 
@@ -78,6 +84,10 @@ class UnsupportedMediaType(InvalidRequest):
     """A request body in a media type the endpoint does not accept."""
 
 
+class NotAcceptable(InvalidRequest):
+    """The client accepts none of the formats the endpoint can answer in."""
+
+
 class PayloadTooLarge(InvalidRequest):
     """A request body over the configured size limit."""
 
@@ -86,8 +96,21 @@ class AuthenticationFailed(DmBootstrapError):
     """The caller could not be authenticated."""
 
 
+class TooManyAttempts(AuthenticationFailed):
+    """Too many failed attempts for one login name or DevID; retry after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        #: Seconds until the next attempt is considered.
+        self.retry_after = retry_after
+
+
 class PermissionDenied(DmBootstrapError):
     """The authenticated caller may not do this."""
+
+
+class QuotaExceeded(PermissionDenied):
+    """A factory station's device quota does not cover the devices it asked for; nothing was issued."""
 
 
 class SecretStoreError(DmBootstrapError):

@@ -8,21 +8,30 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON
+from sqlalchemy import JSON, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 __all__ = [
+    "AdminRow",
     "AuditEvent",
     "ApiTokenRow",
     "AuditHead",
     "AuthorityRow",
     "CertificateRow",
+    "ConsoleSessionRow",
+    "CrlRow",
     "DataRepositoryRow",
     "DeviceRow",
+    "DmObjectRow",
     "DmServerRow",
     "EnrollmentProfileRow",
     "EnrollmentTokenRow",
+    "FactoryBatchRow",
+    "FactoryItemRow",
+    "FactoryStationRow",
+    "LoginThrottleRow",
     "ManufacturerCaRow",
+    "OcspSignerRow",
     "UsedNonceRow",
     "utcnow",
 ]
@@ -261,3 +270,201 @@ class ApiTokenRow(SQLModel, table=True):
     created_by: str = Field(max_length=128)
     created_at: datetime = Field(default_factory=utcnow)
     last_used_at: datetime | None = None
+
+
+# -- admins and console sessions (issue 7) ------------------------------------------------
+
+
+class AdminRow(SQLModel, table=True):
+    """A human admin: a scrypt password hash, roles, and optionally TOTP and a client certificate.
+
+    The TOTP secret lives in the secret store (KV ``admins/<username>/totp``), never here.
+    """
+
+    __tablename__ = "admin"
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(unique=True, index=True, max_length=64)
+    #: ``scrypt$<log2 n>$<r>$<p>$<salt b64>$<hash b64>`` (bootstrap.auth.passwords).
+    password_hash: str = Field(max_length=256)
+    roles: list[str] = Field(default_factory=list, sa_type=JSON)
+    totp_enabled: bool = False
+    #: The last TOTP time step accepted: a code is never accepted twice.
+    totp_last_step: int | None = None
+    #: sha256:<hex> of the admin's client certificate, when one is bound.
+    cert_fingerprint: str | None = Field(default=None, unique=True, max_length=80)
+    disabled: bool = False
+    created_by: str = Field(max_length=128)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    last_login_at: datetime | None = None
+
+
+class ConsoleSessionRow(SQLModel, table=True):
+    """A web console session, kept server-side (DM-SYS-001); the cookie holds a token, this its hash."""
+
+    __tablename__ = "console_session"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(unique=True, index=True, max_length=64)
+    #: admin | subscriber
+    kind: str = Field(max_length=16)
+    admin_id: int | None = Field(default=None, foreign_key="admin.id", index=True)
+    #: Subscriber sessions: the device whose claim code opened the session.
+    dev_id: str | None = Field(default=None, max_length=128)
+    #: active | totp (password accepted, TOTP code still due)
+    stage: str = Field(default="active", max_length=16)
+    created_at: datetime = Field(default_factory=utcnow)
+    last_seen_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime = Field(index=True)
+    client: str | None = Field(default=None, max_length=64)
+
+
+class LoginThrottleRow(SQLModel, table=True):
+    """Failed attempts per login name (or claimed DevID): slows guessing on every replica."""
+
+    __tablename__ = "login_throttle"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, index=True, max_length=200)
+    failures: int = 0
+    last_failure_at: datetime | None = None
+    locked_until: datetime | None = None
+
+
+# -- revocation: CRLs and OCSP responder certificates ---------------------------------------
+
+
+class CrlRow(SQLModel, table=True):
+    """A CRL we published (RFC 5280): full or delta, one number sequence per issuing CA.
+
+    The unique (authority, number) pair keeps cRLNumber monotonic across replicas. Only
+    the latest full and delta CRL keep their DER; older rows keep the facts delta CRLs
+    need (number, thisUpdate) until they expire.
+    """
+
+    __tablename__ = "crl"
+    __table_args__ = (UniqueConstraint("authority_id", "number", name="uq_crl_authority_number"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    authority_id: int = Field(foreign_key="authority.id", index=True)
+    number: int
+    #: full | delta
+    kind: str = Field(max_length=8)
+    #: Delta CRLs: the number of the full CRL they update (deltaCRLIndicator).
+    base_number: int | None = None
+    this_update: datetime
+    next_update: datetime = Field(index=True)
+    entries: int = 0
+    der: bytes | None = Field(default=None, sa_type=LargeBinary)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class OcspSignerRow(SQLModel, table=True):
+    """A delegated OCSP responder certificate (RFC 6960 4.2.2.2) of one of our CAs.
+
+    Its key lives in the secret store as ``ocsp/<issuer name>``; the row holds the reference.
+    """
+
+    __tablename__ = "ocsp_signer"
+
+    id: int | None = Field(default=None, primary_key=True)
+    authority_id: int = Field(foreign_key="authority.id", index=True)
+    serial_hex: str = Field(unique=True, max_length=64)
+    key_ref: str = Field(max_length=256)
+    pem: str
+    not_before: datetime
+    not_after: datetime = Field(index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+# -- factory provisioning lines (issue 6) ---------------------------------------------------
+
+
+class FactoryStationRow(SQLModel, table=True):
+    """A factory station's client certificate, pinned by fingerprint to an API-token principal.
+
+    The station acts as the linked ``api_token`` row: its roles, allowed profiles and its
+    one device quota, whether it authenticates by Bearer token or by mutual TLS.
+    """
+
+    __tablename__ = "factory_station"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True, max_length=128)
+    token_id: int = Field(foreign_key="api_token.id", index=True)
+    #: sha256:<hex> of the station's client certificate (DER).
+    cert_fingerprint: str = Field(unique=True, index=True, max_length=80)
+    subject: str = Field(max_length=512)
+    enabled: bool = True
+    created_by: str = Field(max_length=128)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class FactoryBatchRow(SQLModel, table=True):
+    """One factory batch, named by the station's Idempotency-Key; items may arrive in many requests."""
+
+    __tablename__ = "factory_batch"
+    __table_args__ = (UniqueConstraint("principal", "idempotency_key", name="uq_factory_batch_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    principal: str = Field(max_length=128, index=True)
+    idempotency_key: str = Field(max_length=128)
+    profile: str = Field(max_length=64, index=True)
+    #: Server-generated keys: the PBKDF2 salt (hex) of the batch's key encryption; not secret.
+    kdf_salt: str = Field(max_length=64)
+    kdf_iterations: int
+    issued: int = 0
+    existing: int = 0
+    failed: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class FactoryItemRow(SQLModel, table=True):
+    """A device a factory batch issued for: at most one per (profile, DevID), written with its certificate.
+
+    For a server-generated key only a reference to the station-encrypted copy kept for
+    redelivery (until ``key_expires_at``) is stored; never the key.
+    """
+
+    __tablename__ = "factory_item"
+    __table_args__ = (UniqueConstraint("profile", "dev_id", name="uq_factory_item_device"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    batch_id: int = Field(foreign_key="factory_batch.id", index=True)
+    profile: str = Field(max_length=64)
+    dev_id: str = Field(max_length=128, index=True)
+    #: csr | keygen
+    mode: str = Field(max_length=8)
+    serial_hex: str = Field(unique=True, max_length=64)
+    #: keygen: SecretRef URI of the secret-store entry holding the station-encrypted key.
+    key_ref: str | None = Field(default=None, max_length=256)
+    key_expires_at: datetime | None = None
+    #: Manufacturer attributes as the station sent them (serial number, model, ...).
+    attributes: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+# -- DM 2.0 HGET delivery (issue 4) --------------------------------------------------------
+
+
+class DmObjectRow(SQLModel, table=True):
+    """An MO instance published for HGET delivery (DM-HLF-003), until data repositories fetched it.
+
+    Ours (docs/dm2-exchange.md): a repository serves ``{repository URL}/dmboot/{ref}`` from
+    our ``GET /dm/objects/{ref}``. Not secret (certificates, URLs), addressed by an
+    unguessable ``ref``, kept until ``expires_at`` or the device's BootstrapComplete.
+    """
+
+    __tablename__ = "dm_object"
+
+    id: int | None = Field(default=None, primary_key=True)
+    ref: str = Field(unique=True, index=True, max_length=64)
+    dev_id: str = Field(max_length=128, index=True)
+    client_uri: str = Field(max_length=512)
+    cv: str = Field(max_length=128)
+    #: The MO instance JSON array, as served.
+    body: str
+    expires_at: datetime = Field(index=True)
+    created_at: datetime = Field(default_factory=utcnow)

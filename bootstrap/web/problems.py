@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from bootstrap import errors as e
 from pki import errors as p
 
-__all__ = ["PROBLEM_TYPE", "exception_handlers", "problem"]
+__all__ = ["PROBLEM_TYPE", "exception_handlers", "problem", "status_of"]
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +40,12 @@ _TABLE: dict[type[BaseException], tuple[int, str, str]] = {
     e.Conflict: (409, "conflict", "Conflict"),
     e.InvalidRequest: (400, "invalid-request", "Invalid request"),
     e.UnsupportedMediaType: (415, "unsupported-media-type", "Unsupported media type"),
+    e.NotAcceptable: (406, "not-acceptable", "None of the accepted formats can be produced"),
     e.PayloadTooLarge: (413, "payload-too-large", "Request body too large"),
     e.AuthenticationFailed: (401, "authentication-failed", "Authentication failed"),
+    e.TooManyAttempts: (429, "too-many-attempts", "Too many failed attempts; retry later"),
     e.PermissionDenied: (403, "forbidden", "Forbidden"),
+    e.QuotaExceeded: (403, "quota-exceeded", "The station's device quota is used up"),
     e.SecretStoreError: (500, "secret-store", "The secret store failed"),
     e.SecretAccessDenied: (503, "secret-store-denied", "The secret store refused the service's credentials"),
     e.SecretStoreUnavailable: (503, "secret-store-unavailable", "The secret store is unavailable; retry later"),
@@ -67,11 +70,16 @@ def _lookup(exc: BaseException) -> tuple[int, str, str]:
     return 500, "internal", "Internal error"
 
 
+def status_of(exc: BaseException) -> tuple[int, str, str]:
+    """(status, slug, title) for ``exc``: the console renders errors with the API's mapping."""
+    return _lookup(exc)
+
+
 async def _domain_error(request: Request, exc: Exception) -> Response:
     status, slug, title = _lookup(exc)
     headers: dict[str, str] = {}
     retry_after = getattr(exc, "retry_after", None)
-    if status == 503:
+    if status in (429, 503):
         headers["Retry-After"] = str(retry_after or 30)
     if status >= 500:
         log.warning("request failed: %s: %s", type(exc).__name__, exc)
