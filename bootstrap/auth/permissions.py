@@ -22,6 +22,7 @@ PERMISSIONS: dict[str, str] = {
     "certs:revoke": "revoke certificates",
     "factory:provision": "register devices and obtain credentials in batches (own profiles, quota)",
     "audit:read": "read and export the audit trail",
+    "dm1:credentials": "read devices' DM 1.x session credentials (DM 1.x servers; every read is audited)",
 }
 
 #: role -> permissions
@@ -32,6 +33,7 @@ ROLES: dict[str, frozenset[str]] = {
                                      "certs:read", "certs:issue", "certs:revoke"}),
     "factory-line": frozenset({"ca:read", "factory:provision"}),
     "auditor": frozenset({"ca:read", "config:read", "devices:read", "certs:read", "audit:read"}),
+    "dm-server": frozenset({"dm1:credentials"}),
 }
 
 

@@ -105,6 +105,15 @@ class TokenService:
             return Principal.with_roles(row.name, "token", frozenset(row.roles),
                                         allowed_profiles=tuple(row.allowed_profiles), device_quota=row.device_quota)
 
+    def describe_all(self) -> list[dict[str, object]]:
+        """Every API token as JSON, newest first - never the token, not even its hash."""
+        with self._db.session() as session:
+            rows = session.exec(select(ApiTokenRow).order_by(ApiTokenRow.id.desc()))  # type: ignore[union-attr]
+            return [{"name": r.name, "roles": r.roles, "allowed_profiles": r.allowed_profiles,
+                     "device_quota": r.device_quota, "expires_at": r.expires_at.isoformat() if r.expires_at else None,
+                     "revoked": r.revoked, "created_by": r.created_by, "created_at": r.created_at.isoformat(),
+                     "last_used_at": r.last_used_at.isoformat() if r.last_used_at else None} for r in rows]
+
     def revoke(self, name: str, *, actor: str) -> None:
         with self._db.session() as session:
             row = session.exec(select(ApiTokenRow).where(ApiTokenRow.name == name)).first()

@@ -77,7 +77,7 @@ def append_event(
     detail_json = json.dumps(dict(detail or {}), sort_keys=True, separators=(",", ":"), default=str)
     seq = prev_seq + 1
     digest = event_hash(prev_hash, seq, at, actor, action, outcome, target, request_id, detail_json)
-    values = dict(seq=seq, at=at, actor=actor, action=action, outcome=outcome, target=target,
+    values: dict[str, Any] = dict(seq=seq, at=at, actor=actor, action=action, outcome=outcome, target=target,
                   request_id=request_id, detail=detail_json, prev_hash=prev_hash, hash=digest)
     connection.execute(_MOVE_HEAD, {"seq": seq, "hash": digest})
     connection.execute(_INSERT_EVENT, values)

@@ -14,13 +14,13 @@ published MO data is in the database (``dm_object``), readable by any replica.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import delete
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from bootstrap.auth.attestation import Evidence
 from bootstrap.dm.content import BootstrapContent
@@ -63,12 +63,16 @@ class _Outcome(Protocol):
     def content(self) -> BootstrapContent: ...
 
 
+EnrollmentOutcome = _Outcome
+
+
 class EnrollmentPort(Protocol):
     """What this service needs of the enrollment service (``bootstrap.services.enrollment``)."""
 
     def enroll(self, dev_id: str, evidence: Evidence, csr: bytes, *,
                declared_mos: list[dict[str, Any]] | None = None, features: dict[str, Any] | None = None,
-               channel: str = "json", request_id: str | None = None) -> _Outcome: ...
+               channel: str = "json", request_id: str | None = None,
+               finish: Callable[[Session, Any], None] | None = None) -> _Outcome: ...
 
     def complete(self, dev_id: str, serial_hex: str, *, request_id: str | None = None) -> DeviceRow: ...
 
@@ -112,19 +116,27 @@ class Dm2BootstrapService:
                 enrollment (each attempt is audited there).
             PackageBuildError: The content does not make a valid package (a configuration fault).
         """
-        outcome = self._enrollment.enroll(
-            initiation.dev_id, evidence, initiation.csr, declared_mos=declared_json(initiation.mos),
-            features=dict(initiation.features), channel="dm2", request_id=request_id,
-        )
-        content = outcome.content
-        instances = bootstrap_instances(content, initiation.declared_moids, self._ddfs,
-                                        ddf_base_url=self._public_url, bootstrap_uri=self.bootstrap_uri)
-        commands = self._commands(content, instances)
-        serial = outcome.issued.serial_hex
-        return Package2(body=encode_request(commands), session=self._sessions.issue(initiation.dev_id, serial),
-                        dev_id=initiation.dev_id, serial_hex=serial)
+        built: list[Package2] = []
 
-    def _commands(self, content: BootstrapContent, instances: Sequence[MoInstance]) -> list[Command]:
+        def render(session: Session, outcome: EnrollmentOutcome) -> None:
+            # Runs inside the enrollment transaction: if the package cannot be built,
+            # the certificate is not recorded and the token is not spent.
+            content = outcome.content
+            instances = bootstrap_instances(content, initiation.declared_moids, self._ddfs,
+                                            ddf_base_url=self._public_url, bootstrap_uri=self.bootstrap_uri)
+            commands = self._commands(session, content, instances)
+            serial = outcome.issued.serial_hex
+            built.append(Package2(body=encode_request(commands),
+                                  session=self._sessions.issue(initiation.dev_id, serial),
+                                  dev_id=initiation.dev_id, serial_hex=serial))
+
+        self._enrollment.enroll(
+            initiation.dev_id, evidence, initiation.csr, declared_mos=declared_json(initiation.mos),
+            features=dict(initiation.features), channel="dm2", request_id=request_id, finish=render,
+        )
+        return built[0]
+
+    def _commands(self, session: Session, content: BootstrapContent, instances: Sequence[MoInstance]) -> list[Command]:
         if content.delivery != "hget":
             return [*(Put(i) for i in instances), End()]
         if not content.data_repository_urls:
@@ -132,23 +144,22 @@ class Dm2BootstrapService:
         # The trust MO always travels inline: it is what lets the device authenticate the repository.
         inline = [i for i in instances if i.moid == TRUST_1_0]
         fetched = [i for i in instances if i.moid != TRUST_1_0]
-        refs = self._publish(content.dev_id, fetched)
+        refs = self._publish(session, content.dev_id, fetched)
         repository = content.data_repository_urls[0]
         return [*(Put(i) for i in inline),
                 *(Hget(hget_url(repository, ref), i.client_uri) for ref, i in zip(refs, fetched, strict=True)),
                 End()]
 
-    def _publish(self, dev_id: str, instances: Sequence[MoInstance]) -> list[str]:
+    def _publish(self, session: Session, dev_id: str, instances: Sequence[MoInstance]) -> list[str]:
         if not instances:
             return []
         now = utcnow()
         refs = [secrets.token_urlsafe(18) for _ in instances]
-        with self._db.session() as session:
-            session.execute(delete(DmObjectRow).where(DmObjectRow.expires_at <= now))  # type: ignore[arg-type]
-            for ref, instance in zip(refs, instances, strict=True):
-                session.add(DmObjectRow(ref=ref, dev_id=dev_id, client_uri=instance.client_uri,
-                                        cv=instance.cv or "", body=dump_instances([instance]).decode("utf-8"),
-                                        expires_at=now + self._object_ttl))
+        session.execute(delete(DmObjectRow).where(DmObjectRow.expires_at <= now))  # type: ignore[arg-type]
+        for ref, instance in zip(refs, instances, strict=True):
+            session.add(DmObjectRow(ref=ref, dev_id=dev_id, client_uri=instance.client_uri,
+                                    cv=instance.cv or "", body=dump_instances([instance]).decode("utf-8"),
+                                    expires_at=now + self._object_ttl))
         return refs
 
     def finish(self, response: Response, *, session_ref: str | None, dev_id: str | None,

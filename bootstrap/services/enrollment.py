@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -92,6 +92,10 @@ class EnrollmentOutcome:
     content: BootstrapContent
 
 
+#: A transport's rendering step, run inside the enrollment transaction (see enroll()).
+Finisher = Callable[[Session, "EnrollmentOutcome"], None]
+
+
 class EnrollmentService:
     """Verifies device evidence, issues the operational certificate, builds the bootstrap content."""
 
@@ -104,12 +108,17 @@ class EnrollmentService:
 
     def enroll(self, dev_id: str, evidence: Evidence, csr: bytes, *, declared_mos: list[dict[str, Any]] | None = None,
                features: dict[str, Any] | None = None, channel: str = "json",
-               request_id: str | None = None) -> EnrollmentOutcome:
+               request_id: str | None = None, finish: Finisher | None = None) -> EnrollmentOutcome:
         """Enroll ``dev_id``: verify ``evidence``, issue for ``csr``, return the bootstrap content.
 
         ``declared_mos`` (package 1's MOS entries: ``{"MOID", "DDF"?, "MIID"?}``) and
         ``features`` are recorded on the device when given; with ``declared_mos``,
         only extra MOs the device declared are in the content (DM-HLF-001).
+
+        ``finish(session, outcome)``, when given, runs inside the enrollment's
+        transaction after the content is built: a transport renders its response
+        there (package 2, HGET data), so if rendering fails the certificate is not
+        recorded and the token not spent - nothing is left half-issued.
 
         Raises:
             InvalidRequest: a bad DevID, method, MOS list or features.
@@ -118,13 +127,14 @@ class EnrollmentService:
             PkiError: the CSR is refused (key type, identity, signature).
         """
         try:
-            return self._enroll(dev_id, evidence, csr, declared_mos, features, channel, request_id)
+            return self._enroll(dev_id, evidence, csr, declared_mos, features, channel, request_id, finish)
         except Exception as exc:
             self.record_refusal(dev_id, evidence.method, exc, channel=channel, request_id=request_id)
             raise
 
     def _enroll(self, dev_id: str, evidence: Evidence, csr: bytes, declared_mos: list[dict[str, Any]] | None,
-                features: dict[str, Any] | None, channel: str, request_id: str | None) -> EnrollmentOutcome:
+                features: dict[str, Any] | None, channel: str, request_id: str | None,
+                finish: Finisher | None) -> EnrollmentOutcome:
         try:
             check_dev_id(dev_id)
         except (TypeError, ValueError) as exc:
@@ -136,7 +146,7 @@ class EnrollmentService:
         feats = _features(features) if features is not None else None
         for attempt in range(_ATTEMPTS):
             try:
-                outcome = self._attempt(verifier, dev_id, evidence, csr, mos, feats, channel, request_id)
+                outcome = self._attempt(verifier, dev_id, evidence, csr, mos, feats, channel, request_id, finish)
             except IntegrityError:
                 # Only a serial or fingerprint collision gets here (nonce and DevID races are mapped).
                 log.warning("serial collision on enrollment attempt %d; retrying", attempt + 1)
@@ -148,7 +158,7 @@ class EnrollmentService:
 
     def _attempt(self, verifier: Verifier, dev_id: str, evidence: Evidence, csr: bytes,
                  mos: list[dict[str, Any]] | None, feats: dict[str, Any] | None, channel: str,
-                 request_id: str | None) -> EnrollmentOutcome:
+                 request_id: str | None, finish: Finisher | None) -> EnrollmentOutcome:
         now = utcnow()
         with self._db.session() as session:
             device = session.exec(select(DeviceRow).where(DeviceRow.dev_id == dev_id)).first()
@@ -179,7 +189,10 @@ class EnrollmentService:
                          detail={"method": evidence.method, "channel": channel, "profile": profile.name,
                                  "serial": issued.serial_hex, **attestation.detail})
             session.flush()
-        return EnrollmentOutcome(device, profile, issued, content)
+            outcome = EnrollmentOutcome(device, profile, issued, content)
+            if finish is not None:
+                finish(session, outcome)
+        return outcome
 
     @staticmethod
     def _profile(session: Session, device: DeviceRow | None, attestation: Attestation) -> EnrollmentProfileRow:

@@ -1,0 +1,86 @@
+"""Login throttling per name: failed attempts slow down the next ones, on every replica.
+
+The count lives in the database (``login_throttle``), not in a process
+(DM-SYS-001). The first :data:`FREE_FAILURES` failures cost nothing; each one
+after that locks the name for twice as long as the one before, from
+:data:`BASE_DELAY` up to :data:`MAX_DELAY`. A success clears the count. Keys are
+``admin:<username>`` for console logins (known or not, so probing names learns
+nothing) and ``claim:<DevID>`` for subscriber claim codes.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from bootstrap.errors import TooManyAttempts
+from bootstrap.store.db import Database
+from bootstrap.store.models import LoginThrottleRow, utcnow
+
+__all__ = ["BASE_DELAY", "FREE_FAILURES", "MAX_DELAY", "LoginThrottle"]
+
+FREE_FAILURES = 5
+BASE_DELAY = timedelta(seconds=30)
+MAX_DELAY = timedelta(minutes=15)
+
+
+def _aware(value: datetime) -> datetime:
+    # SQLite returns naive datetimes; everything we store is UTC.
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+class LoginThrottle:
+    """Counts failures per key and refuses attempts while the key is locked."""
+
+    def __init__(self, database: Database, *, free_failures: int = FREE_FAILURES,
+                 base_delay: timedelta = BASE_DELAY, max_delay: timedelta = MAX_DELAY) -> None:
+        self._db = database
+        self._free = free_failures
+        self._base = base_delay
+        self._max = max_delay
+
+    def check(self, key: str, *, now: datetime | None = None) -> None:
+        """Raise if ``key`` is locked now.
+
+        Raises:
+            TooManyAttempts: with the seconds until the lock ends.
+        """
+        now = now or utcnow()
+        with self._db.session() as session:
+            row = session.exec(select(LoginThrottleRow).where(LoginThrottleRow.key == key)).first()
+        if row is not None and row.locked_until is not None and _aware(row.locked_until) > now:
+            wait = math.ceil((_aware(row.locked_until) - now).total_seconds())
+            raise TooManyAttempts(f"too many failed attempts; try again in {wait} seconds", retry_after=wait)
+
+    def failure(self, key: str, *, now: datetime | None = None) -> None:
+        """Count a failed attempt for ``key`` (in a transaction of its own, so it sticks)."""
+        now = now or utcnow()
+        for _ in range(2):  # a concurrent first failure may insert the row first
+            try:
+                with self._db.session() as session:
+                    self._count(session, key, now)
+                return
+            except IntegrityError:
+                continue
+
+    def _count(self, session: Session, key: str, now: datetime) -> None:
+        row = session.exec(select(LoginThrottleRow).where(LoginThrottleRow.key == key).with_for_update()).first()
+        if row is None:
+            row = LoginThrottleRow(key=key)
+        row.failures += 1
+        row.last_failure_at = now
+        over = row.failures - self._free
+        if over >= 0:
+            delay = min(self._base * (2 ** min(over, 20)), self._max)
+            row.locked_until = now + delay
+        session.add(row)
+
+    def success(self, key: str) -> None:
+        """Forget the failures of ``key``."""
+        with self._db.session() as session:
+            row = session.exec(select(LoginThrottleRow).where(LoginThrottleRow.key == key)).first()
+            if row is not None:
+                session.delete(row)

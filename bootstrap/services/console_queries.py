@@ -1,0 +1,82 @@
+"""Read-only views the web console needs and no other service offers: dashboard counts,
+a device's certificates and audit history. Writes go through the owning services.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func
+from sqlmodel import Session, col, or_, select
+
+from bootstrap.store.db import Database
+from bootstrap.store.models import AuditEvent, CertificateRow, DeviceRow
+
+__all__ = ["ENROLL_ACTIONS", "Dashboard", "dashboard", "device_certificates", "device_history"]
+
+#: Audit actions that are a device enrolling (DM 2.0, JSON API and EST).
+ENROLL_ACTIONS = ("device.enroll", "est.enroll", "est.reenroll")
+EXPIRING_DAYS = 30
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    """What the console's first page shows."""
+
+    since: datetime
+    issued_today: int
+    enrollments_today: int
+    failures_today: int
+    devices_by_status: dict[str, int]
+    expiring: list[CertificateRow] = field(default_factory=list)
+    expiring_count: int = 0
+    recent_failures: list[AuditEvent] = field(default_factory=list)
+
+
+def _count(session: Session, query: object) -> int:
+    return int(session.exec(query).one())  # type: ignore[call-overload]
+
+
+def dashboard(database: Database, *, now: datetime | None = None) -> Dashboard:
+    """Counts since midnight UTC, devices by status, certificates expiring within 30 days."""
+    now = now or datetime.now(UTC)
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    soon = now + timedelta(days=EXPIRING_DAYS)
+    expiring_where = (col(CertificateRow.status) == "valid", col(CertificateRow.not_after) > now,
+                      col(CertificateRow.not_after) <= soon)
+    with database.session() as session:
+        issued = _count(session, select(func.count()).select_from(CertificateRow)
+                        .where(col(CertificateRow.created_at) >= midnight))
+        enrolled = _count(session, select(func.count()).select_from(AuditEvent).where(
+            col(AuditEvent.at) >= midnight, col(AuditEvent.action).in_(ENROLL_ACTIONS),
+            col(AuditEvent.outcome) == "success"))
+        failures = _count(session, select(func.count()).select_from(AuditEvent).where(
+            col(AuditEvent.at) >= midnight, col(AuditEvent.outcome) == "failure"))
+        statuses = {str(s): int(n) for s, n in session.exec(
+            select(DeviceRow.status, func.count()).group_by(col(DeviceRow.status)))}
+        expiring_count = _count(session, select(func.count()).select_from(CertificateRow).where(*expiring_where))
+        expiring = list(session.exec(select(CertificateRow).where(*expiring_where)
+                                     .order_by(col(CertificateRow.not_after)).limit(10)))
+        recent = list(session.exec(select(AuditEvent).where(col(AuditEvent.outcome) == "failure")
+                                   .order_by(col(AuditEvent.seq).desc()).limit(10)))
+    return Dashboard(since=midnight, issued_today=issued, enrollments_today=enrolled, failures_today=failures,
+                     devices_by_status=statuses, expiring=expiring, expiring_count=expiring_count,
+                     recent_failures=recent)
+
+
+def device_certificates(database: Database, dev_id: str) -> list[CertificateRow]:
+    """Every certificate issued to ``dev_id``, newest first."""
+    with database.session() as session:
+        return list(session.exec(select(CertificateRow).where(CertificateRow.device_id == dev_id)
+                                 .order_by(col(CertificateRow.id).desc()).limit(200)))
+
+
+def device_history(database: Database, dev_id: str, serials: list[str], *, limit: int = 100) -> list[AuditEvent]:
+    """Audit events about ``dev_id`` or its certificates, newest first."""
+    targets = [col(AuditEvent.target) == dev_id, col(AuditEvent.actor) == f"subscriber:{dev_id}"]
+    if serials:
+        targets.append(col(AuditEvent.target).in_(serials))
+    with database.session() as session:
+        return list(session.exec(select(AuditEvent).where(or_(*targets))
+                                 .order_by(col(AuditEvent.seq).desc()).limit(limit)))

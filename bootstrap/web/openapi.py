@@ -1,0 +1,172 @@
+"""The OpenAPI 3.1 document of the admin API, built from the app's own routes.
+
+Every route under ``/api/v1`` is described: its summary and description come from
+the endpoint's docstring; handlers add what a docstring cannot say (the permission
+they check, request and response schemas) with :func:`operation`. Routes added
+later by any module appear without further work, so the document never falls
+behind the app. The permission an operation needs is ``x-permission`` (see
+bootstrap/auth/permissions.py for the role matrix).
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+
+from bootstrap import __version__
+
+__all__ = ["API_PREFIX", "PERMISSION_ATTR", "api_routes", "build_document", "operation", "permission_of", "routes"]
+
+API_PREFIX = "/api/v1"
+#: Attribute an endpoint carries: the permission it checks (None: public or own authentication).
+PERMISSION_ATTR = "__dmboot_permission__"
+_META_ATTR = "__dmboot_openapi__"
+F = TypeVar("F", bound=Callable[..., Any])
+#: How handlers check a permission (bootstrap.web.auth.authorize, principals.require); read when
+#: no @operation says it - in the handler, or in the module's helpers it calls (two levels deep).
+_CHECK = re.compile(r"""\b(?:authorize|require)\([^"'()]*(?:\([^()]*\)[^"'()]*)*,\s*["']([a-z-]+:[a-z-]+)["']""")
+_CALL = re.compile(r"\b(_?[a-z][a-z0-9_]*)\b")
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "RFC 9457 problem details",
+    "properties": {"type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+                   "detail": {"type": "string"}, "instance": {"type": "string"}, "field": {"type": "string"},
+                   "request_id": {"type": "string"}},
+    "required": ["type", "title", "status", "detail"],
+}
+
+
+def operation(*, permission: str | None, request: dict[str, Any] | None = None,
+              responses: dict[int, str | dict[str, Any]] | None = None,
+              parameters: list[dict[str, Any]] | None = None, tags: list[str] | None = None) -> Callable[[F], F]:
+    """Describe an endpoint for the OpenAPI document (metadata only; the handler still checks).
+
+    Args:
+        permission: What the handler requires (``roles:manage``...), or None for public endpoints.
+        request: JSON schema of the request body.
+        responses: Status -> description, or -> a JSON schema of a JSON response.
+        parameters: OpenAPI parameter objects (query parameters).
+        tags: Grouping in the document.
+    """
+
+    def mark(func: F) -> F:
+        setattr(func, PERMISSION_ATTR, permission)
+        setattr(func, _META_ATTR, {"request": request, "responses": responses or {},
+                                   "parameters": parameters or [], "tags": tags or []})
+        return func
+
+    return mark
+
+
+def permission_of(endpoint: Callable[..., Any]) -> tuple[bool, str | None]:
+    """(known, permission) of an endpoint: declared with :func:`operation` or a page decorator,
+    else read from its ``authorize(request, "...")`` call (or a helper's); (False, None) when neither says.
+    """
+    if hasattr(endpoint, PERMISSION_ATTR):
+        return True, getattr(endpoint, PERMISSION_ATTR)
+    found = _checked_permission(endpoint, depth=2)
+    return (True, found) if found else (False, None)
+
+
+def _checked_permission(func: Callable[..., Any], depth: int) -> str | None:
+    try:
+        source = inspect.getsource(func)
+    except (OSError, TypeError):
+        return None
+    match = _CHECK.search(source)
+    if match or depth == 0:
+        return match.group(1) if match else None
+    names = getattr(func, "__globals__", {})
+    for called in dict.fromkeys(_CALL.findall(source.split(":", 1)[-1])):
+        helper = names.get(called)
+        if inspect.isfunction(helper) and helper is not func:
+            found = _checked_permission(helper, depth - 1)
+            if found:
+                return found
+    return None
+
+
+def api_routes(routes: list[BaseRoute], prefix: str = "") -> Iterator[tuple[str, Route]]:
+    """(full path, route) for every Route of the app under /api/v1, through mounts."""
+    for route in routes:
+        if isinstance(route, Mount):
+            yield from api_routes(list(route.routes), prefix + route.path)
+        elif isinstance(route, Route):
+            path = prefix + route.path_format
+            if path.startswith(API_PREFIX):
+                yield path, route
+
+
+def _operation(path: str, method: str, route: Route) -> dict[str, Any]:
+    endpoint = route.endpoint
+    doc = inspect.getdoc(endpoint) or ""
+    summary, _, description = doc.partition("\n")
+    meta: dict[str, Any] = getattr(endpoint, _META_ATTR, {})
+    known, permission = permission_of(endpoint)
+    op: dict[str, Any] = {
+        "operationId": f"{method.lower()}_{getattr(endpoint, '__name__', 'endpoint')}",
+        "summary": summary.strip() or route.name,
+        "tags": meta.get("tags") or [path.removeprefix(API_PREFIX).strip("/").split("/")[0] or "api"],
+    }
+    if description.strip():
+        op["description"] = description.strip()
+    params = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+              for name in route.param_convertors]
+    op["parameters"] = params + list(meta.get("parameters", []))
+    if meta.get("request"):
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": meta["request"]}}}
+    responses: dict[str, Any] = {}
+    for status, spec in (meta.get("responses") or {200: "OK"}).items():
+        if isinstance(spec, dict):
+            responses[str(status)] = {"description": spec.get("description", "OK"),
+                                      "content": {"application/json": {"schema": spec}}}
+        else:
+            responses[str(status)] = {"description": spec}
+    problem = {"content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+    if known:
+        op["x-permission"] = permission
+    if permission:
+        op["security"] = [{"bearer": []}]
+        responses.setdefault("401", {"description": "no or unknown credentials", **problem})
+        responses.setdefault("403", {"description": f"the caller lacks {permission}", **problem})
+    responses.setdefault("default", {"description": "an error (RFC 9457 problem)", **problem})
+    op["responses"] = responses
+    return op
+
+
+def build_document(routes: list[BaseRoute], *, server_url: str | None = None) -> dict[str, Any]:
+    """The OpenAPI 3.1 document for every /api/v1 route in ``routes``."""
+    paths: dict[str, dict[str, Any]] = {}
+    for path, route in sorted(api_routes(routes), key=lambda item: item[0]):
+        for method in sorted((route.methods or {"GET"}) - {"HEAD"}):
+            paths.setdefault(path, {})[method.lower()] = _operation(path, method, route)
+    document: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {"title": "dm-bootstrap admin API", "version": __version__,
+                 "description": "OMA DM 2.0 bootstrap and credential provisioning: the admin and factory API."
+                                " Authenticate with `Authorization: Bearer <API token>` (dmboot token create)."},
+        "paths": paths,
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+                       "schemas": {"Problem": PROBLEM_SCHEMA}},
+    }
+    if server_url:
+        document["servers"] = [{"url": server_url}]
+    return document
+
+
+@operation(permission=None, tags=["meta"], responses={200: "this document"})
+async def openapi_json(request: Request) -> Response:
+    """The OpenAPI document of this API."""
+    settings = request.app.state.runtime.settings
+    return JSONResponse(build_document(list(request.app.routes), server_url=settings.public_url))
+
+
+def routes() -> list[Route]:
+    return [Route(f"{API_PREFIX}/openapi.json", openapi_json, methods=["GET"])]

@@ -1,0 +1,179 @@
+"""Console workflows: profiles with validation, claim codes, subscriber self-service, revocation, audit."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlmodel import col, select
+from starlette.testclient import TestClient
+
+from bootstrap.auth.principals import hash_token
+from bootstrap.runtime import Runtime
+from bootstrap.services.issuance import Requester
+from bootstrap.store.models import AuditEvent, CertificateRow, DeviceRow, EnrollmentTokenRow
+from bootstrap.web.console.security import SESSION_COOKIE
+from pki.identity import device_uri
+from tests.factories import make_csr
+from tests.support.admins import csrf_of, login, make_admin
+
+DEV_ID = "IMEI:490154203237518"
+#: A configuration package: a legacy DM account (DMAcc 1.0), an MO our DDF registry knows.
+PACKAGE = {
+    "DDF": "https://dmboot.test/ddf/urn:oma:mo:oma-dm-dmacc:1.0", "MOID": "urn:oma:mo:oma-dm-dmacc:1.0",
+    "ClientURI": "urn:oma:mo:oma-dm-dmacc:1.0/legacy",
+    "MOData": {"AppID": "w7", "ServerID": "legacy-dm", "AppAddr": {"a1": {"Addr": "https://legacy.example.net",
+                                                                          "AddrType": "URI"}}},
+}
+
+
+def _profile_form(csrf: str, **changes: Any) -> dict[str, Any]:
+    form: dict[str, Any] = {"csrf": csrf, "name": "fleet", "description": "test fleet", "dm_servers": ["dm1", "dm2"],
+                            "delivery": "inline", "validity_days": "365", "key_types": ["p256"],
+                            "attestation": ["token"], "dmacc": json.dumps({"Name": "Fleet"}),
+                            "extra_mos": json.dumps([PACKAGE]), "enabled": "on"}
+    form.update(changes)
+    return form
+
+
+def _servers(runtime: Runtime) -> None:
+    runtime.config.add_server("dm1", "DM one", "https://dm1.example.net/dm", actor="test")
+    runtime.config.add_server("dm2", "DM two", "https://dm2.example.net/dm", actor="test")
+
+
+def test_create_and_edit_a_profile_with_validation(client: TestClient, console_runtime: Runtime) -> None:
+    _servers(console_runtime)
+    make_admin(console_runtime, "pat", "provisioning-admin")
+    login(client, "pat")
+    csrf = csrf_of(client.get("/console/profiles/new").text)
+    for changes, field in (({"dm_servers": []}, "dm_servers"), ({"validity_days": "forever"}, "validity_days"),
+                           ({"extra_mos": "[{not json"}, "extra_mos"), ({"attestation": ["magic"]}, "attestation"),
+                           ({"name": "bad name"}, "name")):
+        response = client.post("/console/profiles", data=_profile_form(csrf, **changes))
+        assert response.status_code == 400, (field, response.text)
+        assert f"(field: {field})" in response.text
+        assert 'value="test fleet"' in response.text  # what was typed is kept
+    assert console_runtime.config.list_profiles() == []
+    response = client.post("/console/profiles", data=_profile_form(csrf), follow_redirects=False)
+    assert response.status_code == 303
+    assert "fleet" in client.get("/console/profiles").text
+    again = client.post("/console/profiles", data=_profile_form(csrf))
+    assert again.status_code == 409
+    edit = client.get("/console/profiles/fleet")
+    assert edit.status_code == 200 and "legacy-dm" in edit.text
+    response = client.post("/console/profiles/fleet", data=_profile_form(csrf, validity_days="90", dm_servers=["dm2"]),
+                           follow_redirects=False)
+    assert response.status_code == 303
+    view = console_runtime.config.get_profile("fleet")
+    assert view.row.validity_days == 90 and view.dm_servers == ("dm2",)
+
+
+def _fleet(runtime: Runtime) -> None:
+    from bootstrap.services.config import ProfileSpec
+
+    _servers(runtime)
+    runtime.config.add_profile(ProfileSpec(name="fleet", dm_servers=("dm1", "dm2"), extra_mos=(PACKAGE,)),
+                               actor="test")
+
+
+def _claim_code(client: TestClient, dev_id: str = DEV_ID) -> str:
+    page = client.get("/console/claim-codes")
+    response = client.post("/console/claim-codes", data={"csrf": csrf_of(page.text), "dev_id": dev_id,
+                                                        "profile": "fleet", "ttl_days": "30"})
+    assert response.status_code == 200, response.text
+    start = response.text.index('id="claim-code">') + len('id="claim-code">')
+    return response.text[start:response.text.index("<", start)]
+
+
+def test_claim_code_is_shown_once_and_stored_hashed(client: TestClient, console_runtime: Runtime) -> None:
+    _fleet(console_runtime)
+    make_admin(console_runtime, "pat", "provisioning-admin")
+    login(client, "pat")
+    code = _claim_code(client)
+    assert code.startswith("dmt_")
+    listing = client.get("/console/claim-codes").text
+    assert code not in listing and DEV_ID in listing
+    with console_runtime.database.session() as session:
+        row = session.exec(select(EnrollmentTokenRow)).one()
+        device = session.exec(select(DeviceRow)).one()
+    assert row.token_hash == hash_token(code) and row.dev_id == DEV_ID and device.dev_id == DEV_ID
+    bad = client.post("/console/claim-codes", data={"csrf": csrf_of(listing), "dev_id": "", "profile": "fleet"})
+    assert bad.status_code == 400
+
+
+def test_subscriber_claims_a_device_and_chooses(client: TestClient, console_runtime: Runtime) -> None:
+    _fleet(console_runtime)
+    make_admin(console_runtime, "pat", "provisioning-admin")
+    login(client, "pat")
+    code = _claim_code(client)
+    subscriber = TestClient(client.app, base_url=str(client.base_url))
+    form = subscriber.get("/subscriber/")
+    wrong = subscriber.post("/subscriber/claim", data={"csrf": csrf_of(form.text), "dev_id": DEV_ID,
+                                                      "code": "dmt_wrong"})
+    assert wrong.status_code == 401 and SESSION_COOKIE not in subscriber.cookies
+    other = subscriber.post("/subscriber/claim", data={"csrf": csrf_of(form.text), "dev_id": "IMEI:1", "code": code})
+    assert other.status_code == 401  # the code is bound to its DevID
+    response = subscriber.post("/subscriber/claim", data={"csrf": csrf_of(form.text), "dev_id": DEV_ID,
+                                                         "code": code}, follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"] == "/subscriber/device"
+    page = subscriber.get("/subscriber/device")
+    assert "DM two" in page.text and str(PACKAGE["ClientURI"]) in page.text
+    csrf = csrf_of(page.text)
+    refused = subscriber.post("/subscriber/device/server", data={"csrf": csrf, "server_id": "elsewhere"})
+    assert refused.status_code == 400
+    assert subscriber.post("/subscriber/device/server", data={"csrf": csrf, "server_id": "dm2"}).status_code == 200
+    saved = subscriber.post("/subscriber/device/packages", data={"csrf": csrf, "packages": [PACKAGE["ClientURI"]]})
+    assert 'id="saved-packages"' in saved.text
+    with console_runtime.database.session() as session:
+        device = session.exec(select(DeviceRow)).one()
+        token = session.exec(select(EnrollmentTokenRow)).one()
+        actions = [(e.action, e.outcome) for e in session.exec(
+            select(AuditEvent).where(AuditEvent.actor == f"subscriber:{DEV_ID}").order_by(col(AuditEvent.seq)))]
+    assert device.chosen_dm_server_id == console_runtime.config.get_server("dm2").id
+    assert device.pending_packages == [PACKAGE["ClientURI"]]
+    assert token.used_at is None  # the device still needs it to bootstrap
+    assert actions == [("subscriber.claim", "failure"), ("subscriber.claim", "success"),
+                       ("subscriber.server.choose", "failure"), ("subscriber.server.choose", "success"),
+                       ("subscriber.packages.set", "success")]
+    # A subscriber session opens nothing in the admin console.
+    assert subscriber.get("/console/", follow_redirects=False).status_code == 303
+
+
+def test_revoke_a_device(client: TestClient, console_runtime: Runtime) -> None:
+    _fleet(console_runtime)
+    console_runtime.devices.register(DEV_ID, "fleet", actor="test")
+    issued = console_runtime.issuance.issue_from_csr(make_csr(DEV_ID, uris=[device_uri(DEV_ID)]), "device",
+                                                     Requester("test"))
+    make_admin(console_runtime, "sec", "security-admin")
+    login(client, "sec")
+    page = client.get(f"/console/devices/{DEV_ID}")
+    assert issued.serial_hex in page.text and 'id="revoke-form"' in page.text
+    csrf = csrf_of(page.text)
+    unconfirmed = client.post(f"/console/devices/{DEV_ID}/revoke", data={"csrf": csrf, "reason": "keyCompromise"})
+    assert unconfirmed.status_code == 400
+    done = client.post(f"/console/devices/{DEV_ID}/revoke",
+                       data={"csrf": csrf, "reason": "keyCompromise", "confirm": DEV_ID})
+    assert done.status_code == 200 and 'id="revoked"' in done.text
+    with console_runtime.database.session() as session:
+        cert = session.exec(select(CertificateRow).where(CertificateRow.serial_hex == issued.serial_hex)).one()
+    assert cert.status == "revoked" and cert.revocation_reason == "keyCompromise"
+    assert console_runtime.devices.get(DEV_ID).row.status == "blocked"
+    assert "cert.revoke" in done.text  # the device's audit history shows it
+
+
+def test_dashboard_and_audit_viewer(client: TestClient, console_runtime: Runtime) -> None:
+    make_admin(console_runtime, "aud", "auditor")
+    console_runtime.issuance.issue_from_csr(make_csr("IMEI:1", uris=[device_uri("IMEI:1")]), "device",
+                                            Requester("test"))
+    login(client, "aud")
+    dashboard = client.get("/console/")
+    assert dashboard.status_code == 200
+    issued_today = dashboard.text.split('id="issued-today">')[1].split("<")[0]
+    assert int(issued_today) >= 1
+    everything = client.get("/console/audit")
+    assert "cert.issue" in everything.text and "admin.login" in everything.text
+    logins = client.get("/console/audit", params={"action": "admin.*", "outcome": "success"})
+    assert "admin.login" in logins.text and "cert.issue" not in logins.text
+    assert "since must be an ISO 8601" in client.get("/console/audit", params={"since": "not-a-date"}).text
+    verify = client.get("/console/audit/verify")
+    assert 'id="chain-ok"' in verify.text
