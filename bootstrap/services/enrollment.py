@@ -240,8 +240,13 @@ class EnrollmentService:
         anchors += [TrustAnchor("data-repository", r.name, _anchor_der(r.trust_anchor_pem, root_der)) for r in repos]
         anchors.append(TrustAnchor("issuing-ca", issuing.name, _der(issuing)))
         declared = {m["MOID"] for m in mos} if mos is not None else None
+        # Use case B.2: a subscriber's choice of configuration packages (ClientURIs of the
+        # profile's extra MOs) narrows what the next bootstrap delivers; without a choice
+        # the profile's whole set goes. Only MOs the device declared are sent (DM-HLF-001).
+        chosen = set(device.pending_packages)
         extra = tuple(ExtraMo(str(obj["MOID"]), obj) for obj in profile.extra_mos
-                      if declared is None or obj["MOID"] in declared)
+                      if (declared is None or obj["MOID"] in declared)
+                      and (not chosen or str(obj.get("ClientURI")) in chosen))
         dmacc = profile.dmacc
         account = DmAccount(server_id=account_server.server_id, server_uri=account_server.url,
                             name=str(dmacc.get("Name", account_server.name)),
@@ -294,6 +299,7 @@ class EnrollmentService:
                 if device.status != "bootstrapped":
                     device.status = "bootstrapped"
                     device.bootstrapped_at = device.updated_at = utcnow()
+                    device.pending_packages = []  # delivered: the choice was for this bootstrap (B.2)
                     session.add(device)
                     append_event(session, actor=_actor(dev_id), action="device.bootstrap-complete",
                                  outcome="success", target=dev_id, request_id=request_id, detail={"serial": serial})
