@@ -81,6 +81,7 @@ class AuthorityDirectory:
         self._cache: dict[str, CertificateAuthority] = {}
         self._lock = threading.Lock()
         self._active: tuple[AuthorityRow, CertificateAuthority, float] | None = None
+        self._root: AuthorityRow | None = None
 
     def ensure_hierarchy(self, session: Session, key_type: KeyType, actor: str) -> HierarchyInfo:
         """Create the root and the first issuing CA unless they exist."""
@@ -223,9 +224,15 @@ class AuthorityDirectory:
         return session.exec(query).first()
 
     def root_row(self, session: Session) -> AuthorityRow:
+        """The root CA's row (remembered once found: the root never changes)."""
+        with self._lock:
+            if self._root is not None:
+                return self._root
         row = session.exec(select(AuthorityRow).where(AuthorityRow.name == ROOT_NAME)).first()
         if row is None:
             raise NotInitialized("no CA hierarchy yet; run `dmboot init`")
+        with self._lock:
+            self._root = row
         return row
 
     def active_row(self, session: Session) -> AuthorityRow:

@@ -234,7 +234,7 @@ class EnrollmentService:
         repos = [repos_by_id[i] for i in profile.data_repository_ids if i in repos_by_id]
         account_server = servers[device.chosen_dm_server_id or profile.dm_server_ids[0]]
         root_der = _der(self._authorities.root_row(session))
-        issuing = self._authorities.active_row(session)
+        issuing, _authority = self._authorities.active(session)
         anchors = [TrustAnchor("dm-server", servers[i].server_id, _anchor_der(servers[i].trust_anchor_pem, root_der))
                    for i in server_ids if i in servers]
         anchors += [TrustAnchor("data-repository", r.name, _anchor_der(r.trust_anchor_pem, root_der)) for r in repos]
