@@ -10,6 +10,7 @@ See ``config/dmboot.example.toml`` for every key with its default.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
 from collections.abc import Mapping
@@ -20,7 +21,10 @@ from typing import Any
 from bootstrap.errors import ConfigurationError
 from pki.keys import KeyType
 
-__all__ = ["Secret", "Settings", "VaultSettings"]
+__all__ = ["CA_KEY_CHOICES", "Secret", "Settings", "VaultSettings"]
+
+#: Where CA keys live, as ``dmboot init --ca-keys`` names it.
+CA_KEY_CHOICES = ("embedded", "vault-transit", "vault-kv")
 
 
 class Secret:
@@ -87,6 +91,10 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     #: The header such a proxy puts the URL-escaped PEM client certificate in.
     client_cert_header: str = "x-ssl-client-cert"
+    #: Factory batches (NDJSON streams) may be this large; other requests stay at max_body_bytes.
+    factory_max_body_bytes: int = 256 * 1024 * 1024
+    #: How long a server-generated key stays available (encrypted for the station) for a retry.
+    factory_key_retention_hours: int = 24
     vault: VaultSettings = field(default_factory=VaultSettings)
 
     @property
@@ -97,6 +105,27 @@ class Settings:
     @property
     def config_file(self) -> Path:
         return self.data_dir / "dmboot.toml"
+
+    @property
+    def ca_keys(self) -> str:
+        """Where new CA keys go: ``embedded``, ``vault-transit`` or ``vault-kv``."""
+        return "embedded" if self.secrets_backend == "embedded" else f"vault-{self.vault.ca_key_mode}"
+
+    def with_ca_keys(self, choice: str) -> Settings:
+        """A copy that keeps CA keys where ``choice`` (one of :data:`CA_KEY_CHOICES`) says.
+
+        ``vault-transit`` and ``vault-kv`` imply ``secrets_backend = "vault"``.
+
+        Raises:
+            ConfigurationError: ``choice`` is not one of :data:`CA_KEY_CHOICES`.
+        """
+        if choice not in CA_KEY_CHOICES:
+            raise ConfigurationError(f"--ca-keys must be one of {', '.join(CA_KEY_CHOICES)}, not {choice!r}",
+                                     field="ca_keys")
+        if choice == "embedded":
+            return dataclasses.replace(self, secrets_backend="embedded")
+        vault = dataclasses.replace(self.vault, ca_key_mode=choice.removeprefix("vault-"))
+        return dataclasses.replace(self, secrets_backend="vault", vault=vault)
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, config_file: Path | None = None) -> Settings:

@@ -13,6 +13,13 @@ import pytest
 
 from bootstrap.runtime import Runtime
 from bootstrap.settings import Secret, Settings
+from tests.support.backends import (  # noqa: F401 - fixtures: secret stores on every backend, OpenBao
+    any_backend_runtime,
+    backend_settings,
+    bao,
+    bao_binary,
+    secret_backend,
+)
 
 PG_ADMIN_URL = os.environ.get("DMBOOT_TEST_PG", "postgresql://127.0.0.1:5432/test")
 

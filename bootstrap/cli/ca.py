@@ -8,6 +8,8 @@ import typer
 
 from bootstrap.cli.common import emit_json, handled, open_runtime
 from bootstrap.errors import DmBootstrapError
+from bootstrap.secrets import KeyRef
+from bootstrap.store.models import AuthorityRow
 
 app = typer.Typer(help="The certificate authorities.", no_args_is_help=True)
 
@@ -38,6 +40,8 @@ def ca_show(
             "not_after": r.not_after.isoformat(),
             "fingerprint": r.fingerprint,
             "key": r.key_ref.split("#")[0],
+            "key_version": KeyRef.from_uri(r.key_ref).version,
+            "status": _status(r),
         }
         for r in rows
     ]
@@ -45,9 +49,37 @@ def ca_show(
         emit_json(records)
         return
     for r in records:
-        flag = " (active)" if r["active"] else ""
+        flag = f" ({r['status']})" if r["kind"] == "issuing" else ""
         typer.echo(
             f"{r['name']:<10} {r['kind']:<8}{flag}\n  subject     {r['subject']}\n"
             f"  valid       {r['not_before']} .. {r['not_after']}\n  fingerprint {r['fingerprint']}\n"
-            f"  key         {r['key']}"
+            f"  key         {r['key']} v{r['key_version']}"
         )
+
+
+def _status(row: AuthorityRow) -> str:
+    # A retired issuing CA still verifies what it issued and signs its CRL; it issues nothing new.
+    return "active" if row.active else "retired" if row.kind == "issuing" else "root"
+
+
+@app.command("rotate")
+@handled
+def ca_rotate(
+    new_key: Annotated[bool, typer.Option(
+        "--new-key/--key-version",
+        help="A new key for the new issuing CA (default), or a new version of the current issuing key.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Bring in a new issuing CA signed by the root; the old one is retired but still verifies."""
+    with open_runtime() as runtime, runtime.database.session() as session:
+        rotation = runtime.authorities.rotate(session, "cli:admin", new_key=new_key)
+    previous, current = rotation.previous, rotation.current
+    if as_json:
+        emit_json({"previous": previous.name, "current": current.name, "new_key": new_key,
+                   "key": current.key_ref.split(";")[0], "fingerprint": current.fingerprint,
+                   "not_after": current.not_after.isoformat()})
+        return
+    typer.echo(f"{current.name} is the active issuing CA; {previous.name} is retired (it still verifies).")
+    typer.echo(f"  subject     {current.subject}\n  fingerprint {current.fingerprint}\n"
+               f"  key         {current.key_ref.split(';')[0]}")
+    typer.echo("Relying parties should fetch /ca/bundle.pem: it holds every issuing CA still valid.")

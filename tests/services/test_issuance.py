@@ -25,7 +25,8 @@ def _count(runtime: Runtime, model: type) -> int:
         return int(session.exec(select(func.count()).select_from(model)).one())
 
 
-def test_issued_certificate_is_recorded_with_its_audit_event(runtime: Runtime) -> None:
+def test_issued_certificate_is_recorded_with_its_audit_event(any_backend_runtime: Runtime) -> None:
+    runtime = any_backend_runtime  # embedded, Vault Transit and Vault KV
     before = _count(runtime, CertificateRow)
     issued = runtime.issuance.issue_from_csr(make_csr("IMEI:1"), "device", ADMIN)
     row = runtime.issuance.get(issued.serial_hex)
@@ -39,7 +40,8 @@ def test_issued_certificate_is_recorded_with_its_audit_event(runtime: Runtime) -
     assert (event.action, event.outcome, event.request_id) == ("cert.issue", "success", "req-1")
 
 
-def test_expected_identity_is_what_gets_certified(runtime: Runtime) -> None:
+def test_expected_identity_is_what_gets_certified(any_backend_runtime: Runtime) -> None:
+    runtime = any_backend_runtime
     names = Names("dm.example.net", dns=("dm.example.net",))
     issued = runtime.issuance.issue_from_csr(make_csr(None), "dm-server", ADMIN, expected=names)
     assert issued.certificate.subject.rfc4514_string() == "CN=dm.example.net"
@@ -50,7 +52,8 @@ def _flip_signature(csr_der: bytes) -> bytes:
 
 
 BAD_CSRS = [
-    pytest.param(lambda: _flip_signature(make_csr(encoding=Encoding.DER)), "device", CsrSignatureError, id="bad-signature"),
+    pytest.param(lambda: _flip_signature(make_csr(encoding=Encoding.DER)), "device", CsrSignatureError,
+                 id="bad-signature"),
     pytest.param(lambda: make_csr(key=generate_private_key(KeyType.RSA2048)).replace(b"CERTIFICATE REQUEST", b"X"),
                  "device", CsrEncodingError, id="mangled-pem"),
     pytest.param(lambda: make_csr(dns=["evil.example"]), "device", CsrPolicyError, id="forbidden-san"),
@@ -78,7 +81,7 @@ def test_refused_request_records_no_certificate(runtime: Runtime, make, profile:
 def test_weak_key_is_refused(runtime: Runtime) -> None:
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505 - a weak key is the point
     with pytest.raises(KeyPolicyError, match="1024 bits is too weak"):
         runtime.issuance.issue_from_csr(make_csr(key=weak), "device", ADMIN)
 
@@ -89,8 +92,9 @@ def test_names_outside_the_expected_identity_are_refused(runtime: Runtime) -> No
         runtime.issuance.issue_from_csr(csr, "device", ADMIN, expected=Names("IMEI:2", uris=(device_uri("IMEI:2"),)))
 
 
-def test_a_failed_recording_returns_nothing(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_recording_returns_nothing(any_backend_runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
     """If the database write fails, the caller gets the error, never the certificate."""
+    runtime = any_backend_runtime
     import bootstrap.services.issuance as issuance
 
     def broken(*args: object, **kwargs: object) -> None:

@@ -1,9 +1,14 @@
-"""A real OpenBao dev server for tests: ``bao server -dev`` on a free local port.
+"""Real OpenBao servers for tests, on a free local port.
 
-Dev mode keeps everything in memory and starts unsealed with one unseal key (printed
-on stdout, which we capture) and the root token we choose. A restart therefore loses
-all state; :meth:`BaoDevServer.start` mounts Transit again each time, and the root
-token stays the same because we pass ``-dev-root-token-id``.
+:class:`BaoDevServer` runs ``bao server -dev``: everything in memory, unsealed at start
+with one unseal key (printed on stdout, which we capture) and the root token we choose.
+A restart therefore loses all state; :meth:`BaoDevServer.start` mounts Transit again
+each time, and the root token stays the same because we pass ``-dev-root-token-id``.
+
+:class:`BaoServer` runs a production-mode server on integrated storage (Raft) in a
+directory of its own: initialised on first start, unsealed by the fixture on every
+start, so keys, secrets and tokens survive a real stop and start - what a Vault
+restart looks like to the service.
 """
 
 from __future__ import annotations
@@ -20,12 +25,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import hvac
 
-__all__ = ["BaoDevServer", "find_bao"]
+__all__ = ["BaoDevServer", "BaoServer", "find_bao"]
 
 # How long to wait for a fresh server to answer: a readiness wait, not a test limit.
 _READY_DEADLINE = 120.0
@@ -141,7 +147,7 @@ class BaoDevServer:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
-    def __enter__(self) -> BaoDevServer:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -223,3 +229,80 @@ class BaoDevServer:
     def log_tail(self, lines: int = 30) -> str:
         """The last ``lines`` of the server log, for error messages."""
         return "\n".join(self.log_text().splitlines()[-lines:])
+
+
+class BaoServer(BaoDevServer):
+    """A production-mode OpenBao (integrated Raft storage in ``workdir/raft``) whose data survive restarts.
+
+    The first :meth:`start` initialises it with a single unseal key and enables Transit,
+    KV version 2 at ``secret/`` and AppRole, as an operator would; every start unseals it
+    with that key. The root token is the one initialisation returned.
+    """
+
+    def __init__(self, binary: Path, workdir: Path) -> None:
+        super().__init__(binary, workdir)
+        self.root_token = ""  # known after the first start
+
+    def start(self) -> None:
+        """Start (and on first start initialise) the server, unseal it, wait until it is active."""
+        if self._process is not None:
+            raise RuntimeError("OpenBao is running already")
+        self._starts += 1
+        self._log = self.workdir / f"bao-{self._starts}.log"
+        argv = [str(self.binary), "server", f"-config={self._write_config()}"]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("BAO_", "VAULT_"))}
+        with self._log.open("wb") as log:
+            self._process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                             stdin=subprocess.DEVNULL)
+        health = self._wait_for(lambda h: h is not None, "answer")
+        first = not (health or {}).get("initialized")
+        if first:
+            bare = hvac.Client(url=self.addr, token="", timeout=60)
+            answer = bare.sys.initialize(1, 1)
+            bare.adapter.close()
+            self.unseal_key, self.root_token = answer["keys"][0], answer["root_token"]
+        self.unseal()
+        if first:
+            client = self.root_client()
+            client.sys.enable_secrets_engine("transit", path="transit")
+            client.sys.enable_secrets_engine("kv", path="secret", options={"version": "2"})
+            self.enable_approle()
+
+    def unseal(self) -> None:
+        """Unseal with the key from initialisation and wait until this node is active."""
+        super().unseal()
+        self._wait_for(lambda h: bool(h and h.get("initialized") and not h.get("sealed") and not h.get("standby")),
+                       "become active")
+
+    def _write_config(self) -> Path:
+        storage = self.workdir / "raft"
+        storage.mkdir(exist_ok=True)
+        config = self.workdir / "bao.hcl"
+        # performance_multiplier 1: the tightest Raft timings, so a lone node elects itself fast.
+        config.write_text(f"""storage "raft" {{
+  path = "{storage}"
+  node_id = "test"
+  performance_multiplier = 1
+}}
+listener "tcp" {{
+  address = "127.0.0.1:{self.port}"
+  cluster_address = "127.0.0.1:{self.port + 1}"
+  tls_disable = true
+}}
+api_addr = "{self.addr}"
+cluster_addr = "http://127.0.0.1:{self.port + 1}"
+""")
+        return config
+
+    def _wait_for(self, ready: Callable[[dict[str, Any] | None], bool], what: str) -> dict[str, Any] | None:
+        deadline = time.monotonic() + _READY_DEADLINE
+        while time.monotonic() < deadline:
+            if self._process is None or self._process.poll() is not None:
+                self._process = None
+                raise RuntimeError(f"bao exited at start-up:\n{self.log_tail()}")
+            health = self.health()
+            if ready(health):
+                return health
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"OpenBao at {self.addr} did not {what} in {_READY_DEADLINE:.0f}s:\n{self.log_tail()}")

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 from cryptography import x509
+from cryptography.x509.oid import NameOID
 from starlette.testclient import TestClient
 
 from bootstrap.app import create_app
@@ -22,7 +23,7 @@ def test_healthz_and_readyz(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"database": "ok", "ca": "ok"}
+    assert ready.json()["checks"] == {"database": "ok", "ca": "ok", "secrets": "ok"}
 
 
 def test_chain_is_issuing_then_root(client: TestClient, runtime: Runtime) -> None:
@@ -31,6 +32,22 @@ def test_chain_is_issuing_then_root(client: TestClient, runtime: Runtime) -> Non
     issuing, root = x509.load_pem_x509_certificates(response.content)
     assert issuing.issuer == root.subject
     assert root.issuer == root.subject
+
+
+def test_bundle_covers_the_overlap_after_a_rotation(client: TestClient, runtime: Runtime) -> None:
+    def names(path: str) -> list[str]:
+        response = client.get(path)
+        assert response.headers["content-type"] == "application/pem-certificate-chain"
+        certificates = x509.load_pem_x509_certificates(response.content)
+        return [str(c.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value) for c in certificates]
+
+    first = ["dm-bootstrap Issuing CA 1", "dm-bootstrap Root CA"]
+    assert names("/ca/bundle.pem") == names("/ca/chain.pem") == first
+    with runtime.database.session() as session:
+        runtime.authorities.rotate(session, "test:admin", new_key=True)
+    assert names("/ca/chain.pem") == ["dm-bootstrap Issuing CA 2", "dm-bootstrap Root CA"]
+    assert names("/ca/bundle.pem") == ["dm-bootstrap Issuing CA 2", *first]
+    assert client.get("/ca/issuing-2.der").status_code == 200
 
 
 @pytest.mark.parametrize("name", ["root", "issuing-1"])
