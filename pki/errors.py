@@ -15,6 +15,7 @@ class ancestry::
     +-- SignerError            a signer failed to sign (backend down, ...)
     |   +-- SignerUnavailable  the signer is temporarily unreachable; retry later
     +-- EncodingError          PEM/DER/PKCS#7/PKCS#12/OCSP input that cannot be decoded
+        +-- OcspRequestError   an OCSP request the responder answers with malformedRequest
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ __all__ = [
     "EncodingError",
     "IssuanceError",
     "KeyPolicyError",
+    "OcspRequestError",
     "PkiError",
     "ProfileError",
     "SignerError",
@@ -87,3 +89,7 @@ class SignerUnavailable(SignerError):
 
 class EncodingError(PkiError):
     """Input in a PKI encoding (PEM, DER, PKCS#7, PKCS#12, OCSP) that cannot be decoded."""
+
+
+class OcspRequestError(EncodingError):
+    """An OCSP request that cannot be answered: the responder replies malformedRequest (RFC 6960 2.3)."""

@@ -95,7 +95,11 @@ def b64_body(body: bytes) -> bytes:
                                field="csr") from None
 
 
-def b64_lines(der: bytes, width: int = 64) -> bytes:
-    """Base64 of ``der`` in lines of ``width`` characters, CRLF-terminated (RFC 2045 style)."""
+def b64_lines(der: bytes, width: int = 64, newline: bytes = b"\n") -> bytes:
+    """Base64 of ``der`` in lines of ``width`` characters.
+
+    HTTP bodies end lines with LF, which every decoder takes (GNU ``base64 -d`` refuses CR);
+    MIME parts (serverkeygen's multipart) pass ``newline=b"\\r\\n"`` (RFC 2045 6.8).
+    """
     text = base64.b64encode(der)
-    return b"".join(text[i:i + width] + b"\r\n" for i in range(0, len(text), width))
+    return b"".join(text[i:i + width] + newline for i in range(0, len(text), width))

@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
 
-from pki.errors import EncodingError, SignerError
+from pki.errors import OcspRequestError, SignerError
 from pki.keys import KeyType, PrivateKey, generate_private_key, signature_hash
 from pki.signers import LocalSigner, Signer
 
@@ -54,10 +54,6 @@ __all__ = [
 MAX_NONCE = 32
 #: An OCSP request for one certificate is ~100 bytes with a nonce; signed requests a few KiB.
 MAX_REQUEST_BYTES = 16 * 1024
-
-
-class OcspRequestError(EncodingError):
-    """An OCSP request that cannot be answered: the responder replies malformedRequest."""
 
 
 class CertStatus(enum.Enum):

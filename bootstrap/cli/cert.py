@@ -29,6 +29,8 @@ def _cert_record(row: CertificateRow) -> dict[str, Any]:
         "not_before": row.not_before.isoformat(),
         "not_after": row.not_after.isoformat(),
         "status": row.status,
+        "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
+        "revocation_reason": row.revocation_reason,
         "fingerprint": row.fingerprint,
         "requested_by": row.requested_by,
     }
@@ -107,3 +109,75 @@ def cert_show(
         typer.echo(f"{key:<13} {value}")
     typer.echo(f"{'issuer':<13} {cert.issuer.rfc4514_string()}")
     typer.echo(f"{'der bytes':<13} {len(cert.public_bytes(Encoding.DER))}")
+
+
+# -- lifecycle: revoke, re-admit, expiry (RFC 5280 reasons) ----------------------------------
+
+
+@app.command("revoke")
+@handled
+def cert_revoke(
+    serial: Annotated[str | None, typer.Argument(help="Serial number in hex (or use --device / --profile).")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="Revoke every live certificate of this DevID"
+                                                                " and block the device.")] = None,
+    profile: Annotated[str | None, typer.Option("--profile", help="Revoke the certificates of every device of"
+                                                                  " this enrollment profile and block them.")] = None,
+    reason: Annotated[str, typer.Option("--reason", help="RFC 5280 reason: keyCompromise, superseded,"
+                                                         " cessationOfOperation, affiliationChanged,"
+                                                         " privilegeWithdrawn, cACompromise, unspecified.")]
+    = "unspecified",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
+) -> None:
+    """Revoke certificates; the CRLs are republished before this returns."""
+    chosen = [name for name, value in (("SERIAL", serial), ("--device", device), ("--profile", profile)) if value]
+    if len(chosen) != 1:
+        raise DmBootstrapError("name exactly one of SERIAL, --device DEVID or --profile NAME")
+    requester = Requester("cli:admin")
+    with open_runtime() as runtime:
+        service = runtime.revocation
+        if serial:
+            outcome = service.revoke_certificate(serial, reason, requester)
+        elif device:
+            outcome = service.revoke_device(device, reason, requester)
+        else:
+            outcome = service.revoke_profile(str(profile), reason, requester)
+    if as_json:
+        emit_json(outcome.to_json())
+        return
+    for revoked in outcome.revoked:
+        typer.echo(f"revoked {revoked} ({outcome.reason})")
+    for kept in outcome.already_revoked:
+        typer.echo(f"already revoked {kept}")
+    for dev_id in outcome.blocked:
+        typer.echo(f"blocked device {dev_id}")
+    if not outcome.revoked and not outcome.blocked:
+        typer.echo("nothing to revoke")
+    for issuer, number in sorted(outcome.crl_numbers.items()):
+        typer.echo(f"published CRL {number} of {issuer}")
+
+
+@app.command("readmit")
+@handled
+def cert_readmit(dev_id: Annotated[str, typer.Argument(help="The blocked device's DevID.")]) -> None:
+    """Let a blocked (revoked) device enroll again."""
+    with open_runtime() as runtime:
+        runtime.revocation.readmit_device(dev_id, Requester("cli:admin"))
+    typer.echo(f"re-admitted {dev_id}: it may enroll again")
+
+
+@app.command("expiring")
+@handled
+def cert_expiring(
+    days: Annotated[int, typer.Option("--days", help="Within this many days from now.")] = 30,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """List valid certificates that expire within N days, soonest first."""
+    with open_runtime() as runtime:
+        rows = runtime.revocation.expiring(days)
+    if as_json:
+        emit_json([_cert_record(r) for r in rows])
+        return
+    if not rows:
+        typer.echo(f"no certificate expires within {days} days")
+    for r in rows:
+        typer.echo(f"{r.not_after:%Y-%m-%d %H:%M}  {r.serial_hex:<42} {r.profile:<16} {r.subject}")

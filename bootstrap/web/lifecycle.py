@@ -1,0 +1,152 @@
+"""Admin API for the certificate lifecycle: revoke, block and re-admit, expiry report.
+
+=======  ==========================================  ===============  ================================
+method   path                                        permission       body / query
+=======  ==========================================  ===============  ================================
+POST     /api/v1/certificates/{serial}/revoke        certs:revoke     {"reason": "keyCompromise"}
+POST     /api/v1/devices/{dev_id}/revoke             certs:revoke     {"reason": ...}; blocks the device
+POST     /api/v1/devices/{dev_id}/readmit            devices:write    -
+GET      /api/v1/certificates                        certs:read       ?expiring_within_days=N&limit=
+=======  ==========================================  ===============  ================================
+
+Reasons are RFC 5280 5.3.1 names (default ``unspecified``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from bootstrap.errors import InvalidRequest
+from bootstrap.runtime import Runtime
+from bootstrap.services.issuance import Requester
+from bootstrap.store.models import CertificateRow
+from bootstrap.web.auth import authorize
+from bootstrap.web.openapi import operation
+
+__all__ = ["certificate_json", "routes"]
+
+_REASON_BODY = {"type": "object", "properties": {"reason": {
+    "type": "string", "description": "RFC 5280 5.3.1 reason name", "default": "unspecified",
+    "enum": ["unspecified", "keyCompromise", "cACompromise", "affiliationChanged", "superseded",
+             "cessationOfOperation", "privilegeWithdrawn", "aACompromise"]}}}
+_OUTCOME = {"type": "object", "description": "what the revocation did", "properties": {
+    "reason": {"type": "string"}, "revoked": {"type": "array", "items": {"type": "string"}},
+    "already_revoked": {"type": "array", "items": {"type": "string"}},
+    "blocked_devices": {"type": "array", "items": {"type": "string"}},
+    "crl_numbers": {"type": "object", "additionalProperties": {"type": "integer"}}}}
+
+
+def _runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def _request_id(request: Request) -> str | None:
+    value = request.scope.get("state", {}).get("request_id")
+    return str(value) if value else None
+
+
+async def _reason(request: Request) -> str:
+    body = await request.body()
+    if not body.strip():
+        return "unspecified"
+    try:
+        document = json.loads(body)
+    except ValueError:
+        raise InvalidRequest("the body must be JSON: {\"reason\": \"keyCompromise\"}", field="body") from None
+    if not isinstance(document, dict) or not isinstance(document.get("reason", "unspecified"), str):
+        raise InvalidRequest("reason must be an RFC 5280 reason name, e.g. keyCompromise", field="reason")
+    unknown = sorted(set(document) - {"reason"})
+    if unknown:
+        raise InvalidRequest(f"unknown members {', '.join(unknown)}", field="body")
+    return str(document.get("reason", "unspecified"))
+
+
+@operation(permission="certs:revoke", request=_REASON_BODY, tags=["certificates"],
+           responses={200: _OUTCOME, 404: "no such certificate", 409: "revoked already"})
+async def revoke_certificate(request: Request) -> Response:
+    """Revoke one certificate by serial (hex)."""
+    principal = await run_in_threadpool(authorize, request, "certs:revoke")
+    reason = await _reason(request)
+    outcome = await run_in_threadpool(_runtime(request).revocation.revoke_certificate,
+                                      str(request.path_params["serial"]), reason,
+                                      Requester(principal.actor, _request_id(request)))
+    return JSONResponse(outcome.to_json())
+
+
+@operation(permission="certs:revoke", request=_REASON_BODY, tags=["devices"],
+           responses={200: _OUTCOME, 404: "neither a device nor certificates with that DevID"})
+async def revoke_device(request: Request) -> Response:
+    """Revoke every live certificate of a device and block it."""
+    principal = await run_in_threadpool(authorize, request, "certs:revoke")
+    reason = await _reason(request)
+    outcome = await run_in_threadpool(_runtime(request).revocation.revoke_device,
+                                      str(request.path_params["dev_id"]), reason,
+                                      Requester(principal.actor, _request_id(request)))
+    return JSONResponse(outcome.to_json())
+
+
+@operation(permission="devices:write", tags=["devices"],
+           responses={200: "the device may enroll again", 404: "no such device", 409: "the device is not blocked"})
+async def readmit_device(request: Request) -> Response:
+    """Let a blocked device enroll again."""
+    principal = await run_in_threadpool(authorize, request, "devices:write")
+    dev_id = str(request.path_params["dev_id"])
+    await run_in_threadpool(_runtime(request).revocation.readmit_device, dev_id,
+                            Requester(principal.actor, _request_id(request)))
+    return JSONResponse({"dev_id": dev_id, "status": "registered"})
+
+
+@operation(permission="certs:read", tags=["certificates"], parameters=[
+    {"name": "expiring_within_days", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 3650}},
+    {"name": "limit", "in": "query", "schema": {"type": "integer", "default": 100}},
+    {"name": "offset", "in": "query", "schema": {"type": "integer", "default": 0}},
+    {"name": "profile", "in": "query", "schema": {"type": "string"}}])
+async def list_certificates(request: Request) -> Response:
+    """Certificates, newest first; with ``expiring_within_days``, valid ones expiring soonest first."""
+    await run_in_threadpool(authorize, request, "certs:read")
+    runtime = _runtime(request)
+    limit = _int(request, "limit", 100)
+    days = request.query_params.get("expiring_within_days")
+    if days is not None:
+        rows = await run_in_threadpool(runtime.revocation.expiring, _int(request, "expiring_within_days", 0),
+                                       limit=limit)
+    else:
+        rows = await run_in_threadpool(runtime.issuance.list, limit=limit, offset=_int(request, "offset", 0),
+                                       profile=request.query_params.get("profile"))
+    return JSONResponse({"certificates": [certificate_json(r) for r in rows]})
+
+
+def _int(request: Request, name: str, default: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidRequest(f"{name} must be an integer", field=name) from None
+
+
+def certificate_json(row: CertificateRow) -> dict[str, Any]:
+    """A certificate row as the API and ``dmboot cert --json`` show it."""
+    return {"serial": row.serial_hex, "profile": row.profile, "subject": row.subject,
+            "sans": json.loads(row.sans), "device_id": row.device_id, "key_type": row.key_type,
+            "not_before": row.not_before.isoformat(), "not_after": row.not_after.isoformat(),
+            "status": row.status, "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
+            "revocation_reason": row.revocation_reason, "fingerprint": row.fingerprint,
+            "requested_by": row.requested_by}
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/api/v1/certificates", list_certificates, methods=["GET"]),
+        Route("/api/v1/certificates/{serial}/revoke", revoke_certificate, methods=["POST"]),
+        Route("/api/v1/devices/{dev_id:path}/revoke", revoke_device, methods=["POST"]),
+        Route("/api/v1/devices/{dev_id:path}/readmit", readmit_device, methods=["POST"]),
+    ]

@@ -1,0 +1,73 @@
+"""``dmboot cert revoke | readmit | expiring`` in-process, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from bootstrap.cli import app
+from bootstrap.runtime import Runtime
+from pki.authority import IssuedCertificate
+
+
+def dm(runtime: Runtime, *args: str) -> Result:
+    settings = runtime.settings
+    assert settings.keystore_passphrase is not None
+    env = {"DMBOOT_DATA_DIR": str(settings.data_dir), "DMBOOT_DATABASE_URL": settings.database_url,
+           "DMBOOT_KEYSTORE_PASSPHRASE": settings.keystore_passphrase.reveal(),
+           "DMBOOT_PUBLIC_URL": settings.public_url}
+    return CliRunner().invoke(app, list(args), env=env)
+
+
+def test_revoke_by_device_then_readmit(runtime: Runtime, fleet: str,
+                                       device_cert: Callable[[str], IssuedCertificate]) -> None:
+    dev_id = "IMEI:600000000000001"
+    runtime.devices.register(dev_id, fleet, actor="test")
+    issued = device_cert(dev_id)
+    result = dm(runtime, "cert", "revoke", "--device", dev_id, "--reason", "key_compromise", "--json")
+    assert result.exit_code == 0, result.output
+    outcome = json.loads(result.stdout)
+    assert outcome["revoked"] == [issued.serial_hex] and outcome["blocked_devices"] == [dev_id]
+    assert outcome["reason"] == "keyCompromise" and outcome["crl_numbers"]["issuing-1"] >= 1
+    shown = json.loads(dm(runtime, "cert", "show", issued.serial_hex, "--json").stdout)
+    assert shown["status"] == "revoked" and shown["revocation_reason"] == "keyCompromise"
+    readmitted = dm(runtime, "cert", "readmit", dev_id)
+    assert readmitted.exit_code == 0 and "may enroll again" in readmitted.stdout
+
+
+def test_revoke_by_profile_prints_what_it_did(runtime: Runtime, fleet: str,
+                                              device_cert: Callable[[str], IssuedCertificate]) -> None:
+    runtime.devices.register("IMEI:600000000000002", fleet, actor="test")
+    issued = device_cert("IMEI:600000000000002")
+    result = dm(runtime, "cert", "revoke", "--profile", fleet, "--reason", "cessationOfOperation")
+    assert result.exit_code == 0, result.output
+    assert f"revoked {issued.serial_hex} (cessationOfOperation)" in result.stdout
+    assert "blocked device IMEI:600000000000002" in result.stdout and "published CRL" in result.stdout
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["cert", "revoke"], "exactly one of SERIAL"),
+    (["cert", "revoke", "abc", "--device", "IMEI:1"], "exactly one of SERIAL"),
+    (["cert", "revoke", "abcdef"], "no certificate with serial abcdef"),
+    (["cert", "revoke", "--profile", "nope"], "no enrollment profile"),
+    (["cert", "revoke", "--device", "IMEI:1", "--reason", "certificateHold"], "unknown revocation reason"),
+    (["cert", "readmit", "IMEI:1"], "no device"),
+    (["cert", "expiring", "--days", "-3"], "days must be between"),
+])
+def test_errors_are_one_line(runtime: Runtime, args: list[str], message: str) -> None:
+    result = dm(runtime, *args)
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+
+
+def test_expiring(runtime: Runtime, device_cert: Callable[[str], IssuedCertificate]) -> None:
+    issued = device_cert("IMEI:600000000000003")
+    listed = json.loads(dm(runtime, "cert", "expiring", "--days", "366", "--json").stdout)
+    assert issued.serial_hex in [r["serial"] for r in listed]
+    text = dm(runtime, "cert", "expiring", "--days", "366").stdout
+    assert issued.serial_hex in text
+    assert "no certificate expires within 5 days" in dm(runtime, "cert", "expiring", "--days", "5").stdout
