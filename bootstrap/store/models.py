@@ -431,13 +431,16 @@ class FactoryItemRow(SQLModel, table=True):
     __tablename__ = "factory_item"
     __table_args__ = (UniqueConstraint("profile", "dev_id", name="uq_factory_item_device"),)
 
+    # Only the (profile, DevID) index: every read goes through it, and each further
+    # index would cost every insert of a 10,000-device batch.
     id: int | None = Field(default=None, primary_key=True)
-    batch_id: int = Field(foreign_key="factory_batch.id", index=True)
+    batch_id: int = Field(foreign_key="factory_batch.id")
     profile: str = Field(max_length=64)
-    dev_id: str = Field(max_length=128, index=True)
+    dev_id: str = Field(max_length=128)
     #: csr | keygen
     mode: str = Field(max_length=8)
-    serial_hex: str = Field(unique=True, max_length=64)
+    #: The certificate (certificate.serial_hex is unique).
+    serial_hex: str = Field(max_length=64)
     #: keygen: SecretRef URI of the secret-store entry holding the station-encrypted key.
     key_ref: str | None = Field(default=None, max_length=256)
     key_expires_at: datetime | None = None
