@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from click.testing import Result
 from typer.testing import CliRunner
 
@@ -23,8 +22,12 @@ DMBOOT = [sys.executable, "-m", "bootstrap"]
 
 
 def run(data_dir: Path, *args: str, database_url: str = "", check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DMBOOT_DATA_DIR": str(data_dir), "DMBOOT_KEYSTORE_PASSPHRASE": "cli-test-pass",
-           "DMBOOT_DATABASE_URL": database_url}
+    env = {
+        **os.environ,
+        "DMBOOT_DATA_DIR": str(data_dir),
+        "DMBOOT_KEYSTORE_PASSPHRASE": "cli-test-pass",
+        "DMBOOT_DATABASE_URL": database_url,
+    }
     result = subprocess.run([*DMBOOT, *args], capture_output=True, text=True, env=env, check=False)
     if check and result.returncode != 0:
         raise AssertionError(f"dmboot {' '.join(args)} failed: {result.stderr}")
@@ -46,8 +49,11 @@ def data_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
 
 def dm(data_dir: Path, *args: str, check: bool = True) -> Result:
     """Run a command in-process (the subprocess path is covered by init and the error tests)."""
-    env = {"DMBOOT_DATA_DIR": str(data_dir), "DMBOOT_KEYSTORE_PASSPHRASE": "cli-test-pass",
-           "DMBOOT_DATABASE_URL": data_dir.joinpath(".url").read_text()}
+    env = {
+        "DMBOOT_DATA_DIR": str(data_dir),
+        "DMBOOT_KEYSTORE_PASSPHRASE": "cli-test-pass",
+        "DMBOOT_DATABASE_URL": data_dir.joinpath(".url").read_text(),
+    }
     result = CliRunner().invoke(app, list(args), env=env)
     if check and result.exit_code != 0:
         raise AssertionError(f"dmboot {' '.join(args)} failed: {result.stderr}")
@@ -65,27 +71,38 @@ def test_init_twice_changes_nothing_and_says_so(data_dir: Path) -> None:
 
 def test_ca_show(data_dir: Path) -> None:
     records = json.loads(dm(data_dir, "ca", "show", "--json").stdout)
-    assert [(r["name"], r["kind"], r["active"]) for r in records] == [("root", "root", False), ("issuing-1", "issuing", True)]
+    assert [(r["name"], r["kind"], r["active"]) for r in records] == [
+        ("root", "root", False),
+        ("issuing-1", "issuing", True),
+    ]
     pem = dm(data_dir, "ca", "show", "--pem").stdout
     assert pem.count("BEGIN CERTIFICATE") == 2
 
 
-@pytest.mark.parametrize(("profile", "csr_kwargs"), [
-    ("device", {"common_name": "IMEI:490154203237518"}),
-    ("dm-server", {"common_name": "dm.example.net", "dns": ["dm.example.net"]}),
-    ("data-repository", {"common_name": "repo.example.net", "dns": ["repo.example.net"]}),
-])
+@pytest.mark.parametrize(
+    ("profile", "csr_kwargs"),
+    [
+        ("device", {"common_name": "IMEI:490154203237518"}),
+        ("dm-server", {"common_name": "dm.example.net", "dns": ["dm.example.net"]}),
+        ("data-repository", {"common_name": "repo.example.net", "dns": ["repo.example.net"]}),
+    ],
+)
 def test_cert_issue_list_show(data_dir: Path, tmp_path: Path, profile: str, csr_kwargs: dict) -> None:
     csr = tmp_path / "req.pem"
     csr.write_bytes(make_csr(**csr_kwargs))
     out = tmp_path / "leaf.pem"
-    issued = json.loads(dm(data_dir, "cert", "issue", "--csr", str(csr), "--profile", profile,
-                           "--out", str(out), "--json").stdout)
+    issued = json.loads(
+        dm(data_dir, "cert", "issue", "--csr", str(csr), "--profile", profile, "--out", str(out), "--json").stdout
+    )
     assert out.read_text().count("BEGIN CERTIFICATE") == 2  # leaf + issuing
     root = tmp_path / "root.pem"
     root.write_text(dm(data_dir, "ca", "show", "--pem").stdout)
-    verify = subprocess.run(["openssl", "verify", "-CAfile", str(root), "-untrusted", str(out), str(out)],
-                            capture_output=True, text=True, check=False)
+    verify = subprocess.run(
+        ["openssl", "verify", "-CAfile", str(root), "-untrusted", str(out), str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert verify.returncode == 0, verify.stderr
     listed = json.loads(dm(data_dir, "cert", "list", "--json", "--profile", profile).stdout)
     assert listed[0]["serial"] == issued["serial"]  # newest first (init issued the service's own TLS cert)
@@ -94,13 +111,16 @@ def test_cert_issue_list_show(data_dir: Path, tmp_path: Path, profile: str, csr_
     assert dm(data_dir, "cert", "show", issued["serial"], "--pem").stdout.startswith("-----BEGIN CERTIFICATE")
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["cert", "issue", "--csr", "/nonexistent.pem", "--profile", "device"], "does not exist"),
-    (["cert", "show", "abcdef"], "no certificate with serial abcdef"),
-    (["cert", "issue", "--csr", "{garbage}", "--profile", "device"], "not a PKCS#10"),
-    (["cert", "issue", "--csr", "{csr}", "--profile", "root"], "for CA certificates"),
-    (["cert", "issue", "--csr", "{csr}", "--profile", "gateway"], "unknown certificate profile"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["cert", "issue", "--csr", "/nonexistent.pem", "--profile", "device"], "does not exist"),
+        (["cert", "show", "abcdef"], "no certificate with serial abcdef"),
+        (["cert", "issue", "--csr", "{garbage}", "--profile", "device"], "not a PKCS#10"),
+        (["cert", "issue", "--csr", "{csr}", "--profile", "root"], "for CA certificates"),
+        (["cert", "issue", "--csr", "{csr}", "--profile", "gateway"], "unknown certificate profile"),
+    ],
+)
 def test_errors_are_one_line_and_nonzero(data_dir: Path, tmp_path: Path, args: list[str], message: str) -> None:
     (tmp_path / "garbage").write_bytes(b"\x00\x01garbage")
     (tmp_path / "csr").write_bytes(make_csr())

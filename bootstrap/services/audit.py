@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +20,7 @@ from sqlmodel import Session
 
 from bootstrap.store.models import AuditEvent, AuditHead, utcnow
 
-__all__ = ["GENESIS", "append_event", "event_hash"]
+__all__ = ["GENESIS", "AuditRecord", "append_event", "append_events", "event_hash"]
 
 #: The hash the first event chains to.
 GENESIS = "0" * 64
@@ -51,6 +52,18 @@ def event_hash(
     return hashlib.sha256((prev_hash + body).encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class AuditRecord:
+    """One event to append (see append_events)."""
+
+    actor: str
+    action: str
+    outcome: str
+    target: str | None = None
+    detail: Mapping[str, Any] = field(default_factory=dict)
+    request_id: str | None = None
+
+
 def append_event(
     session: Session,
     *,
@@ -61,24 +74,37 @@ def append_event(
     request_id: str | None = None,
     detail: Mapping[str, Any] | None = None,
 ) -> AuditEvent:
-    """Append an event in ``session``'s transaction (it commits with the caller's work).
+    """Append one event in ``session``'s transaction (it commits with the caller's work)."""
+    record = AuditRecord(actor, action, outcome, target, detail or {}, request_id)
+    return append_events(session, [record])[0]
+
+
+def append_events(session: Session, records: Sequence[AuditRecord]) -> list[AuditEvent]:
+    """Append ``records`` in order with one head lock and one insert.
 
     Core statements, not the ORM: this runs for every certificate issued, and the
     ORM's unit of work cost several times the SQL itself.
     """
+    if not records:
+        return []
     connection = session.connection()
     head = connection.execute(_LOCK_HEAD).first()
     if head is None:
         connection.execute(insert(_HEAD), {"id": 1, "seq": 0, "hash": GENESIS})
-        prev_seq, prev_hash = 0, GENESIS
+        seq, prev = 0, GENESIS
     else:
-        prev_seq, prev_hash = int(head[0]), str(head[1])
-    at = utcnow()
-    detail_json = json.dumps(dict(detail or {}), sort_keys=True, separators=(",", ":"), default=str)
-    seq = prev_seq + 1
-    digest = event_hash(prev_hash, seq, at, actor, action, outcome, target, request_id, detail_json)
-    values: dict[str, Any] = dict(seq=seq, at=at, actor=actor, action=action, outcome=outcome, target=target,
-                  request_id=request_id, detail=detail_json, prev_hash=prev_hash, hash=digest)
-    connection.execute(_MOVE_HEAD, {"seq": seq, "hash": digest})
-    connection.execute(_INSERT_EVENT, values)
-    return AuditEvent(**values)
+        seq, prev = int(head[0]), str(head[1])
+    rows: list[dict[str, Any]] = []
+    for record in records:
+        seq += 1
+        at = utcnow()
+        detail = json.dumps(dict(record.detail), sort_keys=True, separators=(",", ":"), default=str)
+        digest = event_hash(prev, seq, at, record.actor, record.action, record.outcome, record.target,
+                            record.request_id, detail)
+        rows.append({"seq": seq, "at": at, "actor": record.actor, "action": record.action,
+                     "outcome": record.outcome, "target": record.target, "request_id": record.request_id,
+                     "detail": detail, "prev_hash": prev, "hash": digest})
+        prev = digest
+    connection.execute(_MOVE_HEAD, {"seq": seq, "hash": prev})
+    connection.execute(_INSERT_EVENT, rows)
+    return [AuditEvent(**row) for row in rows]

@@ -12,8 +12,7 @@ Core statements, not the ORM: the ORM's unit of work costs several times the SQL
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,11 +20,9 @@ from typing import Any
 from sqlalchemy import Table, and_, bindparam, insert, select, update
 from sqlmodel import Session
 
-from bootstrap.services.audit import GENESIS, event_hash
+from bootstrap.services.audit import AuditRecord, append_events
 from bootstrap.store.models import (
     ApiTokenRow,
-    AuditEvent,
-    AuditHead,
     AuthorityRow,
     CertificateRow,
     DeviceRow,
@@ -43,8 +40,6 @@ _BATCHES: Table = FactoryBatchRow.__table__  # type: ignore[attr-defined]
 _DEVICES: Table = DeviceRow.__table__  # type: ignore[attr-defined]
 _TOKENS: Table = ApiTokenRow.__table__  # type: ignore[attr-defined]
 _AUTHORITIES: Table = AuthorityRow.__table__  # type: ignore[attr-defined]
-_HEAD: Table = AuditHead.__table__  # type: ignore[attr-defined]
-_EVENTS: Table = AuditEvent.__table__  # type: ignore[attr-defined]
 
 _UPDATE_DEVICE = (update(_DEVICES).where(_DEVICES.c.dev_id == bindparam("b_dev_id"))
                   .values(status="enrolled", current_serial=bindparam("b_serial"), updated_at=bindparam("b_at")))
@@ -71,18 +66,6 @@ class ExistingDevice:
 
     profile_id: int
     status: str
-
-
-@dataclass(frozen=True)
-class AuditRecord:
-    """One audit event to append (see bootstrap.services.audit)."""
-
-    actor: str
-    action: str
-    outcome: str
-    target: str | None
-    detail: Mapping[str, Any]
-    request_id: str | None = None
 
 
 def existing_items(session: Session, profile: str, dev_ids: Iterable[str]) -> dict[str, ExistingItem]:
@@ -161,35 +144,6 @@ def bump_batch(session: Session, batch_id: int, *, issued: int, existing: int, f
             issued=_BATCHES.c.issued + issued, existing=_BATCHES.c.existing + existing,
             failed=_BATCHES.c.failed + failed, updated_at=utcnow())
     )
-
-
-def append_events(session: Session, records: Sequence[AuditRecord]) -> None:
-    """Append ``records`` to the audit chain with one head lock and one insert.
-
-    The same chain as :func:`bootstrap.services.audit.append_event` (same hash, same
-    head row), for many events at a time.
-    """
-    if not records:
-        return
-    head = session.execute(select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == 1).with_for_update()).first()
-    if head is None:
-        session.execute(insert(_HEAD).values(id=1, seq=0, hash=GENESIS))
-        seq, prev = 0, GENESIS
-    else:
-        seq, prev = int(head[0]), str(head[1])
-    rows: list[dict[str, Any]] = []
-    for record in records:
-        seq += 1
-        at = utcnow()
-        detail = json.dumps(dict(record.detail), sort_keys=True, separators=(",", ":"), default=str)
-        digest = event_hash(prev, seq, at, record.actor, record.action, record.outcome, record.target,
-                            record.request_id, detail)
-        rows.append({"seq": seq, "at": at, "actor": record.actor, "action": record.action,
-                     "outcome": record.outcome, "target": record.target, "request_id": record.request_id,
-                     "detail": detail, "prev_hash": prev, "hash": digest})
-        prev = digest
-    session.execute(update(_HEAD).where(_HEAD.c.id == 1).values(seq=seq, hash=prev))
-    session.execute(insert(_EVENTS), rows)
 
 
 def certificate_row(*, serial_hex: str, subject: str, authority_id: int, profile: str, dev_id: str, key_type: str,

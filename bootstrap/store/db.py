@@ -35,7 +35,9 @@ class Database:
 
     def _make_engine(self, echo: bool) -> Engine:
         if not self.is_sqlite:
-            return create_engine(self.url, echo=echo, pool_pre_ping=False, pool_recycle=900, pool_size=10, max_overflow=20)
+            return create_engine(
+                self.url, echo=echo, pool_pre_ping=False, pool_recycle=900, pool_size=10, max_overflow=20
+            )
         database = make_url(self.url).database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
