@@ -101,6 +101,10 @@ async def bootstrap(request: Request) -> Response:
 
 async def _initiation(request: Request) -> Response:
     if not accepts(request.headers.get("accept"), REQUEST_MEDIA_TYPE):
+        from bootstrap.web import dm1  # a DM 1.x client asking for SyncML; web/dm1.py imports this module
+
+        if dm1.wants_dm1(request.headers.get("accept")):
+            return await dm1.from_package1(request, _evidence)
         raise NotAcceptable(f"package 2 is {REQUEST_MEDIA_TYPE}; the Accept header excludes it", field="Accept")
     if not accepts(request.headers.get(OMADM_ACCEPT_HEADER), MO_INSTANCE_MEDIA_TYPE):
         raise NotAcceptable(f"MO data is sent as {MO_INSTANCE_MEDIA_TYPE}; {OMADM_ACCEPT_HEADER} excludes it",

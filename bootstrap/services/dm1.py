@@ -1,0 +1,609 @@
+"""DM 1.x bootstrap: an enrollment profile's account as DMAcc 1.0, per-device DM 1.x credentials.
+
+Devices that speak only OMA DM 1.2/1.3 get the same account the DM 2.0 bootstrap
+gives (the profile's DM server, its name) as a ``./DMAcc/<x>`` subtree in a
+SyncML DM 1.2 message, WBXML or XML, with the bootstrap MAC in the Content-Type
+(``SEC=...; MAC=...``). docs/dm1x.md describes the whole of it; in short:
+
+- Credentials: :func:`~bootstrap.dm.dm1_security.generate_dm1_credentials` per
+  device and DM server, plus the user PIN, live in the secret store at
+  :func:`credentials_path` (``dm1/<DevID, escaped>``), written with ``cas=0``:
+  the first bootstrap creates them, every later one returns the same until
+  :meth:`Dm1Service.rotate` (or a change of the device's DM server) replaces them.
+  The database holds only the reference (in the audit trail), never a secret.
+- Profile settings, in ``EnrollmentProfileRow.dmacc`` (:func:`profile_options`):
+  ``dm1_auth`` ``DIGEST`` (syncml:auth-md5, default) or ``HMAC`` (syncml:auth-MAC)
+  for AAuthPref and both AppAuth entries; ``dm1_sec`` ``USERPIN`` (default),
+  ``NETWORKID`` or ``USERPIN_NETWORKID``; ``dm1_account`` the ``<x>`` node name
+  (default: the DM server's id).
+- IMSI and PIN, the MAC keys: the IMSI comes with the request (or the factory
+  manifest); the PIN is the device's, kept with its credentials - generated
+  (8 digits) unless the factory manifest seeds it at first use.
+- Attestation: :meth:`Dm1Service.bootstrap` verifies the evidence with the same
+  verifiers and rules as :class:`~bootstrap.services.enrollment.EnrollmentService`
+  and issues a certificate only when a CSR is given. A one-time token is
+  consumed either way, and the device is recorded as enrolled, all in one
+  transaction with the DDF check of the account: a refusal leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+from cryptography.hazmat.primitives.serialization import Encoding
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from bootstrap.auth.attestation import METHODS, Attestation, Evidence, Verifier, verifiers
+from bootstrap.dm import cp
+from bootstrap.dm.content import DmAccount
+from bootstrap.dm.ddf import DdfRegistry, MoProblem, MoValidationError
+from bootstrap.dm.dm1_security import (
+    SEC_MODES,
+    Dm1Credentials,
+    SecMode,
+    bootstrap_mac,
+    content_type_with_mac,
+    generate_dm1_credentials,
+    imsi_key,
+    md5_digest,
+)
+from bootstrap.dm.dmacc10 import Dm1Account, app_auths, build_dmacc10
+from bootstrap.dm.syncml import XML_MEDIA_TYPE, SyncHeader, bootstrap_commands, tnds_xml, to_wbxml, to_xml
+from bootstrap.errors import (
+    AuthenticationFailed,
+    ConfigurationError,
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+    SecretConflict,
+    SecretNotFound,
+)
+from bootstrap.secrets.base import SecretRef, SecretStore
+from bootstrap.services.audit import append_event
+from bootstrap.services.enrollment import EnrollmentService
+from bootstrap.services.issuance import IssuanceService, Requester
+from bootstrap.store.db import Database
+from bootstrap.store.models import DeviceRow, DmServerRow, EnrollmentProfileRow, utcnow
+from pki.authority import IssuedCertificate
+from pki.csr import parse_csr
+from pki.identity import check_dev_id, device_uri
+from pki.keys import KeyPolicy
+from pki.profiles import Names
+
+__all__ = [
+    "AUTH_SCHEMES",
+    "DMACC_1_0",
+    "Dm1AccountError",
+    "Dm1CredentialsView",
+    "Dm1Message",
+    "Dm1Options",
+    "Dm1Package",
+    "Dm1Service",
+    "credentials_path",
+    "dm1_account",
+    "profile_options",
+]
+
+log = logging.getLogger(__name__)
+
+DMACC_1_0 = "urn:oma:mo:oma-dm-dmacc:1.0"
+#: ``dm1_auth`` -> the SyncML DM 1.x authentication scheme it names (DM Security 1.2 5.1.3).
+AUTH_SCHEMES = {"DIGEST": "syncml:auth-md5", "HMAC": "syncml:auth-MAC"}
+_PATH_PREFIX = "dm1"
+_PATH_KEEP = re.compile(r"[A-Za-z0-9.-]")
+_NODE_UNSAFE = re.compile(r"[/?#\s]")
+_PIN = re.compile(r"[0-9]{4,16}")
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+_ATTEMPTS = 3  # a serial-number collision retries the whole transaction, as enrollment does
+
+
+class Dm1AccountError(ConfigurationError):
+    """The DMAcc 1.0 account built for a profile does not validate against the DMAcc 1.0 DDF."""
+
+    def __init__(self, message: str, problems: list[MoProblem]) -> None:
+        super().__init__(message, field=problems[0].path if problems else None)
+        self.problems = problems
+
+
+# --------------------------------------------------------------------------- profile settings
+
+
+@dataclass(frozen=True)
+class Dm1Options:
+    """A profile's DM 1.x settings (``dmacc["dm1_*"]``), defaults filled in."""
+
+    auth: str = "DIGEST"
+    sec: SecMode = "USERPIN"
+    account_name: str | None = None
+
+    @classmethod
+    def of(cls, dmacc: Mapping[str, Any]) -> Dm1Options:
+        """The options a profile's ``dmacc`` holds (validated as :func:`profile_options` does)."""
+        found = profile_options(dmacc)
+        return cls(auth=found.get("dm1_auth", "DIGEST"), sec=cast(SecMode, found.get("dm1_sec", "USERPIN")),
+                   account_name=found.get("dm1_account"))
+
+
+def profile_options(dmacc: Mapping[str, Any]) -> dict[str, str]:
+    """The ``dm1_*`` members of a profile's ``dmacc``, checked; other members are ignored.
+
+    Raises:
+        InvalidRequest: a value is not one this module knows, naming the member.
+    """
+    result: dict[str, str] = {}
+    choices: dict[str, tuple[str, ...]] = {"dm1_auth": tuple(AUTH_SCHEMES), "dm1_sec": SEC_MODES}
+    for key, allowed in choices.items():
+        if key in dmacc:
+            if dmacc[key] not in allowed:
+                raise InvalidRequest(f"dmacc.{key} must be one of {', '.join(allowed)}", field=f"dmacc.{key}")
+            result[key] = str(dmacc[key])
+    if "dm1_account" in dmacc:
+        name = dmacc["dm1_account"]
+        if not isinstance(name, str) or not name or len(name) > 64 or _NODE_UNSAFE.search(name) or name in (
+                ".", ".."):
+            raise InvalidRequest("dmacc.dm1_account must be a DM node name (1-64 characters, no /, ?, #, space)",
+                                 field="dmacc.dm1_account")
+        result["dm1_account"] = name
+    return result
+
+
+def dm1_account(account: DmAccount, options: Dm1Options, credentials: Dm1Credentials) -> Dm1Account:
+    """Map the format-neutral account and the device's credentials to DMAcc 1.0.
+
+    ServerID is the SrvID, Addr the SrvURI (AddrType URI) with PortNbr its port (or
+    the scheme's default), AAuthPref and both AAuthTypes ``options.auth``.
+
+    Raises:
+        ConfigurationError: the server URL has no usable port.
+    """
+    try:
+        parts = urlsplit(account.server_uri)
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme.lower())
+    except ValueError as exc:
+        raise ConfigurationError(f"DM server {account.server_id!r} URL: {exc}", field="url") from None
+    client, server = app_auths(credentials, options.auth)
+    name = options.account_name or _NODE_UNSAFE.sub("_", account.server_id)
+    return Dm1Account(account_name=name, server_id=account.server_id, name=account.name or account.server_id,
+                      addr=account.server_uri, addr_type="URI", port=port, auth_pref=options.auth,
+                      client_auth=client, server_auth=server)
+
+
+def credentials_path(dev_id: str) -> str:
+    """The secret store path of a device's DM 1.x credentials: ``dm1/<DevID>``, escaped.
+
+    Every byte outside ``A-Z a-z 0-9 . -`` is written ``_XX`` (hex), so the path
+    is one segment both secret stores accept: ``IMEI:35...`` is ``dm1/IMEI_3A35...``.
+
+    Raises:
+        InvalidRequest: the DevID does not start with a letter or digit.
+    """
+    if not dev_id[:1].isascii() or not dev_id[:1].isalnum():
+        raise InvalidRequest("DM 1.x credentials need a DevID that starts with a letter or digit", field="dev_id")
+    escaped = "".join(c if _PATH_KEEP.fullmatch(c) else "".join(f"_{b:02X}" for b in c.encode()) for c in dev_id)
+    return f"{_PATH_PREFIX}/{escaped}"
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class Dm1Message:
+    """One encoded form of the bootstrap message and its Content-Type (with SEC and MAC)."""
+
+    body: bytes = field(repr=False)
+    content_type: str
+
+
+@dataclass(frozen=True)
+class Dm1Package:
+    """A DM 1.x bootstrap for one device: the account and the message in every form.
+
+    The WBXML and XML bodies hold the device's secrets in the clear (that is what
+    a bootstrap is); only ever send them to the device or write them for its factory.
+    """
+
+    dev_id: str
+    profile: str
+    account: Dm1Account
+    sec: SecMode
+    #: HMAC-SHA1 of the WBXML document, upper-case hex, as in ``wbxml.content_type``.
+    mac: str
+    wbxml: Dm1Message
+    xml: Dm1Message
+    #: The DMAcc subtree as TNDS (``application/vnd.syncml.dmtnds+xml``), no MAC.
+    tnds: bytes = field(repr=False)
+    #: The same account as an OMA Client Provisioning w7 document (bootstrap.dm.cp), with its MAC.
+    cp: Dm1Message
+    #: The secret store reference of the credentials (safe to log).
+    credentials_ref: str
+    #: The PIN the MAC is keyed with (USERPIN modes), for the factory's label.
+    pin: str | None = field(default=None, repr=False)
+    #: Set when a CSR was given: the new certificate first, then the issuing CA (DER).
+    certificate_chain: tuple[bytes, ...] = ()
+    serial_hex: str | None = None
+
+
+@dataclass(frozen=True)
+class Dm1CredentialsView:
+    """What a DM 1.x server needs to authenticate a device and itself (the credential API)."""
+
+    dev_id: str
+    server_id: str
+    auth: str
+    credentials: Dm1Credentials
+    ref: SecretRef
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON document of ``GET /api/v1/dm1/credentials/{dev_id}`` (docs/dm1x.md)."""
+        c = self.credentials
+        return {"dev_id": self.dev_id, "server_id": self.server_id, "auth_type": self.auth,
+                "auth_scheme": AUTH_SCHEMES[self.auth], "version": self.ref.version, "ref": self.ref.to_uri(),
+                "client": _side(c.client_name, c.client_secret, c.client_nonce),
+                "server": _side(c.server_name, c.server_secret, c.server_nonce)}
+
+
+def _side(name: str, secret: str, nonce: str) -> dict[str, str]:
+    return {"name": name, "secret": secret, "nonce": nonce,
+            "auth_md5": md5_digest(name, secret, base64.b64decode(nonce))}
+
+
+@dataclass(frozen=True)
+class _Stored:
+    credentials: Dm1Credentials
+    pin: str = field(repr=False)
+    ref: SecretRef
+    event: str | None  # "create" | "rotate" when this call wrote them
+
+
+# --------------------------------------------------------------------------- the service
+
+
+class Dm1Service:
+    """DM 1.x bootstraps, for devices over HTTP and for factory output, and the credential API."""
+
+    def __init__(self, database: Database, store: SecretStore, issuance: IssuanceService, ddfs: DdfRegistry,
+                 enrollment: EnrollmentService) -> None:
+        self._db = database
+        self._store = store
+        self._issuance = issuance
+        self._ddfs = ddfs
+        self._enrollment = enrollment
+        self._verifiers: dict[str, Verifier] = verifiers(store)
+
+    # -- devices ----------------------------------------------------------------------
+
+    def bootstrap(self, dev_id: str, evidence: Evidence, *, csr: bytes | None = None, imsi: str | None = None,
+                  sec: str | None = None, request_id: str | None = None) -> Dm1Package:
+        """Attest ``dev_id`` and build its DM 1.x bootstrap; issue a certificate only for a CSR.
+
+        Args:
+            dev_id: The device's DevID.
+            evidence: As the transport extracted it (token, DMBoot-HMAC, TLS certificate).
+            csr: A PKCS#10 request (PEM or DER), or None for a digest/HMAC-only device.
+            imsi: The subscriber's IMSI, needed when the SEC mode is NETWORKID or USERPIN_NETWORKID.
+            sec: The SEC mode, overriding the profile's ``dm1_sec``.
+            request_id: For the audit trail.
+
+        Raises:
+            InvalidRequest: a bad DevID, method, SEC mode or IMSI, or an IMSI the mode needs is missing.
+            AuthenticationFailed, PermissionDenied: the evidence, device or profile rules refuse it.
+            PkiError: the CSR is refused.
+            Dm1AccountError: the account does not validate against the DMAcc 1.0 DDF (configuration).
+        """
+        try:
+            return self._bootstrap(dev_id, evidence, csr, imsi, sec, request_id)
+        except Exception as exc:
+            self._enrollment.record_refusal(dev_id, evidence.method, exc, channel="dm1", request_id=request_id)
+            raise
+
+    def _bootstrap(self, dev_id: str, evidence: Evidence, csr: bytes | None, imsi: str | None, sec: str | None,
+                   request_id: str | None) -> Dm1Package:
+        _check_dev_id(dev_id)
+        verifier = self._verifiers.get(evidence.method)
+        if verifier is None:
+            raise InvalidRequest(f"attestation method must be one of {', '.join(METHODS)}", field="method")
+        for attempt in range(_ATTEMPTS):
+            try:
+                return self._attempt(verifier, dev_id, evidence, csr, imsi, sec, request_id)
+            except IntegrityError:  # a serial collision: the nonce and DevID races are mapped
+                log.warning("serial collision on DM 1.x bootstrap attempt %d; retrying", attempt + 1)
+        raise Conflict("could not record a unique certificate serial; retry")  # pragma: no cover
+
+    def _attempt(self, verifier: Verifier, dev_id: str, evidence: Evidence, csr: bytes | None, imsi: str | None,
+                 sec: str | None, request_id: str | None) -> Dm1Package:
+        now = utcnow()
+        with self._db.session() as session:
+            device = _device(session, dev_id)
+            if device is None and evidence.method != "group-key":
+                raise AuthenticationFailed(f"DevID {dev_id!r} is not registered", field="dev_id")
+            if device is not None and device.status == "blocked":
+                raise PermissionDenied(f"device {dev_id!r} is blocked", field="dev_id")
+            attestation = verifier.verify(session, dev_id, device, evidence, now)
+            profile = _profile(session, device, attestation)
+            device = device or _register(session, dev_id, profile)
+            issued = self._issue(session, dev_id, profile, csr, request_id, now) if csr else None
+            package = self._package(session, device, profile, issued, imsi=imsi, pin=None, sec=sec,
+                                    actor=_actor(dev_id), request_id=request_id)
+            if issued is not None:
+                device.current_serial = issued.serial_hex
+            device.status = "enrolled"
+            device.updated_at = now
+            session.add(device)
+            append_event(session, actor=_actor(dev_id), action="device.enroll", outcome="success", target=dev_id,
+                         request_id=request_id,
+                         detail={"method": evidence.method, "channel": "dm1", "profile": profile.name,
+                                 "serial": package.serial_hex, "sec": package.sec,
+                                 "dm1_credentials": package.credentials_ref, **attestation.detail})
+            session.flush()
+        return package
+
+    def _issue(self, session: Session, dev_id: str, profile: EnrollmentProfileRow, csr: bytes,
+               request_id: str | None, now: datetime) -> IssuedCertificate:
+        # The same checks as EnrollmentService: the profile's key types, CN=DevID and the device URI.
+        info = parse_csr(csr, KeyPolicy.of(profile.key_types))
+        expected = Names(common_name=dev_id, uris=(device_uri(dev_id),))
+        return self._issuance.issue_in(session, info, profile.certificate_profile,
+                                       Requester(_actor(dev_id), request_id), expected=expected,
+                                       validity=timedelta(days=profile.validity_days), now=now)
+
+    # -- factory ----------------------------------------------------------------------
+
+    def package_for(self, dev_id: str, *, imsi: str | None = None, pin: str | None = None, sec: str | None = None,
+                    actor: str) -> Dm1Package:
+        """The DM 1.x bootstrap of a registered device, for the factory to write (no attestation).
+
+        ``pin`` seeds the device's PIN when its credentials are created; a different
+        PIN stored already is a Conflict. The device's status does not change.
+
+        Raises:
+            NotFound: the device is not registered. PermissionDenied: it is blocked.
+            InvalidRequest, Conflict, Dm1AccountError: as for :meth:`bootstrap`.
+        """
+        _check_dev_id(dev_id)
+        if pin is not None and not _PIN.fullmatch(pin):
+            raise InvalidRequest("pin: must be 4 to 16 digits", field="pin")
+        with self._db.session() as session:
+            device = _device(session, dev_id)
+            if device is None:
+                raise NotFound(f"device {dev_id!r} is not registered", field="dev_id")
+            if device.status == "blocked":
+                raise PermissionDenied(f"device {dev_id!r} is blocked", field="dev_id")
+            profile = _profile_row(session, device.profile_id)
+            package = self._package(session, device, profile, None, imsi=imsi, pin=pin, sec=sec, actor=actor,
+                                    request_id=None)
+            append_event(session, actor=actor, action="dm1.package.write", outcome="success", target=dev_id,
+                         detail={"profile": profile.name, "sec": package.sec,
+                                 "dm1_credentials": package.credentials_ref})
+        return package
+
+    # -- DM servers ---------------------------------------------------------------------
+
+    def credentials(self, dev_id: str, *, actor: str, request_id: str | None = None) -> Dm1CredentialsView:
+        """A device's current DM 1.x credentials, for its DM server; every read is audited.
+
+        Raises:
+            NotFound: the device is unknown or has no DM 1.x credentials yet.
+        """
+        try:
+            with self._db.session() as session:
+                device = _device(session, dev_id)
+                if device is None:
+                    raise NotFound(f"no device {dev_id!r}", field="dev_id")
+                options = Dm1Options.of(_profile_row(session, device.profile_id).dmacc)
+                try:
+                    data, ref = self._store.get(credentials_path(dev_id))
+                except SecretNotFound:
+                    raise NotFound(f"device {dev_id!r} has no DM 1.x credentials yet; they are made at its first"
+                                   " DM 1.x bootstrap or by `dmboot dm1 write-packages`", field="dev_id") from None
+                creds = _credentials_of(data)
+                append_event(session, actor=actor, action="dm1.credentials.read", outcome="success", target=dev_id,
+                             request_id=request_id, detail={"ref": ref.to_uri(), "server_id": creds.server_name})
+            return Dm1CredentialsView(dev_id, creds.server_name, options.auth, creds, ref)
+        except (NotFound, InvalidRequest) as exc:
+            self._audit_failure("dm1.credentials.read", dev_id, actor, exc, request_id)
+            raise
+
+    def rotate(self, dev_id: str, *, actor: str) -> SecretRef:
+        """Replace a device's DM 1.x credentials (same PIN); its next bootstrap carries the new ones.
+
+        Raises:
+            NotFound: unknown device, or no credentials to rotate.
+            Conflict: another rotation won the race; retry.
+        """
+        with self._db.session() as session:
+            device = _device(session, dev_id)
+            if device is None:
+                raise NotFound(f"no device {dev_id!r}", field="dev_id")
+            path = credentials_path(dev_id)
+            try:
+                data, ref = self._store.get(path)
+            except SecretNotFound:
+                raise NotFound(f"device {dev_id!r} has no DM 1.x credentials to rotate", field="dev_id") from None
+            fresh = generate_dm1_credentials(dev_id, data["server_name"])
+            try:
+                new = self._store.put(path, _record(fresh, data["pin"]), cas=ref.version)
+            except SecretConflict:
+                raise Conflict(f"the DM 1.x credentials of {dev_id!r} changed meanwhile; retry") from None
+            append_event(session, actor=actor, action="dm1.credentials.rotate", outcome="success", target=dev_id,
+                         detail={"ref": new.to_uri()})
+        return new
+
+    # -- building -----------------------------------------------------------------------
+
+    def _package(self, session: Session, device: DeviceRow, profile: EnrollmentProfileRow,
+                 issued: IssuedCertificate | None, *, imsi: str | None, pin: str | None, sec: str | None,
+                 actor: str, request_id: str | None) -> Dm1Package:
+        options = Dm1Options.of(profile.dmacc)
+        mode = _sec_mode(sec or options.sec)
+        if mode != "USERPIN":
+            _check_imsi(imsi, mode, profile.name)
+        server = _server(session, device, profile)
+        account = DmAccount(server_id=server.server_id, server_uri=server.url,
+                            name=str(profile.dmacc.get("Name", server.name)))
+        stored = self._stored(device.dev_id, server.server_id, pin)
+        if stored.event is not None:
+            append_event(session, actor=actor, action=f"dm1.credentials.{stored.event}", outcome="success",
+                         target=device.dev_id, request_id=request_id,
+                         detail={"ref": stored.ref.to_uri(), "server_id": server.server_id})
+        dmacc = dm1_account(account, options, stored.credentials)
+        built = build_dmacc10(dmacc)
+        self._validate(built.tree, profile.name)
+        commands = bootstrap_commands(built.nodes)
+        header = SyncHeader(target=device.dev_id, source=server.server_id)
+        wbxml, xml = to_wbxml(header, commands), to_xml(header, commands)
+        mac_pin = stored.pin if mode != "NETWORKID" else None
+        mac = bootstrap_mac(mode, wbxml, imsi=imsi, pin=mac_pin)
+        xml_mac = bootstrap_mac(mode, xml, imsi=imsi, pin=mac_pin)
+        chain = tuple(c.public_bytes(Encoding.DER) for c in (issued.certificate, *issued.chain)) if issued else ()
+        provisioning = cp.to_wbxml(cp.w7_document(dmacc))
+        return Dm1Package(
+            dev_id=device.dev_id, profile=profile.name, account=dmacc, sec=mode, mac=mac,
+            wbxml=Dm1Message(wbxml, content_type_with_mac(mode, wbxml, imsi=imsi, pin=mac_pin)),
+            xml=Dm1Message(xml, f"{XML_MEDIA_TYPE}; SEC={mode}; MAC={xml_mac}"),
+            tnds=tnds_xml(built.nodes),
+            cp=Dm1Message(provisioning, cp.content_type(mode, provisioning, imsi=imsi, pin=mac_pin)),
+            credentials_ref=stored.ref.to_uri(), pin=mac_pin,
+            certificate_chain=chain, serial_hex=issued.serial_hex if issued else None)
+
+    def _validate(self, tree: Mapping[str, Any], profile: str) -> None:
+        ddf = self._ddfs.find(DMACC_1_0)
+        if ddf is None:
+            raise ConfigurationError(f"no DDF is registered for {DMACC_1_0}; DM 1.x bootstraps need one",
+                                     field="MOID")
+        try:
+            ddf.validate(tree)
+        except MoValidationError as exc:
+            raise Dm1AccountError(f"the DMAcc 1.0 account of profile {profile!r} does not validate against"
+                                  f" {ddf.source}: {exc.message}", exc.problems) from None
+
+    def _stored(self, dev_id: str, server_id: str, pin: str | None) -> _Stored:
+        """The device's credentials for ``server_id``: read, else created (cas=0), else rotated."""
+        path = credentials_path(dev_id)
+        for _ in range(2):
+            data: dict[str, str] = {}
+            ref: SecretRef | None = None
+            try:
+                data, ref = self._store.get(path)
+            except SecretNotFound:
+                pass
+            if ref is not None and pin is not None and data.get("pin") != pin:
+                raise Conflict(f"device {dev_id!r} has another DM 1.x PIN already", field="pin")
+            if ref is not None and data.get("server_name") == server_id:
+                return _Stored(_credentials_of(data), data["pin"], ref, None)
+            fresh = generate_dm1_credentials(dev_id, server_id)
+            keep_pin = data.get("pin") or pin or _new_pin()
+            try:
+                new = self._store.put(path, _record(fresh, keep_pin), cas=ref.version if ref else 0)
+            except SecretConflict:
+                continue  # another replica wrote first: take theirs
+            return _Stored(fresh, keep_pin, new, "rotate" if ref else "create")
+        raise Conflict(f"the DM 1.x credentials of {dev_id!r} are being written by another request; retry")
+
+    def _audit_failure(self, action: str, dev_id: str, actor: str, exc: Exception, request_id: str | None) -> None:
+        try:
+            with self._db.session() as session:
+                append_event(session, actor=actor, action=action, outcome="failure", target=str(dev_id)[:128],
+                             request_id=request_id,
+                             detail={"error": type(exc).__name__, "reason": str(getattr(exc, "message", exc))[:500]})
+        except Exception:  # the original error matters more
+            log.exception("could not audit the refused %s of %s", action, dev_id)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _actor(dev_id: str) -> str:
+    return f"device:{dev_id}"[:128]
+
+
+def _check_dev_id(dev_id: str) -> None:
+    try:
+        check_dev_id(dev_id)
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequest(str(exc), field="dev_id") from None
+
+
+def _sec_mode(sec: str) -> SecMode:
+    if sec not in SEC_MODES:
+        raise InvalidRequest(f"sec must be one of {', '.join(SEC_MODES)}", field="sec")
+    return sec
+
+
+def _check_imsi(imsi: str | None, mode: SecMode, profile: str) -> None:
+    if not imsi:
+        raise InvalidRequest(f"SEC={mode} (profile {profile!r}) keys the bootstrap MAC with the IMSI: send the"
+                             " device's imsi", field="imsi")
+    try:
+        imsi_key(imsi)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc), field="imsi") from None
+
+
+def _new_pin() -> str:
+    return f"{secrets.randbelow(10**8):08d}"
+
+
+def _record(creds: Dm1Credentials, pin: str) -> dict[str, str]:
+    return {"client_name": creds.client_name, "client_secret": creds.client_secret,
+            "client_nonce": creds.client_nonce, "server_name": creds.server_name,
+            "server_secret": creds.server_secret, "server_nonce": creds.server_nonce, "pin": pin}
+
+
+def _credentials_of(data: Mapping[str, str]) -> Dm1Credentials:
+    return Dm1Credentials(**{k: data[k] for k in ("client_name", "client_secret", "client_nonce", "server_name",
+                                                  "server_secret", "server_nonce")})
+
+
+def _device(session: Session, dev_id: str) -> DeviceRow | None:
+    return session.exec(select(DeviceRow).where(DeviceRow.dev_id == dev_id)).first()
+
+
+def _profile_row(session: Session, profile_id: int | None) -> EnrollmentProfileRow:
+    profile = session.get(EnrollmentProfileRow, profile_id) if profile_id is not None else None
+    if profile is None:  # pragma: no cover - foreign keys keep this from happening
+        raise NotFound("the device's enrollment profile does not exist", field="profile")
+    return profile
+
+
+def _profile(session: Session, device: DeviceRow | None, attestation: Attestation) -> EnrollmentProfileRow:
+    """The enrollment service's profile rules (services/enrollment.py), for attestation without issuing."""
+    if device is not None and attestation.profile_id is not None and attestation.profile_id != device.profile_id:
+        raise PermissionDenied(f"the {attestation.method} evidence is for another enrollment profile than"
+                               f" device {device.dev_id!r}'s", field="profile")
+    profile = _profile_row(session, device.profile_id if device is not None else attestation.profile_id)
+    if not profile.enabled:
+        raise PermissionDenied(f"enrollment profile {profile.name!r} is disabled", field="profile")
+    if attestation.method not in profile.attestation:
+        raise PermissionDenied(f"enrollment profile {profile.name!r} does not allow {attestation.method}"
+                               f" attestation (allowed: {', '.join(profile.attestation)})", field="method")
+    return profile
+
+
+def _register(session: Session, dev_id: str, profile: EnrollmentProfileRow) -> DeviceRow:
+    device = DeviceRow(dev_id=dev_id, profile_id=profile.id or 0)
+    try:
+        with session.begin_nested():
+            session.add(device)
+    except IntegrityError:
+        raise Conflict(f"device {dev_id!r} is being enrolled by another request; retry", field="dev_id") from None
+    append_event(session, actor=_actor(dev_id), action="device.register", outcome="success", target=dev_id,
+                 detail={"profile": profile.name, "by": "group-key"})
+    return device
+
+
+def _server(session: Session, device: DeviceRow, profile: EnrollmentProfileRow) -> DmServerRow:
+    server_id = device.chosen_dm_server_id or (profile.dm_server_ids[0] if profile.dm_server_ids else None)
+    server = session.get(DmServerRow, server_id) if server_id is not None else None
+    if server is None:
+        raise ConfigurationError(f"enrollment profile {profile.name!r} names no DM server", field="profile")
+    return server
