@@ -533,3 +533,27 @@ def report(rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
         print(fmt(line).rstrip())
     sys.stdout.flush()
     print(json.dumps(summary, separators=(",", ":"), default=str), flush=True)
+
+
+def summary_row(name: str, samples: list[Sample], ceilings: list[Sample], *, unit: str, db: bool,
+                **extra: Any) -> dict[str, Any]:
+    """One table row: medians of ``samples``, and ratios paired with the ceiling of the same run.
+
+    ``unit`` names what was counted (``cert``, ``resp``): columns are ``<unit>s``,
+    ``<unit>s_per_s``, ``us_per_<unit>``, ``cpu_us_per_<unit>``, ``db_cpu_us_per_<unit>``
+    (with ``db``), ``<unit>s_per_cpu_s``, ``throughput_ratio`` and ``cpu_ratio``.
+    """
+    row: dict[str, Any] = {"path": name, **extra}
+    row |= {
+        f"{unit}s": sum(s.count for s in samples),
+        f"{unit}s_per_s": median(s.rate for s in samples),
+        f"us_per_{unit}": median(1e6 * s.wall / s.count for s in samples),
+        f"cpu_us_per_{unit}": median(1e6 * s.cpu / s.count for s in samples),
+    }
+    if db:
+        row[f"db_cpu_us_per_{unit}"] = median(1e6 * s.other_cpu / s.count for s in samples)
+    row[f"{unit}s_per_cpu_s"] = median(s.per_cpu for s in samples)
+    pairs = list(zip(samples, ceilings, strict=True))
+    row["throughput_ratio"] = median(s.rate / c.rate for s, c in pairs)
+    row["cpu_ratio"] = median(s.per_cpu / c.per_cpu for s, c in pairs)
+    return row

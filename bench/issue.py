@@ -43,10 +43,10 @@ from bench.common import (
     context_facts,
     make_device_csrs,
     measure,
-    median,
     postgres_backend_pids,
     print_context,
     report,
+    summary_row,
 )
 from bootstrap.runtime import Runtime
 from bootstrap.services.issuance import Requester
@@ -129,23 +129,8 @@ def prefill(runtime: Runtime, target: int, *, chunk: int = 5000) -> tuple[int, f
 
 def _row(name: str, samples: list[Sample], ceilings: list[Sample], *, db: bool, rows_before: int | None = None
          ) -> dict[str, Any]:
-    """Medians of ``samples``; ratios paired with the ceiling of the same run, then the median."""
-    row: dict[str, Any] = {"path": name}
-    if rows_before is not None:
-        row["rows_before"] = rows_before
-    row |= {
-        "certs": sum(s.count for s in samples),
-        "certs_per_s": median(s.rate for s in samples),
-        "us_per_cert": median(1e6 * s.wall / s.count for s in samples),
-        "cpu_us_per_cert": median(1e6 * s.cpu / s.count for s in samples),
-    }
-    if db:
-        row["db_cpu_us_per_cert"] = median(1e6 * s.other_cpu / s.count for s in samples)
-    row["certs_per_cpu_s"] = median(s.per_cpu for s in samples)
-    pairs = list(zip(samples, ceilings, strict=True))
-    row["throughput_ratio"] = median(s.rate / c.rate for s, c in pairs)
-    row["cpu_ratio"] = median(s.per_cpu / c.per_cpu for s, c in pairs)
-    return row
+    extra = {"rows_before": rows_before} if rows_before is not None else {}
+    return summary_row(name, samples, ceilings, unit="cert", db=db, **extra)
 
 
 def _profile(step: Callable[[int], object], seconds: float, top: int) -> None:

@@ -45,10 +45,10 @@ from bench.common import (
     context_facts,
     make_device_csrs,
     measure,
-    median,
     postgres_backend_pids,
     print_context,
     report,
+    summary_row,
 )
 from bootstrap.runtime import Runtime
 from bootstrap.services.issuance import Requester
@@ -148,20 +148,7 @@ def _meter(runtime: Runtime) -> CpuMeter | None:
 
 
 def _row(name: str, samples: list[Sample], ceilings: list[Sample], *, db: bool) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "path": name,
-        "responses": sum(s.count for s in samples),
-        "per_s": median(s.rate for s in samples),
-        "us_per_resp": median(1e6 * s.wall / s.count for s in samples),
-        "cpu_us_per_resp": median(1e6 * s.cpu / s.count for s in samples),
-    }
-    if db:
-        row["db_cpu_us"] = median(1e6 * s.other_cpu / s.count for s in samples)
-    row["per_cpu_s"] = median(s.per_cpu for s in samples)
-    pairs = list(zip(samples, ceilings, strict=True))
-    row["throughput_ratio"] = median(s.rate / c.rate for s, c in pairs)
-    row["cpu_ratio"] = median(s.per_cpu / c.per_cpu for s, c in pairs)
-    return row
+    return summary_row(name, samples, ceilings, unit="resp", db=db)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -206,11 +193,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary: dict[str, Any] = {
         "bench": "ocsp", "database": "postgresql" if is_pg else "sqlite", "secret_backend": "embedded",
         "runs": args.runs, "seconds": args.seconds, "pool": args.pool,
-        "ceiling_per_s": round(rows[0]["per_s"], 1),
+        "ceiling_per_s": round(rows[0]["resps_per_s"], 1),
         "issuance_ceiling_certs_per_s": round(issuance.certs_per_second, 1),
     }
     for key, row in (("library", rows[1]), ("service_nonce", rows[2]), ("service_no_nonce", rows[3])):
-        summary[f"{key}_per_s"] = round(row["per_s"], 1)
+        summary[f"{key}_per_s"] = round(row["resps_per_s"], 1)
         summary[f"{key}_throughput_ratio"] = round(row["throughput_ratio"], 3)
         summary[f"{key}_cpu_ratio"] = round(row["cpu_ratio"], 3)
     summary["elapsed_s"] = round(time.perf_counter() - started, 1)
