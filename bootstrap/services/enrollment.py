@@ -35,10 +35,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from bootstrap.auth.attestation import METHODS, Attestation, Evidence, Verifier, verifiers
-from bootstrap.dm.content import BootstrapContent, DmAccount, ExtraMo, TrustAnchor
+from bootstrap.dm.content import BootstrapContent
 from bootstrap.errors import (
     AuthenticationFailed,
     Conflict,
@@ -50,13 +50,12 @@ from bootstrap.errors import (
 from bootstrap.secrets.base import SecretStore
 from bootstrap.services.audit import append_event
 from bootstrap.services.authorities import AuthorityDirectory
+from bootstrap.services.content import profile_content
 from bootstrap.services.issuance import IssuanceService, Requester
 from bootstrap.store.db import Database
 from bootstrap.store.models import (
     AuthorityRow,
-    DataRepositoryRow,
     DeviceRow,
-    DmServerRow,
     EnrollmentProfileRow,
     UsedNonceRow,
     utcnow,
@@ -225,36 +224,12 @@ class EnrollmentService:
 
     def _content(self, session: Session, device: DeviceRow, profile: EnrollmentProfileRow,
                  issued: IssuedCertificate, mos: list[dict[str, Any]] | None) -> BootstrapContent:
-        server_ids = list(profile.dm_server_ids)
-        if device.chosen_dm_server_id is not None and device.chosen_dm_server_id not in server_ids:
-            server_ids.insert(0, device.chosen_dm_server_id)
-        servers = {s.id: s for s in session.exec(select(DmServerRow).where(col(DmServerRow.id).in_(server_ids)))}
-        repos_by_id = {r.id: r for r in session.exec(
-            select(DataRepositoryRow).where(col(DataRepositoryRow.id).in_(profile.data_repository_ids)))}
-        repos = [repos_by_id[i] for i in profile.data_repository_ids if i in repos_by_id]
-        account_server = servers[device.chosen_dm_server_id or profile.dm_server_ids[0]]
-        root_der = _der(self._authorities.root_row(session))
         issuing, _authority = self._authorities.active(session)
-        anchors = [TrustAnchor("dm-server", servers[i].server_id, _anchor_der(servers[i].trust_anchor_pem, root_der))
-                   for i in server_ids if i in servers]
-        anchors += [TrustAnchor("data-repository", r.name, _anchor_der(r.trust_anchor_pem, root_der)) for r in repos]
-        anchors.append(TrustAnchor("issuing-ca", issuing.name, _der(issuing)))
-        declared = {m["MOID"] for m in mos} if mos is not None else None
-        # Use case B.2: a subscriber's choice of configuration packages (ClientURIs of the
-        # profile's extra MOs) narrows what the next bootstrap delivers; without a choice
-        # the profile's whole set goes. Only MOs the device declared are sent (DM-HLF-001).
-        chosen = set(device.pending_packages)
-        extra = tuple(ExtraMo(str(obj["MOID"]), obj) for obj in profile.extra_mos
-                      if (declared is None or obj["MOID"] in declared)
-                      and (not chosen or str(obj.get("ClientURI")) in chosen))
-        dmacc = profile.dmacc
-        account = DmAccount(server_id=account_server.server_id, server_uri=account_server.url,
-                            name=str(dmacc.get("Name", account_server.name)),
-                            permitted_moids=tuple(dmacc.get("Perm", ())), notification=dict(dmacc.get("Noti", {})))
+        parts = profile_content(session, profile, root=self._authorities.root_row(session), issuing=issuing,
+                                chosen_server_id=device.chosen_dm_server_id)
         chain = tuple(c.public_bytes(Encoding.DER) for c in (issued.certificate, *issued.chain))
-        return BootstrapContent(dev_id=device.dev_id, account=account, certificate_chain=chain,
-                                trust_anchors=tuple(anchors), data_repository_urls=tuple(r.url for r in repos),
-                                extra_mos=extra, delivery=profile.delivery)
+        declared = {m["MOID"] for m in mos} if mos is not None else None
+        return parts.for_device(device.dev_id, chain, declared=declared, chosen_packages=device.pending_packages)
 
     def record_refusal(self, dev_id: object, method: str, exc: Exception, *, channel: str = "json",
                        request_id: str | None = None) -> None:
@@ -356,14 +331,6 @@ def _audit_name(dev_id: object) -> str:
         except ValueError:
             pass
     return repr(dev_id)[:100]
-
-
-def _der(row: AuthorityRow) -> bytes:
-    return x509.load_pem_x509_certificate(row.pem.encode()).public_bytes(Encoding.DER)
-
-
-def _anchor_der(pem: str | None, root_der: bytes) -> bytes:
-    return x509.load_pem_x509_certificate(pem.encode()).public_bytes(Encoding.DER) if pem else root_der
 
 
 def _declared_mos(mos: Sequence[Any]) -> list[dict[str, Any]]:

@@ -26,14 +26,14 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from bootstrap.dm.content import BootstrapContent, DmAccount, ExtraMo, TrustAnchor
 from bootstrap.dm.ddf import DdfRegistry
 from bootstrap.dm.mo import DMACC_1_2, TRUST_1_0
 from bootstrap.dm.package import End, Put, bootstrap_instances, encode_request
-from bootstrap.errors import InvalidRequest
-from bootstrap.store.models import AuthorityRow, DataRepositoryRow, DmServerRow, EnrollmentProfileRow
+from bootstrap.services.content import pem_to_der, profile_content
+from bootstrap.store.models import AuthorityRow, EnrollmentProfileRow
 
 __all__ = ["FORMAT", "content_from_json", "content_to_json", "device_content", "package2", "profile_template"]
 
@@ -44,36 +44,15 @@ def profile_template(session: Session, profile: EnrollmentProfileRow, root: Auth
                      issuing: AuthorityRow) -> dict[str, Any]:
     """The profile's bootstrap content without DevID and certificate chain, as JSON.
 
-    Built as the enrollment service builds it (servers, then repositories, then our
-    issuing CA as trust anchors; a server or repository without its own anchor is
-    trusted through our root).
+    Built by the same rules as the enrollment service's (:mod:`bootstrap.services.content`).
 
     Raises:
         InvalidRequest: the profile names no DM server.
     """
-    if not profile.dm_server_ids:
-        raise InvalidRequest(f"enrollment profile {profile.name!r} has no DM server", field="profile")
-    servers = {s.id: s for s in session.exec(select(DmServerRow).where(col(DmServerRow.id).in_(profile.dm_server_ids)))}
-    repos_by_id = {r.id: r for r in session.exec(
-        select(DataRepositoryRow).where(col(DataRepositoryRow.id).in_(profile.data_repository_ids)))}
-    repos = [repos_by_id[i] for i in profile.data_repository_ids if i in repos_by_id]
-    account_server = servers[profile.dm_server_ids[0]]
-    anchors = [{"role": "dm-server", "name": servers[i].server_id, "pem": servers[i].trust_anchor_pem or root.pem}
-               for i in profile.dm_server_ids if i in servers]
-    anchors += [{"role": "data-repository", "name": r.name, "pem": r.trust_anchor_pem or root.pem} for r in repos]
-    anchors.append({"role": "issuing-ca", "name": issuing.name, "pem": issuing.pem})
-    dmacc = profile.dmacc
-    return {
-        "format": FORMAT,
-        "profile": profile.name,
-        "delivery": profile.delivery,
-        "account": {"server_id": account_server.server_id, "server_uri": account_server.url,
-                    "name": str(dmacc.get("Name", account_server.name)),
-                    "permitted_moids": list(dmacc.get("Perm", ())), "notification": dict(dmacc.get("Noti", {}))},
-        "trust_anchors": anchors,
-        "data_repository_urls": [r.url for r in repos],
-        "extra_mos": [{"moid": str(obj["MOID"]), "instance": obj} for obj in profile.extra_mos],
-    }
+    parts = profile_content(session, profile, root=root, issuing=issuing)
+    document = content_to_json(parts.for_device("", ()))
+    del document["dev_id"], document["certificate_chain"]
+    return {**document, "profile": profile.name}
 
 
 def device_content(template: Mapping[str, Any], dev_id: str, chain_pem: list[str]) -> dict[str, Any]:
@@ -104,8 +83,10 @@ def content_from_json(doc: Mapping[str, Any]) -> BootstrapContent:
         account=DmAccount(server_id=account["server_id"], server_uri=account["server_uri"],
                           name=account.get("name", ""), permitted_moids=tuple(account.get("permitted_moids", ())),
                           notification=dict(account.get("notification", {}))),
-        certificate_chain=tuple(_der(pem) for pem in doc["certificate_chain"]),
-        trust_anchors=tuple(TrustAnchor(a["role"], a["name"], _der(a["pem"])) for a in doc.get("trust_anchors", ())),
+        certificate_chain=tuple(pem_to_der(pem) for pem in doc["certificate_chain"]),
+        trust_anchors=tuple(
+            TrustAnchor(a["role"], a["name"], pem_to_der(a["pem"])) for a in doc.get("trust_anchors", ())
+        ),
         data_repository_urls=tuple(doc.get("data_repository_urls", ())),
         extra_mos=tuple(ExtraMo(m["moid"], m["instance"]) for m in doc.get("extra_mos", ())),
         delivery=str(doc.get("delivery", "inline")),
@@ -122,6 +103,3 @@ def package2(content: BootstrapContent, registry: DdfRegistry, *, ddf_base_url: 
 def _pem(der: bytes) -> str:
     return x509.load_der_x509_certificate(der).public_bytes(Encoding.PEM).decode()
 
-
-def _der(pem: str) -> bytes:
-    return x509.load_pem_x509_certificate(pem.encode()).public_bytes(Encoding.DER)

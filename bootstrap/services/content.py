@@ -1,0 +1,111 @@
+"""What an enrollment profile gives every device: the one place its rules live.
+
+The enrollment service (one device at a time) and the factory (a template per
+batch) both build bootstrap content from here, so the choice of DM server, the
+order and origin of trust anchors and the filtering of extra MOs cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from sqlmodel import Session, col, select
+
+from bootstrap.dm.content import BootstrapContent, DmAccount, ExtraMo, TrustAnchor
+from bootstrap.errors import InvalidRequest
+from bootstrap.store.models import AuthorityRow, DataRepositoryRow, DmServerRow, EnrollmentProfileRow
+
+__all__ = ["ProfileContent", "pem_to_der", "profile_content"]
+
+
+def pem_to_der(pem: str) -> bytes:
+    """DER of a PEM certificate."""
+    return x509.load_pem_x509_certificate(pem.encode()).public_bytes(Encoding.DER)
+
+
+@dataclass(frozen=True)
+class ProfileContent:
+    """The per-profile part of a device's bootstrap content."""
+
+    account: DmAccount
+    trust_anchors: tuple[TrustAnchor, ...]
+    data_repository_urls: tuple[str, ...]
+    extra_mos: tuple[ExtraMo, ...]
+    delivery: str
+
+    def for_device(
+        self,
+        dev_id: str,
+        certificate_chain: tuple[bytes, ...],
+        *,
+        declared: Collection[str] | None = None,
+        chosen_packages: Collection[str] = (),
+    ) -> BootstrapContent:
+        """The content for one device.
+
+        Only extra MOs the device declared are delivered (DM-HLF-001; None: no
+        declaration, all of them). A subscriber's chosen packages (use case B.2,
+        ClientURIs of the profile's extra MOs) narrow the set; no choice keeps it whole.
+        """
+        chosen = set(chosen_packages)
+        extra = tuple(
+            m for m in self.extra_mos
+            if (declared is None or m.moid in declared) and (not chosen or str(m.instance.get("ClientURI")) in chosen)
+        )
+        return BootstrapContent(
+            dev_id=dev_id, account=self.account, certificate_chain=certificate_chain,
+            trust_anchors=self.trust_anchors, data_repository_urls=self.data_repository_urls,
+            extra_mos=extra, delivery=self.delivery,
+        )
+
+
+def profile_content(
+    session: Session,
+    profile: EnrollmentProfileRow,
+    *,
+    root: AuthorityRow,
+    issuing: AuthorityRow,
+    chosen_server_id: int | None = None,
+) -> ProfileContent:
+    """The profile's account, trust anchors, repositories and extra MOs.
+
+    The account is for ``chosen_server_id`` (a subscriber's choice, use case B.1) or
+    the profile's first DM server. Trust anchors: every DM server (the chosen one
+    first), every data repository, then our issuing CA; a server or repository with
+    no anchor of its own is trusted through our root.
+
+    Raises:
+        InvalidRequest: the profile names no DM server.
+    """
+    if not profile.dm_server_ids:
+        raise InvalidRequest(f"enrollment profile {profile.name!r} has no DM server", field="profile")
+    server_ids = list(profile.dm_server_ids)
+    if chosen_server_id is not None and chosen_server_id not in server_ids:
+        server_ids.insert(0, chosen_server_id)
+    servers = {s.id: s for s in session.exec(select(DmServerRow).where(col(DmServerRow.id).in_(server_ids)))}
+    by_id = {r.id: r for r in session.exec(
+        select(DataRepositoryRow).where(col(DataRepositoryRow.id).in_(profile.data_repository_ids)))}
+    repos = [by_id[i] for i in profile.data_repository_ids if i in by_id]
+    account_server = servers[chosen_server_id or profile.dm_server_ids[0]]
+    root_der = pem_to_der(root.pem)
+
+    def anchor(pem: str | None) -> bytes:
+        return pem_to_der(pem) if pem else root_der
+
+    anchors = [TrustAnchor("dm-server", servers[i].server_id, anchor(servers[i].trust_anchor_pem))
+               for i in server_ids if i in servers]
+    anchors += [TrustAnchor("data-repository", r.name, anchor(r.trust_anchor_pem)) for r in repos]
+    anchors.append(TrustAnchor("issuing-ca", issuing.name, pem_to_der(issuing.pem)))
+    dmacc = profile.dmacc
+    account = DmAccount(
+        server_id=account_server.server_id, server_uri=account_server.url,
+        name=str(dmacc.get("Name", account_server.name)),
+        permitted_moids=tuple(dmacc.get("Perm", ())), notification=dict(dmacc.get("Noti", {})),
+    )
+    return ProfileContent(
+        account=account, trust_anchors=tuple(anchors), data_repository_urls=tuple(r.url for r in repos),
+        extra_mos=tuple(ExtraMo(str(obj["MOID"]), obj) for obj in profile.extra_mos), delivery=profile.delivery,
+    )
