@@ -73,20 +73,20 @@ def append_event(
     target: str | None = None,
     request_id: str | None = None,
     detail: Mapping[str, Any] | None = None,
-) -> AuditEvent:
-    """Append one event in ``session``'s transaction (it commits with the caller's work)."""
+) -> int:
+    """Append one event in ``session``'s transaction (it commits with the caller's work); its seq."""
     record = AuditRecord(actor, action, outcome, target, detail or {}, request_id)
-    return append_events(session, [record])[0]
+    return append_events(session, [record])
 
 
-def append_events(session: Session, records: Sequence[AuditRecord]) -> list[AuditEvent]:
+def append_events(session: Session, records: Sequence[AuditRecord]) -> int:
     """Append ``records`` in order with one head lock and one insert.
 
     Core statements, not the ORM: this runs for every certificate issued, and the
-    ORM's unit of work cost several times the SQL itself.
+    ORM's unit of work cost several times the SQL itself. Returns the last seq (0 for none).
     """
     if not records:
-        return []
+        return 0
     connection = session.connection()
     head = connection.execute(_LOCK_HEAD).first()
     if head is None:
@@ -107,4 +107,4 @@ def append_events(session: Session, records: Sequence[AuditRecord]) -> list[Audi
         prev = digest
     connection.execute(_MOVE_HEAD, {"seq": seq, "hash": prev})
     connection.execute(_INSERT_EVENT, rows)
-    return [AuditEvent(**row) for row in rows]
+    return seq
