@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cryptography.hazmat.primitives.serialization import Encoding
-from sqlalchemy import Connection, Table, bindparam, func, update
+from sqlalchemy import Table, bindparam, func, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, delete, select
 
@@ -125,7 +125,7 @@ class CrlService:
         # Core on a pooled connection, not an ORM session: this runs for every CRL request.
         authority_id = self._authority_id(issuer_name)
         key = (issuer_name, kind)
-        with _reader(self._db) as connection:
+        with self._db.reader() as connection:
             head = connection.execute(_HEAD_QUERY, {"authority": authority_id, "kind": kind}).first()
             if head is None:
                 return None
@@ -217,12 +217,6 @@ class CrlService:
                  authority.name)
         return number
 
-
-def _reader(database: Database) -> Connection:
-    """A pooled Core connection for one hot read: on PostgreSQL in autocommit, which saves the
-    BEGIN/ROLLBACK round trips; SQLite keeps the store's own BEGIN (see bootstrap/store/db.py)."""
-    connection = database.engine.connect()
-    return connection if database.is_sqlite else connection.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def _revoked(session: Session, authority_id: int, now: datetime, *, since: datetime | None) -> list[RevokedEntry]:

@@ -25,7 +25,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp as x509_ocsp
-from sqlalchemy import Connection, Table, bindparam
+from sqlalchemy import Table, bindparam
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -157,7 +157,7 @@ class OcspResponder:
         serial_hex = format(serial, "x")
         # SQLAlchemy Core on a pooled connection: this lookup runs for every request, and an ORM
         # session costs ten times its CPU (bench/ocsp.py).
-        with _reader(self._db) as connection:
+        with self._db.reader() as connection:
             row = connection.execute(_STATUS_QUERY, {"serial": serial_hex, "authority": issuer.authority_id}).first()
             if row is None and issuer.is_root:
                 # The root's subordinates are CA rows, not certificate rows; they are never revoked here.
@@ -270,12 +270,6 @@ class OcspResponder:
         log.info("issued OCSP responder certificate %s for %s", issued.serial_hex, authority.name)
         return _Responder(_row_id(authority), cert, signer)
 
-
-def _reader(database: Database) -> Connection:
-    """A pooled Core connection for one hot read: on PostgreSQL in autocommit, which saves the
-    BEGIN/ROLLBACK round trips; SQLite keeps the store's own BEGIN (see bootstrap/store/db.py)."""
-    connection = database.engine.connect()
-    return connection if database.is_sqlite else connection.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def _error(status: x509_ocsp.OCSPResponseStatus) -> OcspAnswer:

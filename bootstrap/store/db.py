@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Connection, Engine, event
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, create_engine
 
@@ -52,6 +52,17 @@ class Database:
         with Session(self.engine, expire_on_commit=False) as session, session.begin():
             yield session
 
+    def reader(self) -> Connection:
+        """A pooled Core connection for one short read (use it as a context manager).
+
+        PostgreSQL runs it in autocommit, saving the BEGIN/ROLLBACK round trips; SQLite
+        opens a deferred transaction, so in WAL mode readers do not queue behind writers.
+        """
+        connection = self.engine.connect()
+        if self.is_sqlite:
+            return connection.execution_options(dmboot_read=True)
+        return connection.execution_options(isolation_level="AUTOCOMMIT")
+
     def dispose(self) -> None:
         self.engine.dispose()
 
@@ -68,4 +79,7 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(connection: Any) -> None:
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # Writers take the write lock up front, so they queue on the busy timeout instead of
+    # failing half-way when they upgrade a read lock; Database.reader() connections only read.
+    read_only = connection.get_execution_options().get("dmboot_read", False)
+    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
