@@ -56,15 +56,17 @@ class CsrInfo:
     #: extensionRequest as (dotted OID, asn1crypto value), in request order.
     requested_extensions: tuple[tuple[str, object], ...] = field(repr=False)
     challenge_password: str | None = field(repr=False)
+    #: The request's public key, decoded once (every check and the certificate need it).
+    public_key: PublicKey = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
 
     @property
     def extensions(self) -> tuple[str, ...]:
         """Dotted OIDs of the extensions in extensionRequest."""
         return tuple(oid for oid, _ in self.requested_extensions)
 
-    @property
-    def public_key(self) -> PublicKey:
-        return self.csr.public_key()
+    def __post_init__(self) -> None:
+        if self.public_key is None:
+            object.__setattr__(self, "public_key", self.csr.public_key())
 
     def __repr__(self) -> str:  # never show the challenge password
         return f"CsrInfo(cn={self.common_name!r}, key_type={self.key_type.value}, dns={self.dns}, uris={self.uris})"
@@ -101,6 +103,7 @@ def parse_csr(data: bytes | str, key_policy: KeyPolicy | None = None) -> CsrInfo
         uris=uris,
         requested_extensions=tuple(extensions),
         challenge_password=challenge,
+        public_key=public_key,
     )
 
 
