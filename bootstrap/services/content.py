@@ -7,6 +7,7 @@ order and origin of trust anchors and the filtering of extra MOs cannot drift ap
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection
 from dataclasses import dataclass
 
@@ -21,8 +22,9 @@ from bootstrap.store.models import AuthorityRow, DataRepositoryRow, DmServerRow,
 __all__ = ["ProfileContent", "pem_to_der", "profile_content"]
 
 
+@functools.lru_cache(maxsize=256)
 def pem_to_der(pem: str) -> bytes:
-    """DER of a PEM certificate."""
+    """DER of a PEM certificate (remembered: the same few CA certificates, every enrollment)."""
     return x509.load_pem_x509_certificate(pem.encode()).public_bytes(Encoding.DER)
 
 
