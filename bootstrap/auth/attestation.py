@@ -135,11 +135,13 @@ class TokenVerifier:
             .where(table.c.token_hash == digest, table.c.used_at.is_(None), table.c.expires_at > now,
                    or_(table.c.dev_id.is_(None), table.c.dev_id == dev_id))
             .values(used_at=now, used_by=dev_id)
+            .returning(table.c.id, table.c.profile_id)
         )
-        if session.exec(claim).rowcount != 1:
+        # RETURNING (PostgreSQL; SQLite >= 3.35): the claim and what it claimed in one statement.
+        claimed = session.connection().execute(claim).first()
+        if claimed is None:
             raise _token_refusal(session, digest, dev_id, now)
-        row = session.exec(select(EnrollmentTokenRow).where(EnrollmentTokenRow.token_hash == digest)).one()
-        return Attestation(self.method, dev_id, profile_id=row.profile_id, detail={"token_id": row.id})
+        return Attestation(self.method, dev_id, profile_id=int(claimed.profile_id), detail={"token_id": claimed.id})
 
 
 def _token_refusal(session: Session, digest: str, dev_id: str,

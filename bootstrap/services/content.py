@@ -13,13 +13,17 @@ from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from sqlmodel import Session, col, select
+from sqlalchemy import Table, select
+from sqlmodel import Session
 
 from bootstrap.dm.content import BootstrapContent, DmAccount, ExtraMo, TrustAnchor
 from bootstrap.errors import InvalidRequest
 from bootstrap.store.models import AuthorityRow, DataRepositoryRow, DmServerRow, EnrollmentProfileRow
 
 __all__ = ["ProfileContent", "pem_to_der", "profile_content"]
+
+_SERVERS: Table = DmServerRow.__table__  # type: ignore[attr-defined]
+_REPOS: Table = DataRepositoryRow.__table__  # type: ignore[attr-defined]
 
 
 @functools.lru_cache(maxsize=256)
@@ -87,9 +91,14 @@ def profile_content(
     server_ids = list(profile.dm_server_ids)
     if chosen_server_id is not None and chosen_server_id not in server_ids:
         server_ids.insert(0, chosen_server_id)
-    servers = {s.id: s for s in session.exec(select(DmServerRow).where(col(DmServerRow.id).in_(server_ids)))}
-    by_id = {r.id: r for r in session.exec(
-        select(DataRepositoryRow).where(col(DataRepositoryRow.id).in_(profile.data_repository_ids)))}
+    # Core rows, not ORM objects: this runs on every enrollment and reads only columns.
+    connection = session.connection()
+    servers = {s.id: s for s in connection.execute(
+        select(_SERVERS.c.id, _SERVERS.c.server_id, _SERVERS.c.name, _SERVERS.c.url, _SERVERS.c.trust_anchor_pem)
+        .where(_SERVERS.c.id.in_(server_ids)))}
+    by_id = {r.id: r for r in connection.execute(
+        select(_REPOS.c.id, _REPOS.c.name, _REPOS.c.url, _REPOS.c.trust_anchor_pem)
+        .where(_REPOS.c.id.in_(profile.data_repository_ids)))}
     repos = [by_id[i] for i in profile.data_repository_ids if i in by_id]
     account_server = servers[chosen_server_id or profile.dm_server_ids[0]]
     root_der = pem_to_der(root.pem)
