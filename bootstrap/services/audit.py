@@ -1,9 +1,12 @@
 """The audit trail: append-only, hash-chained security events.
 
 Each event's hash is SHA-256 over the previous hash and the event's canonical
-JSON (sorted keys, no whitespace); the head row is locked while an event is
-appended, so concurrent replicas extend one chain instead of forking it.
-Details never carry secrets: callers pass identifiers, fingerprints, reasons.
+JSON (sorted keys, no whitespace). A transaction's events are queued
+(:func:`append_event`) and written when it commits, under one lock of the chain's
+head row, so concurrent replicas extend one chain instead of forking it and the
+lock is held only for the commit. Events of a transaction that rolls back are
+dropped with it. Details never carry secrets: callers pass identifiers,
+fingerprints, reasons.
 """
 
 from __future__ import annotations
@@ -15,12 +18,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, event, insert, select, update
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session
 
 from bootstrap.store.models import AuditEvent, AuditHead, utcnow
 
 __all__ = ["GENESIS", "AuditRecord", "append_event", "append_events", "event_hash"]
+
+_QUEUE = "dmboot.audit.queue"
 
 #: The hash the first event chains to.
 GENESIS = "0" * 64
@@ -73,10 +79,26 @@ def append_event(
     target: str | None = None,
     request_id: str | None = None,
     detail: Mapping[str, Any] | None = None,
-) -> int:
-    """Append one event in ``session``'s transaction (it commits with the caller's work); its seq."""
-    record = AuditRecord(actor, action, outcome, target, detail or {}, request_id)
-    return append_events(session, [record])
+) -> None:
+    """Add one event to ``session``'s transaction: it is chained and written when that
+    transaction commits, and dropped if it rolls back.
+
+    Queuing to the commit writes all of a transaction's events with one lock of the
+    chain's head, held only for the commit itself (see :func:`_write_queued`).
+    """
+    session.info.setdefault(_QUEUE, []).append(AuditRecord(actor, action, outcome, target, detail or {}, request_id))
+
+
+@event.listens_for(OrmSession, "before_commit")
+def _write_queued(session: OrmSession) -> None:
+    queued = session.info.pop(_QUEUE, None)
+    if queued:
+        append_events(session, queued)  # type: ignore[arg-type]
+
+
+@event.listens_for(OrmSession, "after_rollback")
+def _drop_queued(session: OrmSession) -> None:
+    session.info.pop(_QUEUE, None)
 
 
 def append_events(session: Session, records: Sequence[AuditRecord]) -> int:
