@@ -39,7 +39,7 @@ from sqlmodel import Session, select
 
 from bootstrap.auth import hmac_scheme
 from bootstrap.auth.principals import hash_token
-from bootstrap.errors import AuthenticationFailed, PermissionDenied, SecretNotFound
+from bootstrap.errors import AuthenticationFailed, NotFound, PermissionDenied, SecretNotFound
 from bootstrap.secrets.base import SecretStore
 from bootstrap.store.models import (
     AuthorityRow,
@@ -54,6 +54,7 @@ from pki.authority import fingerprint
 from pki.identity import dev_id_from_uri
 
 __all__ = [
+    "applicable_profile",
     "METHODS",
     "Attestation",
     "CurrentCertificateVerifier",
@@ -352,3 +353,28 @@ def _certified_dev_id(cert: x509.Certificate) -> str | None:
         pass
     names = _subject_values(cert, NameOID.COMMON_NAME)
     return next(iter(names)) if len(names) == 1 else None
+
+
+def applicable_profile(session: Session, device: DeviceRow | None, attestation: Attestation) -> EnrollmentProfileRow:
+    """The enrollment profile that governs this attestation, if it allows it.
+
+    A registered device's own profile, else the one the evidence names (group key,
+    unbound token). Every transport (DM 2.0, JSON, EST, DM 1.x) applies this rule.
+
+    Raises:
+        PermissionDenied: the evidence is for another profile than the device's; the
+            profile is disabled; or it does not allow this attestation method.
+    """
+    if device is not None and attestation.profile_id is not None and attestation.profile_id != device.profile_id:
+        raise PermissionDenied(f"the {attestation.method} evidence is for another enrollment profile than"
+                               f" device {device.dev_id!r}'s", field="profile")
+    profile_id = device.profile_id if device is not None else attestation.profile_id
+    profile = session.get(EnrollmentProfileRow, profile_id) if profile_id is not None else None
+    if profile is None:  # pragma: no cover - foreign keys keep this from happening
+        raise NotFound("the device's enrollment profile does not exist", field="profile")
+    if not profile.enabled:
+        raise PermissionDenied(f"enrollment profile {profile.name!r} is disabled", field="profile")
+    if attestation.method not in profile.attestation:
+        raise PermissionDenied(f"enrollment profile {profile.name!r} does not allow {attestation.method}"
+                               f" attestation (allowed: {', '.join(profile.attestation)})", field="method")
+    return profile

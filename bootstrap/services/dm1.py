@@ -42,7 +42,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from bootstrap.auth.attestation import METHODS, Attestation, Evidence, Verifier, verifiers
+from bootstrap.auth.attestation import METHODS, Evidence, Verifier, applicable_profile, verifiers
 from bootstrap.dm import cp
 from bootstrap.dm.content import DmAccount
 from bootstrap.dm.ddf import DdfRegistry, MoProblem, MoValidationError
@@ -329,7 +329,7 @@ class Dm1Service:
             if device is not None and device.status == "blocked":
                 raise PermissionDenied(f"device {dev_id!r} is blocked", field="dev_id")
             attestation = verifier.verify(session, dev_id, device, evidence, now)
-            profile = _profile(session, device, attestation)
+            profile = applicable_profile(session, device, attestation)
             device = device or _register(session, dev_id, profile)
             issued = self._issue(session, dev_id, profile, csr, request_id, now) if csr else None
             package = self._package(session, device, profile, issued, imsi=imsi, pin=None, sec=sec,
@@ -572,20 +572,6 @@ def _profile_row(session: Session, profile_id: int | None) -> EnrollmentProfileR
     profile = session.get(EnrollmentProfileRow, profile_id) if profile_id is not None else None
     if profile is None:  # pragma: no cover - foreign keys keep this from happening
         raise NotFound("the device's enrollment profile does not exist", field="profile")
-    return profile
-
-
-def _profile(session: Session, device: DeviceRow | None, attestation: Attestation) -> EnrollmentProfileRow:
-    """The enrollment service's profile rules (services/enrollment.py), for attestation without issuing."""
-    if device is not None and attestation.profile_id is not None and attestation.profile_id != device.profile_id:
-        raise PermissionDenied(f"the {attestation.method} evidence is for another enrollment profile than"
-                               f" device {device.dev_id!r}'s", field="profile")
-    profile = _profile_row(session, device.profile_id if device is not None else attestation.profile_id)
-    if not profile.enabled:
-        raise PermissionDenied(f"enrollment profile {profile.name!r} is disabled", field="profile")
-    if attestation.method not in profile.attestation:
-        raise PermissionDenied(f"enrollment profile {profile.name!r} does not allow {attestation.method}"
-                               f" attestation (allowed: {', '.join(profile.attestation)})", field="method")
     return profile
 
 

@@ -37,7 +37,7 @@ from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from bootstrap.auth.attestation import METHODS, Attestation, Evidence, Verifier, verifiers
+from bootstrap.auth.attestation import METHODS, Evidence, Verifier, applicable_profile, verifiers
 from bootstrap.dm.content import BootstrapContent
 from bootstrap.errors import (
     AuthenticationFailed,
@@ -166,7 +166,7 @@ class EnrollmentService:
             if device is not None and device.status == "blocked":
                 raise PermissionDenied(f"device {dev_id!r} is blocked", field="dev_id")
             attestation = verifier.verify(session, dev_id, device, evidence, now)
-            profile = self._profile(session, device, attestation)
+            profile = applicable_profile(session, device, attestation)
             if device is None:
                 device = self._register(session, dev_id, profile)
             info = parse_csr(csr, KeyPolicy.of(profile.key_types))
@@ -192,22 +192,6 @@ class EnrollmentService:
             if finish is not None:
                 finish(session, outcome)
         return outcome
-
-    @staticmethod
-    def _profile(session: Session, device: DeviceRow | None, attestation: Attestation) -> EnrollmentProfileRow:
-        profile_id = device.profile_id if device is not None else attestation.profile_id
-        if device is not None and attestation.profile_id is not None and attestation.profile_id != device.profile_id:
-            raise PermissionDenied(f"the {attestation.method} evidence is for another enrollment profile than"
-                                   f" device {device.dev_id!r}'s", field="profile")
-        profile = session.get(EnrollmentProfileRow, profile_id) if profile_id is not None else None
-        if profile is None:  # pragma: no cover - foreign keys keep this from happening
-            raise NotFound("the device's enrollment profile does not exist", field="profile")
-        if not profile.enabled:
-            raise PermissionDenied(f"enrollment profile {profile.name!r} is disabled", field="profile")
-        if attestation.method not in profile.attestation:
-            raise PermissionDenied(f"enrollment profile {profile.name!r} does not allow {attestation.method}"
-                                   f" attestation (allowed: {', '.join(profile.attestation)})", field="method")
-        return profile
 
     @staticmethod
     def _register(session: Session, dev_id: str, profile: EnrollmentProfileRow) -> DeviceRow:

@@ -50,7 +50,7 @@ from cryptography.x509.oid import NameOID
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from bootstrap.auth.attestation import Attestation, Evidence, Verifier, verifiers
+from bootstrap.auth.attestation import Evidence, Verifier, applicable_profile, verifiers
 from bootstrap.errors import (
     AuthenticationFailed,
     Conflict,
@@ -273,7 +273,7 @@ class EstService:
             raise PermissionDenied(f"device {dev_id!r} is blocked (revoked); an admin must re-admit it",
                                    field="dev_id")
         attestation = self._verifiers[evidence.method].verify(session, dev_id, device, evidence, now)
-        profile = _device_profile(session, device, attestation)
+        profile = applicable_profile(session, device, attestation)
         if label.enrollment_profile is not None and label.enrollment_profile.id != profile.id:
             raise PermissionDenied(f"device {dev_id!r} belongs to enrollment profile {profile.name!r},"
                                    f" not {label.name!r}", field="label")
@@ -342,21 +342,6 @@ class EstService:
                                      else "certificate" if client.certificate is not None else "none"})
         except Exception:  # the original error matters more
             log.exception("could not audit a refused EST request")
-
-
-def _device_profile(session: Session, device: DeviceRow, attestation: Attestation) -> EnrollmentProfileRow:
-    if attestation.profile_id is not None and attestation.profile_id != device.profile_id:
-        raise PermissionDenied(f"the {attestation.method} evidence is for another enrollment profile than"
-                               f" device {device.dev_id!r}'s", field="profile")
-    profile = session.get(EnrollmentProfileRow, device.profile_id)
-    if profile is None:  # pragma: no cover - the foreign key keeps this from happening
-        raise NotFound("the device's enrollment profile does not exist", field="profile")
-    if not profile.enabled:
-        raise PermissionDenied(f"enrollment profile {profile.name!r} is disabled", field="profile")
-    if attestation.method not in profile.attestation:
-        raise PermissionDenied(f"enrollment profile {profile.name!r} does not allow {attestation.method}"
-                               f" attestation (allowed: {', '.join(profile.attestation)})", field="method")
-    return profile
 
 
 def _issuing_ca(session: Session, cert: x509.Certificate, now: datetime) -> AuthorityRow | None:
