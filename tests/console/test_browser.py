@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import pytest
 
 from pki.identity import device_uri
 from tests.factories import make_csr
+from tests.support.servers import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
@@ -49,11 +49,6 @@ def _missing() -> str | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 def _dmboot(env: dict[str, str], *args: str) -> str:
     result = subprocess.run([sys.executable, "-m", "bootstrap", *args], capture_output=True, text=True, env=env,
@@ -70,7 +65,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             pytest.fail(reason)
         pytest.skip(reason)
     root = tmp_path_factory.mktemp("browser")
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "DMBOOT_DATA_DIR": str(root / "data"), "DMBOOT_KEYSTORE_PASSPHRASE": "browser-test",
            "DMBOOT_DATABASE_URL": "", "DMBOOT_PORT": str(port), "DMBOOT_PUBLIC_URL": f"https://127.0.0.1:{port}"}
     _dmboot(env, "init")

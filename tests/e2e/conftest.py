@@ -16,7 +16,6 @@ import shutil
 import ssl
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -40,7 +39,8 @@ from pki.encoding import private_key_pem
 from tests.conftest import postgres_schema
 from tests.dm2.helpers import extra_mo_json
 from tests.e2e.device import Device
-from tests.e2e.peers import PeerServer, free_port, server_csr
+from tests.e2e.peers import PeerServer, server_csr
+from tests.support.servers import free_port, wait_ready
 
 DELIVERIES = ("inline", "hget")
 DMBOOT = str(Path(sys.executable).with_name("dmboot"))
@@ -143,18 +143,7 @@ def _cli(env: dict[str, str], *args: str) -> str:
 
 
 def _wait_ready(url: str, root_pem: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    context = ssl.create_default_context(cadata=root_pem)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"dmboot serve exited with {process.returncode}:\n{log.read_text()[-4000:]}")
-        try:
-            if httpx.get(f"{url}/readyz", verify=context, timeout=5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"dmboot serve did not become ready:\n{log.read_text()[-4000:]}")
+    wait_ready(f"{url}/readyz", ssl.create_default_context(cadata=root_pem), process, log)
 
 
 def _configure(admin: AdminApi, folder: Path, dm: PeerServer, repository: PeerServer, root_pem: str) -> None:

@@ -10,7 +10,6 @@ the device the service names in ``OMADM-DevID``.
 from __future__ import annotations
 
 import json
-import socket
 import ssl
 import threading
 import urllib.error
@@ -164,9 +163,3 @@ class PeerServer:
         if owner != dev_id:  # the data is for one device: serve it to that device only
             return 403, b"", {}
         return 200, body, {"Content-Type": "application/json", "ETag": etag}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import ssl
 import subprocess
 import sys
@@ -21,34 +20,17 @@ from bootstrap.services.issuance import Requester
 from bootstrap.settings import Secret, Settings
 from pki.keys import KeyType, generate_private_key
 from tests.factories import make_csr
+from tests.support.servers import free_port, wait_ready
 
 PASSPHRASE = "serve-test-passphrase"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_ready(url: str, context: ssl.SSLContext, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60  # readiness wait for a cold start, not a test time limit
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(url, context=context, timeout=2) as response:  # noqa: S310
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError("server did not become ready")
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     data_dir = tmp_path_factory.mktemp("serve") / "data"
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "DMBOOT_DATA_DIR": str(data_dir), "DMBOOT_KEYSTORE_PASSPHRASE": PASSPHRASE}
     log = (data_dir.parent / "serve.log").open("wb")
     process = subprocess.Popen(
@@ -67,7 +49,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
             root.write_text(runtime.authorities.root_row(session).pem)
         runtime.close()
         context = ssl.create_default_context(cafile=str(root))
-        _wait_ready(f"https://localhost:{port}/healthz", context, process)
+        wait_ready(f"https://localhost:{port}/healthz", context, process)
         yield f"https://localhost:{port}", data_dir
     finally:
         process.terminate()

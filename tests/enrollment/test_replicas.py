@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import ssl
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -35,6 +33,7 @@ from pki.keys import KeyType, PrivateKey, generate_private_key
 from tests.conftest import postgres_schema
 from tests.enrollment.support import ADMIN, GROUP, Maker, configure, make_maker
 from tests.factories import make_csr
+from tests.support.servers import free_port, wait_ready
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -52,24 +51,6 @@ class Cluster:
     root_pem: Path
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_ready(url: str, context: ssl.SSLContext, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60  # readiness wait for a cold start, not a test time limit
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(url, context=context, timeout=2) as response:  # noqa: S310
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"{url} did not become ready")
 
 
 @pytest.fixture(scope="module")
@@ -93,13 +74,13 @@ def cluster(postgres_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -
         context = ssl.create_default_context(cafile=str(root_pem))
         urls = []
         for index in range(2):
-            port = _free_port()
+            port = free_port()
             log = stack.enter_context((data_dir.parent / f"serve-{index}.log").open("wb"))
             process = subprocess.Popen([sys.executable, "-m", "bootstrap", "serve", "--port", str(port)], env=env,
                                        stdout=log, stderr=subprocess.STDOUT)
             stack.callback(process.wait, 30)
             stack.callback(process.terminate)
-            _wait_ready(f"https://localhost:{port}/healthz", context, process)
+            wait_ready(f"https://localhost:{port}/healthz", context, process)
             urls.append(f"https://localhost:{port}")
         yield Cluster((urls[0], urls[1]), data_dir, settings, maker, root_pem)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -28,17 +27,13 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from bootstrap.runtime import Runtime
 from bootstrap.settings import Settings
 from pki.keys import KeyType, PrivateKey, generate_private_key
+from tests.support.servers import free_port
 
 __all__ = ["CurlResult", "LiveServer", "dmboot", "free_port", "live_server", "make_ca", "make_leaf", "write_key"]
 
 DMBOOT = [sys.executable, "-m", "bootstrap"]
 PASSPHRASE = "live-test-passphrase"
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

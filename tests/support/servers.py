@@ -1,0 +1,43 @@
+"""Starting real servers in tests: a free loopback port, and waiting until one answers."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+__all__ = ["free_port", "wait_ready"]
+
+#: How long a cold server start may take. A readiness wait, not a test time limit.
+READY_SECONDS = 120
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(url: str, context: ssl.SSLContext, process: subprocess.Popen[bytes], log: Path | None = None) -> None:
+    """Poll ``url`` until it answers 200; fail at once, with the log's tail, if ``process`` exits."""
+    deadline = time.monotonic() + READY_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited with {process.returncode}:\n{_tail(log)}")
+        try:
+            with urllib.request.urlopen(url, context=context, timeout=5) as response:  # noqa: S310
+                if response.status == 200:
+                    return
+        except (OSError, urllib.error.URLError):
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url} did not become ready:\n{_tail(log)}")
+
+
+def _tail(log: Path | None) -> str:
+    return log.read_text(errors="replace")[-4000:] if log is not None and log.exists() else ""
