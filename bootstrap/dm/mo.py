@@ -202,6 +202,17 @@ class MoInstance:
         obj["MOData"] = data
         return obj
 
+    def to_stored_json(self) -> dict[str, Any]:
+        """Ours: the form enrollment profiles keep, ``MOID`` and ``MOID/MIID`` with the root's children.
+
+        :meth:`from_json` reads it too; what goes on the wire is always :meth:`to_json`.
+        """
+        obj: dict[str, Any] = {"DDF": self.ddf_url, "MOID": self.moid, "ClientURI": self.client_uri}
+        if self.cv is not None:
+            obj["CV"] = self.cv
+        obj["MOData"] = _jsonable(self.data)
+        return obj
+
     @classmethod
     def from_json(cls, obj: object) -> MoInstance:
         """Read one instance from a decoded JSON object, strictly.

@@ -338,7 +338,7 @@ class ConfigService:
                 validate_instance(instance, self._ddfs)
             except MoValidationError as exc:
                 raise InvalidRequest(f"extra_mos/{index}: {exc.message}", field="extra_mos") from None
-            checked.append(instance.to_json())
+            checked.append(instance.to_stored_json())
         return checked
 
     @staticmethod

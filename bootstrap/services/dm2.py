@@ -283,7 +283,7 @@ class Dm2BootstrapService:
         return device
 
     def bootstrap_complete(self, dev_id: str, *, serial_hex: str | None = None,
-                           request_id: str | None = None) -> DeviceRow:
+                           request_id: str | None = None, actor: str | None = None) -> DeviceRow:
         """The device's DM server saw BootstrapComplete in package 1 of the device's first session.
 
         ``serial_hex`` (the certificate the device authenticated with) defaults to its current one.
@@ -291,10 +291,13 @@ class Dm2BootstrapService:
         Raises:
             NotFound, PermissionDenied, Conflict: From the enrollment service.
         """
-        if serial_hex is None:
-            with self._db.session() as session:
-                device = session.exec(select(DeviceRow).where(DeviceRow.dev_id == dev_id)).first()
+        with self._db.session() as session:
+            device = session.exec(select(DeviceRow).where(DeviceRow.dev_id == dev_id)).first()
+            if serial_hex is None:
                 serial_hex = (device.current_serial if device is not None else None) or ""
+            if actor is not None:  # who reported it; the enrollment service audits the state change
+                append_event(session, actor=actor[:128], action="device.bootstrap-complete-report", outcome="success",
+                             target=dev_id[:128], request_id=request_id, detail={"serial": serial_hex[:64]})
         return self._enrollment.complete(dev_id, serial_hex, request_id=request_id)
 
     def published(self, capability: str) -> Published:
