@@ -163,12 +163,16 @@ def _params(text: str) -> dict[str, str]:
     return params
 
 
-def _basic(value: str) -> BasicCredential:
+def _basic(value: str, user: str | None) -> BasicCredential:
     try:
         decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
     except (binascii.Error, ValueError):
         raise AuthenticationFailed("the Basic credentials are not base64 of UTF-8 user:password",
                                    field="Authorization") from None
+    if user and decoded.startswith(user + ":"):
+        # Ours: DevIDs such as IMEI:... contain a colon, which RFC 7617 2 forbids in a user-id; the
+        # DevID is known from OMADM-DevID, so the password is what follows it.
+        return BasicCredential(user, decoded[len(user) + 1:])
     username, sep, password = decoded.partition(":")
     if not sep or not username or not password:
         raise AuthenticationFailed("the Basic credentials must be DevID:password", field="Authorization")
@@ -199,8 +203,11 @@ class StaleNonce(AuthenticationFailed):
     """A genuine Digest nonce past its lifetime: the client retries with the new one."""
 
 
-def parse_authorization(header: str, *, method: str, nonces: NonceSigner) -> HttpCredential | None:
+def parse_authorization(header: str, *, method: str, nonces: NonceSigner,
+                        user: str | None = None) -> HttpCredential | None:
     """A Basic or Digest credential from ``header``; None for any other scheme.
+
+    ``user``: the expected user name (the DevID), which may contain colons (Basic).
 
     Raises:
         AuthenticationFailed: The header is Basic or Digest but malformed, or a Digest
@@ -210,7 +217,7 @@ def parse_authorization(header: str, *, method: str, nonces: NonceSigner) -> Htt
         raise AuthenticationFailed("the Authorization header is too long", field="Authorization")
     scheme, _, value = header.strip().partition(" ")
     if scheme.lower() == "basic":
-        return _basic(value)
+        return _basic(value, user)
     if scheme.lower() == "digest":
         return _digest(value, method, nonces)
     return None

@@ -166,7 +166,8 @@ async def _from_header(request: Request, header: str, body: bytes, initiation: I
     if scheme.lower() == _HMAC_SCHEME.lower():
         return Evidence("group-key", authorization=header, body=body)
     dm2 = _runtime(request).dm2
-    credential = http_auth.parse_authorization(header, method=request.method, nonces=dm2.nonces)
+    credential = http_auth.parse_authorization(header, method=request.method, nonces=dm2.nonces,
+                                               user=initiation.dev_id)
     if credential is None:
         raise AuthenticationFailed(f"on /dm use Authorization: Basic or Digest (or ours: {TOKEN_SCHEME}, "
                                    f"{_HMAC_SCHEME}), or a TLS client certificate", field="Authorization")
