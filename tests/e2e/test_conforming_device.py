@@ -16,8 +16,8 @@ import itertools
 import pytest
 
 from tests.dm2.helpers import EXTRA_MOID
-from tests.e2e.conftest import Stack
 from tests.e2e.conforming import DMACC, TRUST, ConformingDevice, ProtocolRefused
+from tests.e2e.conftest import Stack
 
 pytestmark = pytest.mark.slow
 
