@@ -87,6 +87,19 @@ class ConformingDevice:
             context.load_cert_chain(*self.idevid)
         return context
 
+    def use_bootstrap_credential(self) -> None:
+        """From now on authenticate to the bootstrap server with DMAcc Auth/Bootstrap (DMAcc 1.2:
+        "if present the client MUST use them"): ClientPubKey and ClientSecretKey; trust ServerPubKey."""
+        boot = self.account()["Auth"]["Bootstrap"]
+        (self.folder / "boot.pem").write_text(_pem_cert(base64.b64decode(boot["ClientPubKey"])))
+        key_file = self.folder / "boot-key.pem"
+        key_file.write_text(_pem_key(base64.b64decode(boot["ClientSecretKey"])))
+        key_file.chmod(0o600)
+        server = ssl.DER_cert_to_PEM_cert(base64.b64decode(boot["ServerPubKey"]))
+        self.bootstrap_url = boot["ServerURI"]
+        self.idevid = (self.folder / "boot.pem", key_file)
+        self.factory_trust_pem = self.factory_trust_pem + server  # the factory anchor still verifies its chain
+
     @staticmethod
     def _request(method: str, url: str, context: ssl.SSLContext, body: bytes | None = None,
                  headers: dict[str, str] | None = None, label: str = "") -> tuple[int, dict[str, list[str]], bytes]:

@@ -159,7 +159,8 @@ def _configure(admin: AdminApi, folder: Path, dm: PeerServer, repository: PeerSe
         admin.call("POST", "/profiles", {
             "name": delivery, "dm_servers": ["dm-test"], "data_repositories": ["repo-test"],
             "dmacc": {"Name": "Test DM", "Perm": [DMACC_1_2, "urn:oma:mo:oma-dm-devinfo:1.0"]},
-            "attestation": ["token", "group-key", "idevid"], "delivery": delivery, "extra_mos": [extra_mo_json()],
+            "attestation": ["token", "group-key", "idevid", "current-cert"], "delivery": delivery,
+            "extra_mos": [extra_mo_json()],
             "server_keygen": True})
         admin.call("POST", f"/profiles/{delivery}/group-key")
 

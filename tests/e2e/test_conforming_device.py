@@ -81,3 +81,16 @@ def test_the_conforming_device_refuses_a_package2_with_put(stack: Stack) -> None
     with pytest.raises(ProtocolRefused, match="'PUT'"):
         device.bootstrap(auth="basic", password=token)
     assert device.tree == {}
+
+
+def test_the_delivered_bootstrap_credential_bootstraps_again(stack: Stack) -> None:
+    """DMAcc Auth/Bootstrap: the device authenticates to the bootstrap server with ClientPubKey and
+    ClientSecretKey (X.509, our current-cert attestation) and gets a new certificate."""
+    device = _device(stack, "token", register="hget")
+    device.bootstrap(auth="basic", password=_password(stack, device, "token"))
+    first = device.account()["Auth"]["Trsp"]["Data"]
+    device.use_bootstrap_credential()
+    device.tree.clear()
+    device.bootstrap(auth="x509")
+    assert device.account()["Auth"]["Trsp"]["Data"] != first
+    assert stack.device_status(device.dev_id)["status"] == "delivered"
