@@ -121,7 +121,7 @@ def start_server(stack: ExitStack, database_url: str, workers: int) -> Server:
     stack.callback(runtime.close)
     runtime.config.add_server("dm-bench", "Bench DM server", "https://dm.bench.example/dm", actor="bench")
     runtime.config.add_profile(ProfileSpec(name=PROFILE, dm_servers=("dm-bench",), attestation=("token",),
-                                           dmacc={"Perm": [DMACC_1_2]}), actor="bench")
+                                           dmacc={"Perm": [DMACC_1_2]}, delivery="inline"), actor="bench")
     with runtime.database.session() as session:
         root_pem = runtime.authorities.root_row(session).pem
     log = (folder / "serve.log").open("wb")

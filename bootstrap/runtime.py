@@ -83,7 +83,8 @@ class Runtime:
         self.devices = DeviceService(self.database, self.store)
         self.enrollment = EnrollmentService(self.database, self.store, self.authorities, self.issuance)
         self.dm2 = Dm2BootstrapService(self.enrollment, self.database, SessionSigner(self.store), self.ddfs,
-                                       public_url=settings.public_url)
+                                       public_url=settings.public_url, store=self.store,
+                                       server_certificate=self._server_certificate_der)
         self.dm1 = Dm1Service(self.database, self.store, self.issuance, self.ddfs, self.enrollment)
         self.crls = CrlService(self.database, self.authorities, settings.public_url)
         self.revocation = RevocationService(self.database, self.crls)
@@ -154,6 +155,14 @@ class Runtime:
         _write_0600(files.key, private_key_pem(key, password.encode()))
         _write_0600(files.cert, issued.chain_pem.encode())
         return True
+
+    def _server_certificate_der(self) -> bytes:
+        """Our TLS certificate (DER; DMAcc Auth/Bootstrap/ServerPubKey); the root CA's before one exists."""
+        if self.tls.cert.is_file():
+            return x509.load_pem_x509_certificate(self.tls.cert.read_bytes()).public_bytes(Encoding.DER)
+        with self.database.session() as session:
+            pem = self.authorities.root_row(session).pem
+        return x509.load_pem_x509_certificate(pem.encode()).public_bytes(Encoding.DER)
 
     def server_key_password(self) -> str:
         return self.tls.password_file.read_text().strip()

@@ -37,7 +37,8 @@ from sqlalchemy import or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from bootstrap.auth import hmac_scheme
+from bootstrap.auth import device_passwords, hmac_scheme
+from bootstrap.auth.http_auth import DigestCredential, HttpCredential
 from bootstrap.auth.principals import hash_token
 from bootstrap.errors import AuthenticationFailed, NotFound, PermissionDenied, SecretNotFound
 from bootstrap.secrets.base import SecretStore
@@ -83,6 +84,8 @@ class Evidence:
     authorization: str | None = field(default=None, repr=False)  # the raw DMBoot-HMAC header value
     client_certificate: x509.Certificate | None = None
     body: bytes = field(default=b"", repr=False)  # the exact request body the HMAC covers
+    #: HTTP Basic or Digest (bootstrap.auth.http_auth): the DevID and a password the verifier recomputes.
+    http: HttpCredential | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -125,11 +128,17 @@ class TokenVerifier:
 
     method = "token"
 
+    def __init__(self, store: SecretStore | None = None) -> None:
+        self._store = store
+
     def verify(self, session: Session, dev_id: str, device: DeviceRow | None, evidence: Evidence,
                now: datetime) -> Attestation:
-        if not evidence.token:
+        token = evidence.token
+        if not token and isinstance(evidence.http, DigestCredential) and self._store is not None:
+            token = device_passwords.digest_token(session, self._store, dev_id, evidence.http, now)
+        if not token:
             raise AuthenticationFailed("token attestation needs an enrollment token", field="token")
-        digest = hash_token(evidence.token)
+        digest = hash_token(token)
         table = EnrollmentTokenRow.__table__  # type: ignore[attr-defined]
         claim = (
             update(table)
@@ -190,6 +199,10 @@ class GroupKeyVerifier:
 
     def verify(self, session: Session, dev_id: str, device: DeviceRow | None, evidence: Evidence,
                now: datetime) -> Attestation:
+        if evidence.http is not None:  # HTTP Basic or Digest with the device key as the password
+            group = device_passwords.group_key_profile(session, self._store, dev_id, device, evidence.http, now)
+            return Attestation(self.method, dev_id, profile_id=group.id,
+                               detail={"group": group.name, "scheme": type(evidence.http).__name__[:-10].lower()})
         if not evidence.authorization:
             raise AuthenticationFailed(f"group-key attestation needs Authorization: {hmac_scheme.SCHEME}",
                                        field="authorization")
@@ -284,7 +297,7 @@ class CurrentCertificateVerifier:
 
 def verifiers(store: SecretStore) -> dict[str, Verifier]:
     """One verifier per method."""
-    return {v.method: v for v in (TokenVerifier(), GroupKeyVerifier(store), IdevidVerifier(),
+    return {v.method: v for v in (TokenVerifier(store), GroupKeyVerifier(store), IdevidVerifier(),
                                   CurrentCertificateVerifier())}
 
 

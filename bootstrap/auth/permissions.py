@@ -23,6 +23,7 @@ PERMISSIONS: dict[str, str] = {
     "factory:provision": "register devices and obtain credentials in batches (own profiles, quota)",
     "audit:read": "read and export the audit trail",
     "dm1:credentials": "read devices' DM 1.x session credentials (DM 1.x servers; every read is audited)",
+    "devices:bootstrap-complete": "report a device's BootstrapComplete alert (DM 2.0 servers)",
 }
 
 #: role -> permissions
@@ -33,7 +34,7 @@ ROLES: dict[str, frozenset[str]] = {
                                      "certs:read", "certs:issue", "certs:revoke"}),
     "factory-line": frozenset({"ca:read", "factory:provision"}),
     "auditor": frozenset({"ca:read", "config:read", "devices:read", "certs:read", "audit:read"}),
-    "dm-server": frozenset({"dm1:credentials"}),
+    "dm-server": frozenset({"dm1:credentials", "devices:bootstrap-complete"}),
 }
 
 

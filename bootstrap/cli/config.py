@@ -169,7 +169,9 @@ def profile_add(
     attestation: Annotated[list[str] | None, typer.Option(
         "--attestation", help="token, group-key, idevid, current-cert (repeat; default token).")] = None,
     key_type: Annotated[list[str] | None, typer.Option("--key-type", help="Allowed device key types.")] = None,
-    delivery: Annotated[str, typer.Option(help="inline or hget.")] = "inline",
+    delivery: Annotated[str, typer.Option(help="hget (the DM 2.0 flow) or inline (ours: PUT).")] = "hget",
+    server_keygen: Annotated[bool, typer.Option(
+        "--server-keygen", help="Make the key of a device whose package 1 has no CSR.")] = False,
     validity_days: Annotated[int, typer.Option("--validity-days", help="Device certificate lifetime.")] = 365,
     account_name: Annotated[str | None, typer.Option("--account-name", help="DMAcc Name.")] = None,
     perm: Annotated[list[str] | None, typer.Option("--perm", help="DMAcc Perm MOID (repeat).")] = None,
@@ -193,7 +195,8 @@ def profile_add(
         spec = ProfileSpec(name=name, dm_servers=tuple(server or ()), data_repositories=tuple(repo or ()),
                            attestation=tuple(attestation or ("token",)),
                            key_types=tuple(key_type or ("p256", "p384", "ed25519")), delivery=delivery,
-                           validity_days=validity_days, dmacc=dmacc, extra_mos=mos, description=description)
+                           server_keygen=server_keygen, validity_days=validity_days, dmacc=dmacc, extra_mos=mos,
+                           description=description)
     with open_runtime() as runtime:
         view = runtime.config.add_profile(spec, actor=ACTOR)
     emit_json(view.to_json()) if as_json else typer.echo(

@@ -1,19 +1,23 @@
-"""DM 2.0 MO instance data: the JSON we send, its ClientURI and its CV.
+"""DM 2.0 MO instance data: the JSON we send and read, and its ClientURI.
 
-DM 2.0 serializes MO instances as a JSON array (OMA-TS-DM_Protocol-V2_0, as
-summarized in our facts file)::
+DM 2.0 serializes MO instances as a JSON array (OMA-TS-DM_Protocol-V2_0, "MO
+serialization")::
 
-    [{"DDF": <url>, "MOID": <urn>, "ClientURI": <uri>, "CV": <validator>, "MOData": {...}}]
+    [{"DDF": <url>?, "ClientURI": <uri>, "CV": <validator>?, "MOData": {...}}]
 
-Where the specification text was not available to us, the rules are ours and
-documented in docs/mo-formats.md:
+Specification: ``ClientURI`` and ``MOData`` are required; ``ClientURI`` names the
+instance root (``urn:oma:mo:oma-dm-devinfo:1.0//``) and ``MOData`` is keyed by the
+root node's name (``{"DevInfo": {...}}``); the cache validator ``CV`` is assigned by
+the client, so we never make one; when HGET creates an instance the client assigns
+its MIID. Ours (docs/mo-formats.md):
 
-- ``ClientURI`` is ``MOID/MIID[/path]`` or ``MOID/*``. ``MOData`` holds the
-  children of the node it addresses; for ``MOID/*`` its keys are instance ids.
-- ``bin``/``b64`` leaves travel as canonical standard base64 text (RFC 4648 §4).
-- ``CV`` = base64url(SHA-256(canonical JSON of MOData)) cut to 22 characters,
-  where canonical JSON is sorted keys, no whitespace, UTF-8.
-- ``MOID`` is always written, although DM 2.0 lets a reader take it from ClientURI.
+- an MO whose root is a placeholder (``<x>``: DMAcc 1.2, our trust MO) is keyed by the
+  instance name we propose (the client may choose another and reports it in the
+  status ``URI``); internally :class:`MoInstance` holds ``MOID/MIID`` and the
+  root's children;
+- ``bin``/``b64`` leaves travel as canonical standard base64 text (RFC 4648 §4);
+- a reader also accepts our earlier form (``MOID/MIID`` with MOData holding the
+  root's children, and a ``MOID`` member), which stored profiles may still hold.
 """
 
 from __future__ import annotations
@@ -172,16 +176,37 @@ class MoInstance:
     @classmethod
     def create(cls, moid: str, data: MoTree, *, ddf_url: str, miid: str = ALL_INSTANCES,
                path: Sequence[str] = ()) -> MoInstance:
-        """Build an instance addressed ``moid/miid[/path]``, with its CV computed."""
+        """Build an instance addressed ``moid/miid[/path]``; no CV (the client assigns it)."""
         uri = ClientUri(moid, miid, tuple(path))
-        return cls(moid=moid, ddf_url=ddf_url, client_uri=str(uri), data=data, cv=compute_cv(data))
+        return cls(moid=moid, ddf_url=ddf_url, client_uri=str(uri), data=data)
 
     @property
     def uri(self) -> ClientUri:
         return ClientUri.parse(self.client_uri)
 
     def to_json(self) -> dict[str, Any]:
-        """This instance as a JSON object, bytes leaves as base64 text."""
+        """This instance as DM 2.0 serializes it: ``MOID//`` and MOData keyed by the root node.
+
+        Bytes leaves become base64 text. An instance addressed below its root
+        (``MOID/MIID/path``) or as every instance (``MOID/*``) keeps that ClientURI.
+        """
+        uri = self.uri
+        data = _jsonable(self.data)
+        if uri.miid != ALL_INSTANCES and not uri.path:
+            client_uri, data = f"{self.moid}//", {uri.miid: data}
+        else:
+            client_uri = self.client_uri
+        obj: dict[str, Any] = {"DDF": self.ddf_url, "ClientURI": client_uri}
+        if self.cv is not None:
+            obj["CV"] = self.cv
+        obj["MOData"] = data
+        return obj
+
+    def to_stored_json(self) -> dict[str, Any]:
+        """Ours: the form enrollment profiles keep, ``MOID`` and ``MOID/MIID`` with the root's children.
+
+        :meth:`from_json` reads it too; what goes on the wire is always :meth:`to_json`.
+        """
         obj: dict[str, Any] = {"DDF": self.ddf_url, "MOID": self.moid, "ClientURI": self.client_uri}
         if self.cv is not None:
             obj["CV"] = self.cv
@@ -204,10 +229,16 @@ class MoInstance:
                      if k in obj and obj[k] is None]  # an absent member is fine, a null one is not
         if problems:
             raise MoValidationError(problems)
+        client_uri, data = obj["ClientURI"], obj["MOData"]
+        if isinstance(client_uri, str) and client_uri.endswith("//") and client_uri.count("/") == 2:
+            # The specification's form: the instance root, MOData keyed by the root node's name.
+            if not isinstance(data, dict) or len(data) != 1:
+                raise MoValidationError([MoProblem("MOData", "must hold exactly one member, the root node")])
+            (root, data), = data.items()
+            client_uri = client_uri[:-1] + str(root)
         try:
-            moid = obj["MOID"] if "MOID" in obj else ClientUri.parse(obj["ClientURI"]).moid
-            return cls(moid=moid, ddf_url=obj["DDF"], client_uri=obj["ClientURI"],
-                       data=obj["MOData"], cv=obj.get("CV"))
+            moid = obj["MOID"] if "MOID" in obj else ClientUri.parse(client_uri).moid
+            return cls(moid=moid, ddf_url=obj["DDF"], client_uri=client_uri, data=data, cv=obj.get("CV"))
         except _FieldError as exc:
             raise MoValidationError([MoProblem(exc.field, exc.reason)]) from None
 

@@ -22,7 +22,7 @@ import hashlib
 import json
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 from urllib.parse import quote, urlsplit
 
@@ -35,7 +35,6 @@ from bootstrap.dm.mo import (
     TRUST_1_0,
     TRUST_ROLES,
     MoInstance,
-    compute_cv,
     ddf_url,
     trust_fingerprint,
     validate_instance,
@@ -54,7 +53,10 @@ __all__ = [
     "RESPONSE_MEDIA_TYPE",
     "TRUST_MIID",
     "Alert",
+    "BootstrapServer",
+    "CLIENT_INITIATED",
     "Command",
+    "Cont",
     "DeclaredMo",
     "End",
     "Hget",
@@ -80,6 +82,7 @@ INITIATION_MEDIA_TYPE = "application/vnd.oma.dm.initiation+json"
 REQUEST_MEDIA_TYPE = "application/vnd.oma.dm.request+json"
 RESPONSE_MEDIA_TYPE = "application/vnd.oma.dm.response+json"
 BOOTSTRAP_COMPLETE = "urn:oma:at:dm:2.0:BootstrapComplete"
+CLIENT_INITIATED = "urn:oma:at:dm:2.0:ClientInitiatedMgmt"
 
 #: Ours: the package 1 member holding our extension: ``{"CSR": <base64 DER>, "Token": <token>?}``.
 EXTENSION = "ext-dmboot"
@@ -204,13 +207,16 @@ class Initiation:
 
     dev_id: str
     mos: tuple[DeclaredMo, ...]
-    #: DER PKCS#10 request (ours: ``ext-dmboot.CSR``).
-    csr: bytes = field(repr=False)
+    #: DER PKCS#10 request (ours: ``ext-dmboot.CSR``); None when the device sent none (the
+    #: specification's package 1 has no CSR: the profile may then generate the key).
+    csr: bytes | None = field(repr=False)
     #: Ours: flat JSON object of feature name -> scalar (not null) or list of scalars.
     features: Mapping[str, Any] = field(default_factory=dict)
     #: Ours: a one-time enrollment token in the body (``ext-dmboot.Token``), for stacks that
     #: cannot set the Authorization header.
     token: str | None = field(default=None, repr=False)
+    #: The package 1 ``Alert`` list (ClientInitiatedMgmt, ...).
+    alerts: tuple[Alert, ...] = ()
 
     @property
     def declared_moids(self) -> frozenset[str]:
@@ -218,13 +224,18 @@ class Initiation:
 
     def encode(self) -> bytes:
         """The package 1 body (the DevID travels in the ``OMADM-DevID`` header, not here)."""
-        ext: dict[str, Any] = {"CSR": base64.b64encode(self.csr).decode("ascii")}
+        ext: dict[str, Any] = {}
+        if self.csr is not None:
+            ext["CSR"] = base64.b64encode(self.csr).decode("ascii")
         if self.token is not None:
             ext["Token"] = self.token
         doc: dict[str, Any] = {"MOS": [m.to_json() for m in self.mos]}
+        if self.alerts:
+            doc["Alert"] = [a.to_json() for a in self.alerts]
         if self.features:
             doc[FEATURES] = dict(self.features)
-        doc[EXTENSION] = ext
+        if ext:
+            doc[EXTENSION] = ext
         return _dump(doc)
 
 
@@ -252,10 +263,9 @@ def parse_initiation(body: bytes | str, *, dev_id: str | None) -> Initiation:
         raise PackageError("/MOS", "required member missing: the MO types the device supports")
     mos = tuple(_declared(entry, f"/MOS/{i}") for i, entry in enumerate(_array(doc["MOS"], "/MOS", MAX_MOS)))
     features = _features(doc.get(FEATURES, {}))
-    if EXTENSION not in doc:
-        raise PackageError(f"/{EXTENSION}", "required member missing: {\"CSR\": <base64 DER PKCS#10>}")
-    csr, token = _extension(doc[EXTENSION])
-    return Initiation(dev_id=dev_id, mos=mos, csr=csr, features=features, token=token)
+    alerts = tuple(_alert(a, f"/Alert/{i}") for i, a in enumerate(_array(doc.get("Alert", []), "/Alert", 64)))
+    csr, token = _extension(doc[EXTENSION]) if EXTENSION in doc else (None, None)
+    return Initiation(dev_id=dev_id, mos=mos, csr=csr, features=features, token=token, alerts=alerts)
 
 
 def _declared(entry: object, pointer: str) -> DeclaredMo:
@@ -299,20 +309,20 @@ def _features(value: object) -> dict[str, Any]:
     return dict(value)
 
 
-def _extension(value: object) -> tuple[bytes, str | None]:
+def _extension(value: object) -> tuple[bytes | None, str | None]:
     pointer = f"/{EXTENSION}"
     if not isinstance(value, dict):
         raise PackageError(pointer, f"must be an object, not {_kind(value)}")
     for key in value:
         if key not in ("CSR", "Token"):
             raise PackageError(f"{pointer}/{key}", "unknown member (ours: CSR, Token)")
-    if "CSR" not in value:
-        raise PackageError(f"{pointer}/CSR", "required member missing: base64 of the DER PKCS#10 request")
-    text = _text(value["CSR"], f"{pointer}/CSR", limit=MAX_CSR_BYTES * 4 // 3 + 4)
-    try:
-        csr = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise PackageError(f"{pointer}/CSR", "is not standard base64 (RFC 4648 4)") from None
+    csr = None
+    if value.get("CSR") is not None:
+        text = _text(value["CSR"], f"{pointer}/CSR", limit=MAX_CSR_BYTES * 4 // 3 + 4)
+        try:
+            csr = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise PackageError(f"{pointer}/CSR", "is not standard base64 (RFC 4648 4)") from None
     token = None
     if value.get("Token") is not None:
         token = _text(value["Token"], f"{pointer}/Token", limit=MAX_TOKEN_LENGTH)
@@ -334,13 +344,27 @@ class Put:
 
 @dataclass(frozen=True)
 class Hget:
-    """``["HGET", ServerURI, ClientURI]``: the device GETs the data from a repository (DM-HLF-003)."""
+    """``["HGET", ServerURI, ClientURI?]``: the device GETs the data from a repository (DM-HLF-003).
+
+    Without ClientURI (what we send) the client picks where the data goes and reports it in
+    the status ``URI``; when it creates an MO instance, the client assigns its MIID.
+    """
 
     server_uri: str
-    client_uri: str
+    client_uri: str | None = None
 
     def to_json(self) -> list[Any]:
-        return ["HGET", self.server_uri, self.client_uri]
+        return ["HGET", self.server_uri] + ([self.client_uri] if self.client_uri is not None else [])
+
+
+@dataclass(frozen=True)
+class Cont:
+    """``["CONT", ServerURI]``: send every following package 3 of this session to ServerURI."""
+
+    server_uri: str
+
+    def to_json(self) -> list[Any]:
+        return ["CONT", self.server_uri]
 
 
 @dataclass(frozen=True)
@@ -351,7 +375,7 @@ class End:
         return ["END"]
 
 
-Command: TypeAlias = Put | Hget | End
+Command: TypeAlias = Put | Hget | Cont | End
 
 
 def encode_request(commands: Iterable[Command]) -> bytes:
@@ -374,8 +398,11 @@ def parse_request(body: bytes | str) -> tuple[Command, ...]:
         name, args = cmd[0], cmd[1:]
         if name == "END" and not args:
             commands.append(End())
-        elif name == "HGET" and len(args) == 2:
-            commands.append(Hget(_text(args[0], f"{pointer}/1"), _text(args[1], f"{pointer}/2")))
+        elif name == "HGET" and len(args) in (1, 2):
+            client_uri = _text(args[1], f"{pointer}/2") if len(args) == 2 else None
+            commands.append(Hget(_text(args[0], f"{pointer}/1"), client_uri))
+        elif name == "CONT" and len(args) == 1:
+            commands.append(Cont(_text(args[0], f"{pointer}/1")))
         elif name == "PUT" and len(args) == 2:
             data = _array(args[1], f"{pointer}/2", 1)
             if len(data) != 1:
@@ -408,23 +435,42 @@ def account_miid(server_id: str) -> str:
     return "acc-" + hashlib.sha256(server_id.encode()).hexdigest()[:16]
 
 
-def account_instance(content: BootstrapContent, *, ddf_base_url: str, bootstrap_uri: str | None = None) -> MoInstance:
-    """The DMAcc 1.2 instance: SrvID, SrvURI, Name, Perm, Auth/Trsp (the device certificate), Noti.
+#: Ours: Auth/Bootstrap/SecMode values (bin, one byte); the specification's value set is not known.
+SECMODE_X509 = b"\x00"
+#: Ours: Perm/<x>/MOID when the profile names no MOID (Perm is Required, OneOrMore).
+DEFAULT_PERM = ("urn:oma:mo:oma-dm-devinfo:1.0",)
 
-    ``Auth/Trsp/Data`` is the device's own certificate, DER (the DDF's rule); its chain is in
-    the trust MO. ``Auth/Bootstrap/ServerURI`` (when given) is where to bootstrap again.
+
+@dataclass(frozen=True)
+class BootstrapServer:
+    """The bootstrap server as DMAcc ``Auth/Bootstrap`` names it: its URI and TLS certificate (DER)."""
+
+    uri: str
+    certificate_der: bytes
+
+
+def account_instance(content: BootstrapContent, *, ddf_base_url: str,
+                     bootstrap: BootstrapServer | None = None) -> MoInstance:
+    """The DMAcc 1.2 instance (DMAcc 1.2 table): SrvID, SrvURI, Name, Perm, Auth/Trsp, Auth/Bootstrap.
+
+    ``Auth/Trsp/Data`` is the device's own certificate, DER; ``Auth/Trsp/Secret`` its private
+    key (PKCS#8 DER) when the service generated it, else empty (ours: the device holds the
+    key of Data). ``Auth/Bootstrap`` (when ``bootstrap`` is given) carries the bootstrap
+    server's URI and certificate (ServerPubKey), SecMode X.509, and the client's bootstrap
+    credential: ClientPubKey = the same certificate, ClientSecretKey = the same key (or empty).
+    ``Auth/Noti`` is not sent: its Secret is Required and this service holds no package 0 secret.
     """
     account = content.account
-    data: dict[str, Any] = {"SrvID": account.server_id, "SrvURI": account.server_uri}
-    if account.name:
-        data["Name"] = account.name
-    if account.permitted_moids:
-        data["Perm"] = {str(i): {"MOID": moid} for i, moid in enumerate(account.permitted_moids, 1)}
-    auth: dict[str, Any] = {"Trsp": {"Data": _leaf(content)}}
-    if account.notification:
-        auth["Noti"] = {k: v for k, v in account.notification.items() if k != "Secret"}  # never a secret
-    if bootstrap_uri:
-        auth["Bootstrap"] = {"ServerURI": bootstrap_uri}
+    leaf = _leaf(content)
+    secret = content.private_key_der or b""
+    perm = account.permitted_moids or DEFAULT_PERM
+    data: dict[str, Any] = {"SrvID": account.server_id, "SrvURI": account.server_uri,
+                            "Name": account.name or account.server_id,
+                            "Perm": {str(i): {"MOID": moid} for i, moid in enumerate(perm, 1)}}
+    auth: dict[str, Any] = {"Trsp": {"Data": leaf, "Secret": secret}}
+    if bootstrap is not None:
+        auth["Bootstrap"] = {"ServerURI": bootstrap.uri, "SecMode": SECMODE_X509, "ClientPubKey": leaf,
+                             "ServerPubKey": bootstrap.certificate_der, "ClientSecretKey": secret}
     data["Auth"] = auth
     return MoInstance.create(DMACC_1_2, data, ddf_url=ddf_url(DMACC_1_2, base_url=ddf_base_url),
                              miid=account_miid(account.server_id))
@@ -459,7 +505,7 @@ def _leaf(content: BootstrapContent) -> bytes:
 
 
 def bootstrap_instances(content: BootstrapContent, declared: Collection[str], registry: DdfRegistry, *,
-                        ddf_base_url: str, bootstrap_uri: str | None = None) -> tuple[MoInstance, ...]:
+                        ddf_base_url: str, bootstrap: BootstrapServer | None = None) -> tuple[MoInstance, ...]:
     """The MO instances for package 2, in the order they are to be applied.
 
     Only MOs whose MOID the device declared in its MOS list are included (DM-HLF-001):
@@ -473,7 +519,7 @@ def bootstrap_instances(content: BootstrapContent, declared: Collection[str], re
     if TRUST_1_0 in declared:
         wanted.append(trust_instance(content, ddf_base_url=ddf_base_url))
     if DMACC_1_2 in declared:
-        wanted.append(account_instance(content, ddf_base_url=ddf_base_url, bootstrap_uri=bootstrap_uri))
+        wanted.append(account_instance(content, ddf_base_url=ddf_base_url, bootstrap=bootstrap))
     for extra in content.extra_mos:
         if extra.moid in declared:
             wanted.append(_extra(extra.moid, extra.instance))
@@ -492,7 +538,7 @@ def _extra(moid: str, obj: Mapping[str, Any]) -> MoInstance:
         raise PackageBuildError(f"the profile's extra MO {moid} is not MO instance JSON: {exc}") from None
     if instance.moid != moid:
         raise PackageBuildError(f"the profile's extra MO is declared as {moid} but names {instance.moid}")
-    return instance if instance.cv else replace(instance, cv=compute_cv(instance.data))
+    return instance  # the CV is the client's to assign (MO serialization): none from us
 
 
 # --- package 3 ---------------------------------------------------------------------------------

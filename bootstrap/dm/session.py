@@ -1,12 +1,15 @@
 """The DM 2.0 session reference: what ties package 3 to the package 2 it answers.
 
 Ours (docs/dm2-exchange.md). Nothing is kept in a process or the database between
-packages (DM-SYS-001): the server hands the device a signed, expiring reference in
-the ``OMADM-Session`` response header of package 2, and the device sends it back in
-the same header with package 3. Any replica can check it::
+packages (DM-SYS-001): the server hands the device a signed, expiring reference, and
+any replica can check it. In the specification's flow the reference is the last path
+segment of the ``CONT`` ServerURI of package 2 (``/dm/bootstrap/<reference>``), where
+the device posts package 3; in our inline flow it travels in the ``OMADM-Session``
+response header of package 2 and comes back in the same header with package 3::
 
     s1.<payload>.<mac>
-    payload = base64url(JSON {"dev": DevID, "ser": serial hex, "iat": unix s, "exp": unix s})
+    payload = base64url(JSON {"dev": DevID, "ser": serial hex, "iat": unix s, "exp": unix s,
+                              "n": number of HGETs (CONT only)})
     mac     = base64url(HMAC-SHA256(key, "dmboot-session-v1." + payload))
 
 base64url without padding. The key is 32 random bytes kept in the secret store at KV
@@ -22,13 +25,13 @@ import hashlib
 import hmac
 import json
 import re
-import secrets
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from bootstrap.errors import AuthenticationFailed, SecretConflict, SecretNotFound
+from bootstrap.errors import AuthenticationFailed
 from bootstrap.secrets.base import SecretStore
+from bootstrap.secrets.shared_keys import shared_key
 
 __all__ = [
     "SESSION_HEADER",
@@ -69,6 +72,8 @@ class SessionRef:
     serial_hex: str
     issued_at: datetime
     expires_at: datetime
+    #: How many HGETs package 2 carried (the specification's flow, ``CONT``); None for ours.
+    hgets: int | None = None
 
 
 def _b64(data: bytes) -> str:
@@ -96,14 +101,19 @@ class SessionSigner:
             with self._lock:
                 if self._key is None:
                     assert self._store is not None  # noqa: S101 - __init__ guarantees one of the two
-                    self._key = _load_or_create_key(self._store)
+                    self._key = shared_key(self._store, SESSION_KEY_PATH)
         return self._key
 
-    def issue(self, dev_id: str, serial_hex: str, *, now: datetime | None = None) -> str:
-        """A reference for ``dev_id``'s certificate ``serial_hex``, valid for ``ttl``."""
+    def issue(self, dev_id: str, serial_hex: str, *, hgets: int | None = None, now: datetime | None = None) -> str:
+        """A reference for ``dev_id``'s certificate ``serial_hex``, valid for ``ttl``.
+
+        ``hgets`` (claim ``n``): how many HGETs the package 2 carried, for the CONT URI.
+        """
         now = now or datetime.now(UTC)
-        claims = {"dev": dev_id, "ser": serial_hex, "iat": int(now.timestamp()),
-                  "exp": int((now + self.ttl).timestamp())}
+        claims: dict[str, object] = {"dev": dev_id, "ser": serial_hex, "iat": int(now.timestamp()),
+                                     "exp": int((now + self.ttl).timestamp())}
+        if hgets is not None:
+            claims["n"] = hgets
         payload = _b64(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode())
         return f"{_PREFIX}.{payload}.{self._mac(payload)}"
 
@@ -128,6 +138,7 @@ class SessionSigner:
                 dev_id=str(claims["dev"]), serial_hex=str(claims["ser"]),
                 issued_at=datetime.fromtimestamp(int(claims["iat"]), UTC),
                 expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
+                hgets=int(claims["n"]) if "n" in claims else None,
             )
         except (ValueError, KeyError, TypeError, binascii.Error):  # signed by us, so only after a bug
             raise SessionInvalid("the session reference is malformed", field=SESSION_HEADER) from None
@@ -138,15 +149,3 @@ class SessionSigner:
 
     def _mac(self, payload: str) -> str:
         return _b64(hmac.new(self._signing_key(), _CONTEXT + payload.encode("ascii"), hashlib.sha256).digest())
-
-
-def _load_or_create_key(store: SecretStore) -> bytes:
-    try:
-        data, _ = store.get(SESSION_KEY_PATH)
-    except SecretNotFound:
-        try:
-            store.put(SESSION_KEY_PATH, {"key": base64.b64encode(secrets.token_bytes(32)).decode()}, cas=0)
-        except SecretConflict:
-            pass  # another replica created it first: use theirs
-        data, _ = store.get(SESSION_KEY_PATH)
-    return base64.b64decode(data["key"])

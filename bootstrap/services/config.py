@@ -43,8 +43,9 @@ from pki.profiles import Names, get_profile
 
 __all__ = ["DELIVERY_MODES", "ConfigService", "ProfileSpec", "ProfileView"]
 
-#: How a profile delivers MO data: inline PUT (DM-HLF-004) or HGET from a data repository (DM-HLF-003).
-DELIVERY_MODES = ("inline", "hget")
+#: How a profile delivers MO data: HGET from a data repository (DM-HLF-003; the specification's
+#: flow, the default) or - ours - inline PUT (DM-HLF-004) with the OMADM-Session header.
+DELIVERY_MODES = ("hget", "inline")
 _SERVER_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _MOID = re.compile(r"^urn:[A-Za-z0-9][A-Za-z0-9-]{0,31}:[^\s/?#]+$", re.IGNORECASE)
@@ -67,7 +68,9 @@ class ProfileSpec:
     attestation: tuple[str, ...] = ("token",)
     #: DM 2.0 MO instance JSON objects, each validated against its DDF.
     extra_mos: tuple[Mapping[str, Any], ...] = ()
-    delivery: str = "inline"
+    delivery: str = "hget"
+    #: Generate the device key when package 1 carries no CSR (DMAcc Auth/Trsp/Secret).
+    server_keygen: bool = False
     validity_days: int = 365
     description: str = ""
     enabled: bool = True
@@ -93,7 +96,7 @@ class ProfileSpec:
             if key in obj:
                 values[key] = tuple(_strings(obj, key))
         for key, kind in (("certificate_profile", str), ("delivery", str), ("description", str),
-                          ("enabled", bool), ("validity_days", int), ("dmacc", dict)):
+                          ("enabled", bool), ("server_keygen", bool), ("validity_days", int), ("dmacc", dict)):
             if key in obj:
                 values[key] = _typed(obj, key, kind)
         if "extra_mos" in obj:
@@ -119,7 +122,8 @@ class ProfileView:
                 "data_repositories": list(self.data_repositories), "dmacc": row.dmacc,
                 "certificate_profile": row.certificate_profile, "key_types": row.key_types,
                 "attestation": row.attestation, "extra_mos": row.extra_mos, "delivery": row.delivery,
-                "validity_days": row.validity_days, "group_key": row.group_key_ref is not None,
+                "server_keygen": row.server_keygen, "validity_days": row.validity_days,
+                "group_key": row.group_key_ref is not None,
                 "enabled": row.enabled, "created_at": row.created_at.isoformat(),
                 "updated_at": row.updated_at.isoformat()}
 
@@ -307,8 +311,6 @@ class ConfigService:
             raise InvalidRequest("a profile needs at least one DM server", field="dm_servers")
         if spec.delivery not in DELIVERY_MODES:
             raise InvalidRequest(f"delivery must be one of {', '.join(DELIVERY_MODES)}", field="delivery")
-        if spec.delivery == "hget" and not spec.data_repositories:
-            raise InvalidRequest("hget delivery needs at least one data repository", field="data_repositories")
         if not isinstance(spec.validity_days, int) or not 1 <= spec.validity_days <= _MAX_VALIDITY_DAYS:
             raise InvalidRequest(f"validity_days must be 1 to {_MAX_VALIDITY_DAYS}", field="validity_days")
         row.dm_server_ids = [_id(_server(session, s, field_="dm_servers").id) for s in _unique(spec.dm_servers)]
@@ -320,6 +322,7 @@ class ConfigService:
         row.extra_mos = self._extra_mos(spec.extra_mos)
         row.certificate_profile = spec.certificate_profile
         row.delivery = spec.delivery
+        row.server_keygen = bool(spec.server_keygen)
         row.validity_days = spec.validity_days
         row.description = _label(spec.description, "description", maximum=1024, empty=True)
         row.enabled = bool(spec.enabled)
@@ -335,7 +338,7 @@ class ConfigService:
                 validate_instance(instance, self._ddfs)
             except MoValidationError as exc:
                 raise InvalidRequest(f"extra_mos/{index}: {exc.message}", field="extra_mos") from None
-            checked.append(instance.to_json())
+            checked.append(instance.to_stored_json())
         return checked
 
     @staticmethod

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -118,5 +119,10 @@ def profile_content(
     )
     return ProfileContent(
         account=account, trust_anchors=tuple(anchors), data_repository_urls=tuple(r.url for r in repos),
-        extra_mos=tuple(ExtraMo(str(obj["MOID"]), obj) for obj in profile.extra_mos), delivery=profile.delivery,
+        extra_mos=tuple(ExtraMo(_moid(obj), obj) for obj in profile.extra_mos), delivery=profile.delivery,
     )
+
+
+def _moid(obj: dict[str, Any]) -> str:
+    """An MO instance's MOID: its ``MOID`` member (our earlier form), else the ClientURI's first part."""
+    return str(obj.get("MOID") or str(obj.get("ClientURI", "")).partition("/")[0])

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from bootstrap.auth.attestation import group_key_path, read_group_key
+from bootstrap.auth.device_passwords import derive_token, token_key
 from bootstrap.auth.hmac_scheme import derive_device_key
 from bootstrap.auth.principals import hash_token
 from bootstrap.errors import Conflict, InvalidRequest, NotFound, SecretConflict
@@ -31,7 +32,7 @@ from pki.identity import check_dev_id
 __all__ = ["DEVICE_STATUSES", "ENROLLMENT_TOKEN_PREFIX", "DeviceService", "DeviceView", "TokenView"]
 
 #: registered -> enrolled -> bootstrapped; blocked stops every enrollment.
-DEVICE_STATUSES = ("registered", "enrolled", "bootstrapped", "blocked")
+DEVICE_STATUSES = ("registered", "enrolled", "delivered", "bootstrapped", "blocked")
 ENROLLMENT_TOKEN_PREFIX = "dmt_"  # noqa: S105 - a prefix, not a secret
 _FINGERPRINT = re.compile(r"^sha256:[0-9a-f]{64}$")
 _DEFAULT_TOKEN_TTL = timedelta(days=7)
@@ -175,15 +176,21 @@ class DeviceService:
             raise InvalidRequest("a token lives more than 0 seconds and at most 366 days", field="ttl")
         if profile is None and dev_id is None:
             raise InvalidRequest("name a profile, a DevID, or both", field="profile")
-        token = ENROLLMENT_TOKEN_PREFIX + secrets.token_urlsafe(24)
+        key = token_key(self._store)
         with self._db.session() as session:
             device = _device(session, dev_id) if dev_id is not None else None
             profile_row = _profile(session, profile) if profile is not None else None
             if device is not None and profile_row is not None and device.profile_id != profile_row.id:
                 raise InvalidRequest(f"device {dev_id!r} is not in profile {profile!r}", field="profile")
             profile_id = profile_row.id if profile_row is not None else device.profile_id  # type: ignore[union-attr]
-            row = EnrollmentTokenRow(token_hash=hash_token(token), profile_id=_id(profile_id), dev_id=dev_id,
-                                     expires_at=utcnow() + ttl, created_by=actor)
+            # Derivable from its id (bootstrap.auth.device_passwords), so HTTP Digest can recompute it;
+            # the row is written with a random placeholder hash first, to learn the id.
+            row = EnrollmentTokenRow(token_hash=hash_token(secrets.token_urlsafe(24)), profile_id=_id(profile_id),
+                                     dev_id=dev_id, expires_at=utcnow() + ttl, created_by=actor)
+            session.add(row)
+            session.flush()
+            token = derive_token(key, _id(row.id))
+            row.token_hash = hash_token(token)
             session.add(row)
             session.flush()
             append_event(session, actor=actor, action="enrollment-token.create", outcome="success",

@@ -173,8 +173,12 @@ class EnrollmentProfileRow(SQLModel, table=True):
     attestation: list[str] = Field(default_factory=lambda: ["token"], sa_type=JSON)
     #: Extra MO instances (DM 2.0 MO instance JSON) delivered when the device declares them.
     extra_mos: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)
-    #: "inline" (PUT with data, DM-HLF-004) or "hget" (from a data repository, DM-HLF-003).
-    delivery: str = Field(default="inline", max_length=16)
+    #: "hget" (the specification's flow: HGET, CONT, END; DM-HLF-003) or "inline" (ours: PUT with
+    #: data, DM-HLF-004, the OMADM-Session header and BootstrapComplete in package 3).
+    delivery: str = Field(default="hget", max_length=16)
+    #: Whether the service may generate the device's key when package 1 carries no CSR (DMAcc
+    #: Auth/Trsp/Secret); a device that can make a key should never receive one.
+    server_keygen: bool = False
     validity_days: int = 365
     #: SecretRef URI of the group key in the secret store (group-key attestation); never the key.
     group_key_ref: str | None = Field(default=None, max_length=256)
@@ -191,7 +195,7 @@ class DeviceRow(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     dev_id: str = Field(unique=True, index=True, max_length=128)
     profile_id: int = Field(foreign_key="enrollment_profile.id", index=True)
-    #: registered | enrolled | bootstrapped | blocked
+    #: registered | enrolled | delivered | bootstrapped | blocked
     status: str = Field(default="registered", max_length=16, index=True)
     #: sha256:<hex> of the manufacturer certificate (IDevID), when registered with one.
     idevid_fingerprint: str | None = Field(default=None, max_length=80)

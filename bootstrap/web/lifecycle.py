@@ -6,6 +6,7 @@ method   path                                        permission       body / que
 POST     /api/v1/certificates/{serial}/revoke        certs:revoke     {"reason": "keyCompromise"}
 POST     /api/v1/devices/{dev_id}/revoke             certs:revoke     {"reason": ...}; blocks the device
 POST     /api/v1/devices/{dev_id}/readmit            devices:write    -
+POST     /api/v1/devices/{dev_id}/bootstrap-complete devices:bootstr. {"serial": hex}? - for DM servers
 GET      /api/v1/certificates                        certs:read       ?expiring_within_days=N&limit=
 =======  ==========================================  ===============  ================================
 
@@ -103,6 +104,31 @@ async def readmit_device(request: Request) -> Response:
     return JSONResponse({"dev_id": dev_id, "status": "registered"})
 
 
+@operation(permission="devices:bootstrap-complete", tags=["devices"],
+           request={"type": "object", "properties": {"serial": {
+               "type": "string", "description": "hex serial of the certificate the device used (default: current)"}}},
+           responses={200: "the device is bootstrapped", 404: "no such device",
+                      409: "the serial is not the device's current certificate"})
+async def bootstrap_complete(request: Request) -> Response:
+    """A DM server reports the BootstrapComplete alert of a device's first session (DM 2.0 package 1)."""
+    principal = await run_in_threadpool(authorize, request, "devices:bootstrap-complete")
+    body = await request.body()
+    serial: str | None = None
+    if body.strip():
+        try:
+            document = json.loads(body)
+        except ValueError:
+            raise InvalidRequest("the body must be JSON: {\"serial\": \"<hex>\"} or empty", field="body") from None
+        if not isinstance(document, dict) or set(document) - {"serial"} or not isinstance(
+                document.get("serial", ""), str):
+            raise InvalidRequest("the body is {\"serial\": \"<hex>\"}", field="serial")
+        serial = document.get("serial")
+    dev_id = str(request.path_params["dev_id"])
+    device = await run_in_threadpool(_runtime(request).dm2.bootstrap_complete, dev_id, serial_hex=serial,
+                                     request_id=_request_id(request), actor=principal.actor)
+    return JSONResponse({"dev_id": dev_id, "status": device.status})
+
+
 @operation(permission="certs:read", tags=["certificates"], parameters=[
     {"name": "expiring_within_days", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 3650}},
     {"name": "limit", "in": "query", "schema": {"type": "integer", "default": 100}},
@@ -149,4 +175,5 @@ def routes() -> list[Route]:
         Route("/api/v1/certificates/{serial}/revoke", revoke_certificate, methods=["POST"]),
         Route("/api/v1/devices/{dev_id:path}/revoke", revoke_device, methods=["POST"]),
         Route("/api/v1/devices/{dev_id:path}/readmit", readmit_device, methods=["POST"]),
+        Route("/api/v1/devices/{dev_id:path}/bootstrap-complete", bootstrap_complete, methods=["POST"]),
     ]

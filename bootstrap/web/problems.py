@@ -84,8 +84,11 @@ async def _domain_error(request: Request, exc: Exception) -> Response:
     if status >= 500:
         log.warning("request failed: %s: %s", type(exc).__name__, exc)
     detail = getattr(exc, "message", str(exc))
-    return problem(status, slug, title, detail, instance=request.url.path, headers=headers,
-                   field=getattr(exc, "field", None), request_id=_request_id(request))
+    response = problem(status, slug, title, detail, instance=request.url.path, headers=headers,
+                       field=getattr(exc, "field", None), request_id=_request_id(request))
+    for challenge in getattr(exc, "challenges", ()):  # a 401 may offer several schemes (RFC 9110 11.6.1)
+        response.headers.append("WWW-Authenticate", challenge)
+    return response
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -61,11 +61,14 @@ def test_create_and_edit_a_profile_with_validation(client: TestClient, console_r
     assert again.status_code == 409
     edit = client.get("/console/profiles/fleet")
     assert edit.status_code == 200 and "legacy-dm" in edit.text
-    response = client.post("/console/profiles/fleet", data=_profile_form(csrf, validity_days="90", dm_servers=["dm2"]),
+    assert 'name="server_keygen">' in edit.text  # created without it: unchecked
+    response = client.post("/console/profiles/fleet", data=_profile_form(csrf, validity_days="90", dm_servers=["dm2"],
+                                                                          server_keygen="on"),
                            follow_redirects=False)
     assert response.status_code == 303
     view = console_runtime.config.get_profile("fleet")
-    assert view.row.validity_days == 90 and view.dm_servers == ("dm2",)
+    assert view.row.validity_days == 90 and view.dm_servers == ("dm2",) and view.row.server_keygen
+    assert 'name="server_keygen" checked>' in client.get("/console/profiles/fleet").text
 
 
 def _fleet(runtime: Runtime) -> None:

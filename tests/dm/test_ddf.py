@@ -153,9 +153,10 @@ DMACC_12_ACCOUNT: dict[str, Any] = {
     "Name": "Example DM",
     "Perm": {"1": {"MOID": "urn:oma:mo:oma-dm-devinfo:1.0"}},
     "Auth": {
-        "Bootstrap": {"ServerURI": "https://boot.example/dm", "SecMode": 2, "ServerPubKey": b"\x04\x01"},
-        "Trsp": {"Data": CERT},
-        "Noti": {"Type": "HMAC-SHA256", "Secret": "c2VjcmV0"},
+        "Bootstrap": {"ServerURI": "https://boot.example/dm", "SecMode": b"\x00", "ClientPubKey": CERT,
+                      "ServerPubKey": b"\x04\x01", "ClientSecretKey": b""},
+        "Trsp": {"Data": CERT, "Secret": b"\x30\x00"},
+        "Noti": {"Type": 1, "Data": b"\x01", "Secret": "c2VjcmV0"},
     },
     "Push": {"GCM": {"SenderID": "123"}},
     "Ext": {},
@@ -183,8 +184,9 @@ TRUST_INSTANCE: dict[str, Any] = {
     [
         (DMACC_1_2, {"x1": DMACC_12_ACCOUNT}, ""),
         (DMACC_1_2, DMACC_12_ACCOUNT, "x1"),
-        (DMACC_1_2, {"SrvID": "a", "SrvURI": "https://b", "Auth": {}}, "x1"),
-        (DMACC_1_2, {"Data": "MII="}, "x1/Auth/Trsp"),
+        (DMACC_1_2, {"SrvID": "a", "SrvURI": "https://b", "Name": "n", "Perm": {"p": {"MOID": "urn:x:y"}},
+                     "Auth": {}}, "x1"),
+        (DMACC_1_2, {"Data": "MII=", "Secret": ""}, "x1/Auth/Trsp"),
         (DMACC_1_0, {"DMAcc": {"acct": DMACC_10_ACCOUNT}}, ""),
         (DMACC_1_0, DMACC_10_ACCOUNT, "DMAcc/acct"),
         (TRUST_1_0, {"t": TRUST_INSTANCE}, ""),
@@ -200,7 +202,12 @@ def test_valid_instance(registry: DdfRegistry, moid: str, tree: dict[str, object
 # --- invalid instances -------------------------------------------------------------------------
 
 def with_sec_mode(value: object) -> dict[str, object]:
-    return {**DMACC_12_ACCOUNT, "Auth": {"Bootstrap": {"ServerURI": "u", "SecMode": value}}}
+    bootstrap = {**DMACC_12_ACCOUNT["Auth"]["Bootstrap"], "SecMode": value}
+    return {**DMACC_12_ACCOUNT, "Auth": {"Bootstrap": bootstrap}}
+
+
+def with_noti_type(value: object) -> dict[str, object]:
+    return {**DMACC_12_ACCOUNT, "Auth": {"Noti": {"Type": value, "Data": "", "Secret": ""}}}
 
 
 WITH_INT_KEY: dict[Any, Any] = {5: "x"}
@@ -219,9 +226,21 @@ INVALID = [
     ("chr-got-int", DMACC_1_2, {**DMACC_12_ACCOUNT, "SrvID": 7}, "x1/SrvID",
      "expected format chr (text), got int"),
     ("chr-got-bytes", DMACC_1_2, {**DMACC_12_ACCOUNT, "SrvID": b"a"}, "x1/SrvID", "got bytes"),
-    ("int-got-str", DMACC_1_2, with_sec_mode("2"), "x1/Auth/Bootstrap/SecMode", "expected format int"),
-    ("int-got-bool", DMACC_1_2, with_sec_mode(True), "x1/Auth/Bootstrap/SecMode", "got bool"),
-    ("int-out-of-range", DMACC_1_2, with_sec_mode(2**31), "x1/Auth/Bootstrap/SecMode", "expected format int"),
+    ("int-got-str", DMACC_1_2, with_noti_type("2"), "x1/Auth/Noti/Type", "expected format int"),
+    ("int-got-bool", DMACC_1_2, with_noti_type(True), "x1/Auth/Noti/Type", "got bool"),
+    ("int-out-of-range", DMACC_1_2, with_noti_type(2**31), "x1/Auth/Noti/Type", "expected format int"),
+    # The DMAcc 1.2 table: SecMode is bin, Name and Perm are Required, Auth/Bootstrap has five Required children.
+    ("secmode-is-bin", DMACC_1_2, with_sec_mode(2), "x1/Auth/Bootstrap/SecMode", "expected format bin"),
+    ("name-required", DMACC_1_2, {k: v for k, v in DMACC_12_ACCOUNT.items() if k != "Name"}, "x1/Name",
+     "required node missing"),
+    ("perm-required", DMACC_1_2, {k: v for k, v in DMACC_12_ACCOUNT.items() if k != "Perm"}, "x1/Perm",
+     "required node missing"),
+    ("bootstrap-client-secret-required", DMACC_1_2,
+     {**DMACC_12_ACCOUNT, "Auth": {"Bootstrap": {"ServerURI": "u", "SecMode": "AA==", "ClientPubKey": "",
+                                                 "ServerPubKey": ""}}},
+     "x1/Auth/Bootstrap/ClientSecretKey", "required node missing"),
+    ("trsp-secret-required", DMACC_1_2, {**DMACC_12_ACCOUNT, "Auth": {"Trsp": {"Data": CERT}}},
+     "x1/Auth/Trsp/Secret", "required node missing"),
     ("leaf-got-tree", DMACC_1_2, {**DMACC_12_ACCOUNT, "SrvURI": {"a": "b"}}, "x1/SrvURI",
      "got an interior node"),
     ("tree-got-leaf", DMACC_1_2, {**DMACC_12_ACCOUNT, "Auth": "x"}, "x1/Auth",
@@ -263,7 +282,10 @@ def test_every_problem_is_reported_at_once(registry: DdfRegistry) -> None:
         "x1/SrvID: expected format chr (text), got int",
         "x1/Bogus: not defined by the DDF",
         "x1/Auth/Trsp/Data: expected format bin (bytes or base64 text), got str",
+        "x1/Auth/Trsp/Secret: required node missing",
         "x1/SrvURI: required node missing",
+        "x1/Name: required node missing",
+        "x1/Perm: required node missing",
     ]
     assert str(excinfo.value).startswith("x1/SrvID: expected format chr")
 

@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 
 from bootstrap.dm.ddf import DdfRegistry, MoValidationError, node_name_error
 from bootstrap.dm.mo import (
-    CV_LENGTH,
     DMACC_1_0,
     DMACC_1_2,
     MAX_TREE_DEPTH,
@@ -35,7 +34,9 @@ DDF_URL = "https://boot.example/ddf/x"
 ACCOUNT: dict[str, Any] = {
     "SrvID": "dm.example",
     "SrvURI": "https://dm.example/dm",
-    "Auth": {"Trsp": {"Data": b"\x30\x82\x01\x0a"}},
+    "Name": "Example DM",
+    "Perm": {"1": {"MOID": "urn:oma:mo:oma-dm-devinfo:1.0"}},
+    "Auth": {"Trsp": {"Data": b"\x30\x82\x01\x0a", "Secret": b""}},
 }
 
 
@@ -107,13 +108,32 @@ def test_client_uri_instance_path(registry: DdfRegistry) -> None:
 # --- MoInstance --------------------------------------------------------------------------------
 
 def test_create_and_to_json() -> None:
+    """MO serialization: {DDF?, ClientURI, CV?, MOData}; ClientURI names the instance root
+    (``MOID//``) and MOData is keyed by the root node; no MOID member; the CV is the client's."""
     instance = MoInstance.create(DMACC_1_2, ACCOUNT, ddf_url=DDF_URL, miid="x1")
     obj = instance.to_json()
-    assert list(obj) == ["DDF", "MOID", "ClientURI", "CV", "MOData"]
-    assert obj["ClientURI"] == f"{DMACC_1_2}/x1"
-    assert obj["MOData"]["Auth"]["Trsp"]["Data"] == "MIIBCg=="  # bytes travel as base64 text
-    assert len(obj["CV"]) == CV_LENGTH and obj["CV"] == compute_cv(ACCOUNT)
+    assert list(obj) == ["DDF", "ClientURI", "MOData"]
+    assert obj["ClientURI"] == "urn:oma:mo:oma-dm-dmacc:1.2//"
+    assert list(obj["MOData"]) == ["x1"]
+    assert obj["MOData"]["x1"]["Auth"]["Trsp"]["Data"] == "MIIBCg=="  # bytes travel as base64 text
+    assert instance.cv is None
     json.dumps(obj)  # plain JSON types only
+
+
+def test_the_specifications_devinfo_example_reads() -> None:
+    """The specification's example: ClientURI ``urn:oma:mo:oma-dm-devinfo:1.0//``, MOData keyed by ``DevInfo``."""
+    (instance,) = load_instances(json.dumps([{
+        "ClientURI": "urn:oma:mo:oma-dm-devinfo:1.0//", "DDF": DDF_URL,
+        "MOData": {"DevInfo": {"DevID": "IMEI:1", "Man": "Acme"}}}]))
+    assert instance.client_uri == "urn:oma:mo:oma-dm-devinfo:1.0/DevInfo"
+    assert instance.data == {"DevID": "IMEI:1", "Man": "Acme"}
+
+
+def test_our_stored_form_still_reads() -> None:
+    instance = MoInstance.create(DMACC_1_2, ACCOUNT, ddf_url=DDF_URL, miid="x1")
+    stored = instance.to_stored_json()
+    assert stored["MOID"] == DMACC_1_2 and stored["ClientURI"] == f"{DMACC_1_2}/x1"
+    assert MoInstance.from_json(stored).to_json() == instance.to_json()
 
 
 def test_data_is_read_only() -> None:
@@ -222,8 +242,7 @@ def test_dump_and_load() -> None:
     instances = [MoInstance.create(DMACC_1_2, ACCOUNT, ddf_url=DDF_URL, miid="x1"),
                  MoInstance.create(TRUST_1_0, {}, ddf_url=DDF_URL)]
     text = dump_instances(instances)
-    assert json.loads(text)[1] == {"DDF": DDF_URL, "MOID": TRUST_1_0, "ClientURI": f"{TRUST_1_0}/*",
-                                   "CV": compute_cv({}), "MOData": {}}
+    assert json.loads(text)[1] == {"DDF": DDF_URL, "ClientURI": f"{TRUST_1_0}/*", "MOData": {}}
     loaded = load_instances(text.decode())
     assert [i.to_json() for i in loaded] == [i.to_json() for i in instances]
     assert loaded[1] == instances[1]
@@ -258,7 +277,7 @@ def test_validate_instance(registry: DdfRegistry) -> None:
     assert validate_instance(one, registry).moid == DMACC_1_2
     every = MoInstance.create(DMACC_1_2, {"x1": ACCOUNT, "x2": ACCOUNT}, ddf_url=DDF_URL)
     validate_instance(every, registry)
-    subtree = MoInstance.create(DMACC_1_2, {"Data": "MII="}, ddf_url=DDF_URL, miid="x1",
+    subtree = MoInstance.create(DMACC_1_2, {"Data": "MII=", "Secret": ""}, ddf_url=DDF_URL, miid="x1",
                                 path=["Auth", "Trsp"])
     validate_instance(subtree, registry)
 
@@ -325,7 +344,7 @@ def _without_bytes(value: object) -> object:
 def test_json_round_trip(instance: MoInstance) -> None:
     (loaded,) = load_instances(dump_instances([instance]))
     assert loaded.to_json() == instance.to_json()
-    assert loaded.cv == compute_cv(loaded.data) == instance.cv
+    assert loaded.cv is None and instance.cv is None  # the client assigns CVs
     assert loaded == MoInstance(instance.moid, instance.ddf_url, instance.client_uri,
                                 _without_bytes(instance.data), instance.cv)  # type: ignore[arg-type]
 

@@ -15,10 +15,13 @@ from bootstrap.dm.ddf import DdfRegistry
 from bootstrap.dm.mo import DMACC_1_2, TRUST_1_0, ClientUri, trust_fingerprint, validate_instance
 from bootstrap.dm.package import (
     BOOTSTRAP_COMPLETE,
+    CLIENT_INITIATED,
     EXTENSION,
     MAX_MOS,
     TRUST_MIID,
     Alert,
+    BootstrapServer,
+    Cont,
     DeclaredMo,
     End,
     Hget,
@@ -85,6 +88,21 @@ def test_package1_ignores_members_it_does_not_know() -> None:
     assert parse_initiation(body, dev_id=DEV_ID).mos == (DeclaredMo(TRUST_1_0),)
 
 
+def test_the_specifications_package1_has_no_extension_member() -> None:
+    """Package 1 as the specification has it: MOS and a ClientInitiatedMgmt alert, no CSR."""
+    body = json.dumps({"MOS": [{"MIID": [], "MOID": DMACC_1_2}],
+                       "Alert": [{"AlertType": "urn:oma:at:dm:2.0:ClientInitiatedMgmt"}]})
+    got = parse_initiation(body, dev_id=DEV_ID)
+    assert got.csr is None and got.token is None
+    assert [a.alert_type for a in got.alerts] == [CLIENT_INITIATED]
+    assert parse_initiation(got.encode(), dev_id=DEV_ID) == got
+    assert EXTENSION not in json.loads(got.encode())
+
+
+def test_an_empty_extension_member_means_no_csr() -> None:
+    assert parse_initiation(package1(**{EXTENSION: {}}), dev_id=DEV_ID).csr is None
+
+
 @pytest.mark.parametrize(("body", "pointer", "reason"), [
     pytest.param(b"{", "", "not valid JSON", id="truncated-json"),
     pytest.param(b"\xff", "", "not valid JSON", id="not-utf8"),
@@ -107,9 +125,9 @@ def test_package1_ignores_members_it_does_not_know() -> None:
     pytest.param(package1(Features={"a": {"b": 1}}), "/Features/a", "scalar", id="feature-nested"),
     pytest.param(package1(Features={"a": None}), "/Features/a", "scalar", id="feature-null"),
     pytest.param(package1(Features={"bad name": 1}), "/Features/bad name", "feature name", id="feature-name"),
-    pytest.param(package1(**{EXTENSION: ...}), f"/{EXTENSION}", "required member missing", id="no-extension"),
     pytest.param(package1(**{EXTENSION: "csr"}), f"/{EXTENSION}", "must be an object", id="extension-string"),
-    pytest.param(package1(**{EXTENSION: {}}), f"/{EXTENSION}/CSR", "required member missing", id="csr-missing"),
+    pytest.param(package1(Alert=[{"Mark": "fatal"}]), "/Alert/0/AlertType", "required member missing",
+                 id="alert-without-type"),
     pytest.param(package1(**{EXTENSION: {"CSR": "not base64!"}}), f"/{EXTENSION}/CSR", "base64",
                  id="csr-not-base64"),
     pytest.param(package1(**{EXTENSION: {"CSR": CSR_B64, "Key": "x"}}), f"/{EXTENSION}/Key", "unknown member",
@@ -160,25 +178,49 @@ def test_only_declared_mos_are_delivered(registry: DdfRegistry, declared: tuple[
 
 
 def test_the_account_carries_the_dm_server_and_the_device_certificate(registry: DdfRegistry) -> None:
+    """The DMAcc 1.2 table: SrvID, SrvURI, Name, Perm/<x>/MOID, Auth/Trsp/{Data, Secret} and
+    Auth/Bootstrap with all five children; MOData keyed by the root node."""
     _, _, device = hierarchy()
-    instance = account_instance(content(), ddf_base_url=BASE, bootstrap_uri=f"{BASE}/dm/bootstrap")
+    server = BootstrapServer(f"{BASE}/dm/bootstrap", b"\x30\x03server")
+    instance = account_instance(content(), ddf_base_url=BASE, bootstrap=server)
     validate_instance(instance, registry)
     assert instance.client_uri == f"{DMACC_1_2}/dm.example"
     assert instance.ddf_url == "http://www.openmobilealliance.org/tech/omna/dm_mo/dm_dmacc-v1_2.ddf"
-    data = instance.to_json()["MOData"]
+    obj = instance.to_json()
+    assert obj["ClientURI"] == "urn:oma:mo:oma-dm-dmacc:1.2//" and "MOID" not in obj and "CV" not in obj
+    data = obj["MOData"]["dm.example"]
     assert data["SrvID"] == "dm.example"
     assert data["SrvURI"] == "https://dm.example/dm"
     assert data["Name"] == "Example DM"
     assert data["Perm"] == {"1": {"MOID": "urn:oma:mo:oma-dm-devinfo:1.0"}}
     assert base64.b64decode(data["Auth"]["Trsp"]["Data"]) == device
-    assert data["Auth"]["Noti"]["Type"] == "sha256"
-    assert data["Auth"]["Bootstrap"] == {"ServerURI": f"{BASE}/dm/bootstrap"}
+    assert data["Auth"]["Trsp"]["Secret"] == ""  # the device made its own key (CSR): nothing to send
+    assert "Noti" not in data["Auth"]  # its Secret is Required, and we hold no package 0 secret
+    assert data["Auth"]["Bootstrap"] == {
+        "ServerURI": f"{BASE}/dm/bootstrap", "SecMode": "AA==", "ClientPubKey": data["Auth"]["Trsp"]["Data"],
+        "ServerPubKey": base64.b64encode(b"\x30\x03server").decode(), "ClientSecretKey": ""}
+
+
+def test_a_generated_key_goes_in_trsp_secret_and_client_secret_key(registry: DdfRegistry) -> None:
+    server = BootstrapServer(f"{BASE}/dm/bootstrap", b"\x30\x00")
+    instance = account_instance(content(private_key_der=b"\x30\x01k"), ddf_base_url=BASE, bootstrap=server)
+    validate_instance(instance, registry)
+    auth = instance.to_json()["MOData"]["dm.example"]["Auth"]
+    assert auth["Trsp"]["Secret"] == auth["Bootstrap"]["ClientSecretKey"] == base64.b64encode(b"\x30\x01k").decode()
 
 
 def test_the_account_never_carries_a_notification_secret() -> None:
     noti = {"Type": "sha256", "Secret": base64.b64encode(b"s").decode()}
     instance = account_instance(content(account=replace(content().account, notification=noti)), ddf_base_url=BASE)
-    assert "Secret" not in instance.to_json()["MOData"]["Auth"]["Noti"]
+    assert "Noti" not in instance.to_json()["MOData"]["dm.example"]["Auth"]
+
+
+def test_without_perm_in_the_profile_devinfo_is_permitted(registry: DdfRegistry) -> None:
+    instance = account_instance(content(account=replace(content().account, permitted_moids=(), name="")),
+                                ddf_base_url=BASE)
+    validate_instance(instance, registry)
+    data = instance.to_json()["MOData"]["dm.example"]
+    assert data["Perm"] == {"1": {"MOID": "urn:oma:mo:oma-dm-devinfo:1.0"}} and data["Name"] == "dm.example"
 
 
 def test_the_trust_mo_carries_anchors_by_role_and_the_chain_in_tls_order(registry: DdfRegistry) -> None:
@@ -187,7 +229,7 @@ def test_the_trust_mo_carries_anchors_by_role_and_the_chain_in_tls_order(registr
     validate_instance(instance, registry)
     assert instance.client_uri == f"{TRUST_1_0}/{TRUST_MIID}"
     assert instance.ddf_url == f"{BASE}/ddf/{TRUST_1_0}"
-    data = instance.to_json()["MOData"]
+    data = instance.to_json()["MOData"][TRUST_MIID]
     anchors = list(data["Anchors"].values())
     assert [(a["Role"], a["Name"]) for a in anchors] == [
         ("dm-server", "dm.example"), ("data-repository", "repo-1"), ("issuing-ca", "issuing-1")]
@@ -226,8 +268,8 @@ def test_content_that_cannot_be_sent_is_a_server_fault(registry: DdfRegistry, ch
 
 
 def test_an_account_that_breaks_the_ddf_is_not_sent(registry: DdfRegistry) -> None:
-    account = replace(content().account, notification={"Type": "x", "Data": "not base64!"})
-    with pytest.raises(PackageBuildError, match="Auth/Noti/Data"):
+    account = replace(content().account, permitted_moids=(5,))  # type: ignore[arg-type] - chr expected
+    with pytest.raises(PackageBuildError, match="does not match its DDF"):
         bootstrap_instances(content(account=account), {DMACC_1_2}, registry, ddf_base_url=BASE)
 
 
@@ -254,8 +296,19 @@ def test_package2_is_a_list_of_positional_commands() -> None:
     assert [c.to_json() for c in parse_request(body)] == doc["CMD"]
 
 
+def test_the_specifications_package2_is_hgets_then_cont_every_command_strings() -> None:
+    body = encode_request([Hget("https://boot.example/dm/objects/c1"), Cont("https://boot.example/dm/bootstrap/s1.a.b")])
+    doc = json.loads(body)
+    assert doc == {"CMD": [["HGET", "https://boot.example/dm/objects/c1"],
+                           ["CONT", "https://boot.example/dm/bootstrap/s1.a.b"]]}
+    assert all(isinstance(p, str) for command in doc["CMD"] for p in command)
+    assert parse_request(body) == (Hget("https://boot.example/dm/objects/c1"),
+                                   Cont("https://boot.example/dm/bootstrap/s1.a.b"))
+
+
 @pytest.mark.parametrize(("doc", "pointer"), [
     pytest.param({}, "/CMD", id="no-cmd"),
+    pytest.param({"CMD": [["CONT"]]}, "/CMD/0", id="cont-without-uri"),
     pytest.param({"CMD": [[]]}, "/CMD/0", id="empty-command"),
     pytest.param({"CMD": [["GET", "x"]]}, "/CMD/0", id="unknown-command"),
     pytest.param({"CMD": [["END", 1]]}, "/CMD/0", id="end-with-argument"),

@@ -155,10 +155,13 @@ def _configure(admin: AdminApi, folder: Path, dm: PeerServer, repository: PeerSe
         issued = admin.call("POST", f"{path}/certificate", {"csr": csr.decode()})
         peer.start(folder / path.split("/")[1], key, issued["certificate_chain_pem"], root_pem)
     for delivery in DELIVERIES:
+        # "hget" is the specification's flow, "inline" ours; a device that sends no CSR gets a key made here.
         admin.call("POST", "/profiles", {
             "name": delivery, "dm_servers": ["dm-test"], "data_repositories": ["repo-test"],
             "dmacc": {"Name": "Test DM", "Perm": [DMACC_1_2, "urn:oma:mo:oma-dm-devinfo:1.0"]},
-            "attestation": ["token", "group-key", "idevid"], "delivery": delivery, "extra_mos": [extra_mo_json()]})
+            "attestation": ["token", "group-key", "idevid", "current-cert"], "delivery": delivery,
+            "extra_mos": [extra_mo_json()],
+            "server_keygen": True})
         admin.call("POST", f"/profiles/{delivery}/group-key")
 
 
@@ -176,6 +179,7 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
             env["DMBOOT_DATABASE_URL"] = cleanup.enter_context(postgres_schema(admin_url))
         _cli(env, "init")
         token = json.loads(_cli(env, "token", "create", "e2e-admin", "--role", "provisioning-admin", "--json"))["token"]
+        dm_token = json.loads(_cli(env, "token", "create", "dm-test", "--role", "dm-server", "--json"))["token"]
         # The TLS layer loads manufacturer CAs when it starts: trust Acme's before serving.
         manufacturer = Manufacturer.create()
         (folder / "acme-ca.pem").write_text(manufacturer.pem)
@@ -191,7 +195,7 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         _wait_ready(public_url, root_pem, process, log)
         admin = AdminApi(public_url, token, root_pem)
         cleanup.callback(admin.close)
-        dm = PeerServer("dm")
+        dm = PeerServer("dm", origin=public_url, origin_trust=root_pem, api_token=dm_token)
         repository = PeerServer("repository", origin=public_url, origin_trust=root_pem)
         cleanup.callback(dm.stop)
         cleanup.callback(repository.stop)

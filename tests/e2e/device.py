@@ -68,15 +68,15 @@ class Provisioned:
     def account(self) -> Mapping[str, Any]:
         instance = self.mo(DMACC_1_2)
         assert instance is not None, "no DMAcc was delivered"
-        data: Mapping[str, Any] = instance.to_json()["MOData"]
-        return data
+        (data,) = instance.to_json()["MOData"].values()  # keyed by the root node
+        return dict(data)
 
     @property
     def trust(self) -> Mapping[str, Any]:
         instance = self.mo(TRUST_1_0)
         assert instance is not None, "no trust MO was delivered"
-        data: Mapping[str, Any] = instance.to_json()["MOData"]
-        return data
+        (data,) = instance.to_json()["MOData"].values()  # keyed by the root node
+        return dict(data)
 
     @property
     def chain(self) -> list[bytes]:

@@ -4,7 +4,9 @@ Both require a client certificate chaining to our root CA and record what they s
 so a test can assert that each side authenticated the other. The data repository
 serves ``{its URL}/dmboot/{ref}`` as docs/dm2-exchange.md defines it: it fetches the
 MO data from the bootstrap service's ``GET /dm/objects/{ref}`` and serves it only to
-the device the service names in ``OMADM-DevID``.
+the device the service names in ``OMADM-DevID``. The DM server answers a DM 2.0
+package 1 with END, and when it carries BootstrapComplete it reports that to the
+bootstrap service (``POST /api/v1/devices/{dev_id}/bootstrap-complete``, a dm-server token).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from pki.encoding import private_key_pem
 from pki.identity import dev_id_from_uri
 
 __all__ = ["PeerServer", "Seen", "certified_dev_id", "server_csr"]
+
+INITIATION = "application/vnd.oma.dm.initiation+json"
 
 
 @dataclass
@@ -84,13 +88,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
         length = int(self.headers.get("Content-Length") or 0)
-        self.rfile.read(length)
-        self._serve()
+        body = self.rfile.read(length)
+        if self.headers.get("Content-Type", "").startswith(INITIATION):
+            self._serve(lambda dev_id: self.server.peer.package1(body, self.headers.get("OMADM-DevID"), dev_id))
+        else:
+            self._serve()
 
-    def _serve(self) -> None:
+    def _serve(self, answer: Any = None) -> None:
         der = self.connection.getpeercert(binary_form=True)
         dev_id = certified_dev_id(der) if der else None
-        status, body, headers = self.server.peer.respond(self.path, dev_id)
+        status, body, headers = answer(dev_id) if answer else self.server.peer.respond(self.path, dev_id)
         self.server.peer.seen.append(Seen(der or b"", dev_id, self.path, status))
         self.send_response(status)
         for name, value in headers.items():
@@ -111,7 +118,11 @@ class PeerServer:
     kind: str
     origin: str = ""  # repositories: the bootstrap service's base URL
     origin_trust: str = ""  # PEM the repository trusts for that origin
+    #: DM servers: the bootstrap service's API token (role dm-server) for BootstrapComplete reports.
+    api_token: str = ""
     seen: list[Seen] = field(default_factory=list)
+    #: DM servers: the DevIDs whose BootstrapComplete was reported, with the API's status code.
+    reported: list[tuple[str, int]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._server = _Server(("127.0.0.1", 0), _Handler)
@@ -153,13 +164,32 @@ class PeerServer:
             return 404, b"", {}
         return self._fetch(path[len(prefix):], dev_id)
 
+    def package1(self, body: bytes, header_dev_id: str | None, dev_id: str | None) -> tuple[int, bytes, dict[str, str]]:
+        """A DM 2.0 package 1: on BootstrapComplete, report it to the bootstrap service; answer END."""
+        if dev_id is None or header_dev_id != dev_id:
+            return 403, b"", {}
+        alerts = [a.get("AlertType") for a in json.loads(body).get("Alert", [])]
+        if "urn:oma:at:dm:2.0:BootstrapComplete" in alerts:
+            request = urllib.request.Request(  # noqa: S310 - https only
+                f"{self.origin}/api/v1/devices/{dev_id}/bootstrap-complete",
+                                             data=b"", method="POST",
+                                             headers={"Authorization": f"Bearer {self.api_token}"})
+            context = ssl.create_default_context(cadata=self.origin_trust)
+            try:
+                with urllib.request.urlopen(request, context=context, timeout=30) as reply:  # noqa: S310 - https
+                    self.reported.append((dev_id, reply.status))
+            except urllib.error.HTTPError as exc:
+                self.reported.append((dev_id, exc.code))
+                return 500, b"", {}
+        return 200, json.dumps({"CMD": [["END"]]}).encode(), {"Content-Type": "application/vnd.oma.dm.request+json"}
+
     def _fetch(self, ref: str, dev_id: str | None) -> tuple[int, bytes, dict[str, str]]:
         context = ssl.create_default_context(cadata=self.origin_trust)
         try:
             with urllib.request.urlopen(f"{self.origin}/dm/objects/{ref}", context=context, timeout=30) as reply:  # noqa: S310 - https only
-                body, owner, etag = reply.read(), reply.headers["OMADM-DevID"], reply.headers["ETag"]
+                body, owner = reply.read(), reply.headers["OMADM-DevID"]
         except urllib.error.HTTPError as exc:
             return exc.code, b"", {}
         if owner != dev_id:  # the data is for one device: serve it to that device only
             return 403, b"", {}
-        return 200, body, {"Content-Type": "application/json", "ETag": etag}
+        return 200, body, {"Content-Type": "application/json"}

@@ -24,7 +24,7 @@ from sqlmodel import func, select
 
 from bootstrap.auth import hmac_scheme
 from bootstrap.dm.mo import DMACC_1_2, TRUST_1_0
-from bootstrap.dm.package import INITIATION_MEDIA_TYPE, Hget, Put, parse_request
+from bootstrap.dm.package import INITIATION_MEDIA_TYPE, Put, parse_request
 from bootstrap.store.models import CertificateRow
 from pki.identity import device_uri
 from tests.dm2.helpers import EXTRA_MOID
@@ -94,7 +94,7 @@ def assert_credential(device: Device, provisioned: Provisioned) -> x509.Certific
     return leaf
 
 
-@pytest.mark.parametrize("delivery", ["inline", "hget"])
+@pytest.mark.parametrize("delivery", ["inline"])  # ours; the specification's flow: test_conforming_device.py
 @pytest.mark.parametrize("method", list(METHODS))
 def test_device_bootstraps_then_does_mutual_tls(stack: Stack, method: str, delivery: str) -> None:
     enrolling = METHODS[method](stack, delivery)
@@ -103,11 +103,7 @@ def test_device_bootstraps_then_does_mutual_tls(stack: Stack, method: str, deliv
     reply = device.package1(*ALL_MOS, authorization=enrolling.authorization, body=enrolling.body)
     provisioned = device.apply(reply)
     commands = parse_request(reply.content)
-    if delivery == "hget":
-        assert [type(c) for c in commands[:-1]] == [Put, Hget, Hget]  # the trust MO is always inline
-        assert provisioned.hget_served_by == [stack.repository.certificate_der] * 2
-    else:
-        assert [type(c) for c in commands[:-1]] == [Put, Put, Put]
+    assert [type(c) for c in commands[:-1]] == [Put, Put, Put]
     assert {i.moid for i in provisioned.instances.values()} == set(ALL_MOS)
     leaf = assert_credential(device, provisioned)
 
@@ -148,7 +144,7 @@ def test_the_dm_server_refuses_a_device_without_a_delivered_credential(stack: St
 
 
 def test_a_device_declaring_no_dmacc_gets_no_dmacc(stack: Stack) -> None:
-    enrolling = token_device(stack, "hget", TRUST_1_0)
+    enrolling = token_device(stack, "inline", TRUST_1_0)
     reply = enrolling.device.package1(authorization=enrolling.authorization, body=enrolling.body)
     commands = parse_request(reply.content)
     assert [(type(c).__name__, c.instance.moid if isinstance(c, Put) else None) for c in commands] == [

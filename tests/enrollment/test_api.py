@@ -98,8 +98,8 @@ def test_profiles_over_the_api(client: TestClient, admin: dict[str, str]) -> Non
 
 
 @pytest.mark.parametrize(("path", "document", "field"), [
-    pytest.param("/api/v1/profiles", {"name": "x", "dm_servers": ["dm1"], "delivery": "hget"},
-                 "data_repositories", id="hget-without-repository"),
+    pytest.param("/api/v1/profiles", {"name": "x", "dm_servers": ["dm1"], "server_keygen": "yes"},
+                 "server_keygen", id="server-keygen-not-boolean"),
     pytest.param("/api/v1/profiles", {"name": "x", "dm_servers": ["dm1"], "attestation": ["magic"]},
                  "attestation", id="unknown-method"),
     pytest.param("/api/v1/profiles", {"name": "x"}, "dm_servers", id="missing-servers"),

@@ -40,10 +40,11 @@ def test_configure_a_fleet_from_the_cli(data_dir: Path, tmp_path: Path) -> None:
     assert "repo1" in dm(data_dir, "repo", "list").stdout
     (tmp_path / "mo.json").write_text(json.dumps(EXTRA_MO))
     dm(data_dir, "profile", "add", "fleet", "--server", "dm1", "--repo", "repo1", "--attestation", "token",
-       "--attestation", "group-key", "--delivery", "hget", "--perm", "urn:oma:mo:oma-dm-devinfo:1.0",
-       "--extra-mo", str(tmp_path / "mo.json"))
+       "--attestation", "group-key", "--delivery", "inline", "--server-keygen", "--perm",
+       "urn:oma:mo:oma-dm-devinfo:1.0", "--extra-mo", str(tmp_path / "mo.json"))
     shown = json.loads(dm(data_dir, "profile", "show", "fleet", "--json").stdout)
-    assert shown["delivery"] == "hget" and shown["dmacc"] == {"Perm": ["urn:oma:mo:oma-dm-devinfo:1.0"]}
+    assert shown["delivery"] == "inline" and shown["dmacc"] == {"Perm": ["urn:oma:mo:oma-dm-devinfo:1.0"]}
+    assert shown["server_keygen"] is True
     assert "fleet" in dm(data_dir, "profile", "list").stdout
     (tmp_path / "spec.json").write_text(json.dumps({"dm_servers": ["dm1"], "attestation": ["idevid"]}))
     dm(data_dir, "profile", "add", "line-b", "--file", str(tmp_path / "spec.json"))

@@ -95,8 +95,6 @@ BAD_PROFILES = [
     pytest.param({"dm_servers": ()}, InvalidRequest, "dm_servers", id="no-server"),
     pytest.param({"dm_servers": ("nope",)}, NotFound, "dm_servers", id="unknown-server"),
     pytest.param({"data_repositories": ("nope",)}, NotFound, "data_repositories", id="unknown-repository"),
-    pytest.param({"data_repositories": (), "delivery": "hget"}, InvalidRequest, "data_repositories",
-                 id="hget-needs-repository"),
     pytest.param({"delivery": "carrier-pigeon"}, InvalidRequest, "delivery", id="bad-delivery"),
     pytest.param({"attestation": ("password",)}, InvalidRequest, "attestation", id="unknown-method"),
     pytest.param({"attestation": ()}, InvalidRequest, "attestation", id="no-method"),

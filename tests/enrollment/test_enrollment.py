@@ -392,4 +392,4 @@ def test_bad_declarations_are_refused(configured: Runtime, mos: Any, features: A
 def test_outcome_type(configured: Runtime) -> None:
     outcome = configured.enrollment.enroll(DEV, Evidence("token", token=_token(configured)), device_csr(DEV))
     assert isinstance(outcome, EnrollmentOutcome)
-    assert outcome.content.delivery == "inline"
+    assert outcome.content.delivery == "hget"  # the specification's flow is the default

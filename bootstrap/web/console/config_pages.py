@@ -114,15 +114,15 @@ async def profiles(request: Request, user: ConsoleUser) -> Response:
 
 def _form_values(view: ProfileView | None) -> dict[str, Any]:
     if view is None:
-        return {"name": "", "description": "", "dm_servers": [], "data_repositories": [], "delivery": "inline",
+        return {"name": "", "description": "", "dm_servers": [], "data_repositories": [], "delivery": "hget",
                 "validity_days": "365", "key_types": ["p256", "p384", "ed25519"], "attestation": ["token"],
-                "dmacc": "{}", "extra_mos": "[]", "enabled": True}
+                "dmacc": "{}", "extra_mos": "[]", "enabled": True, "server_keygen": False}
     row = view.row
     return {"name": row.name, "description": row.description, "dm_servers": list(view.dm_servers),
             "data_repositories": list(view.data_repositories), "delivery": row.delivery,
             "validity_days": str(row.validity_days), "key_types": row.key_types, "attestation": row.attestation,
             "dmacc": json.dumps(row.dmacc, indent=2), "extra_mos": json.dumps(row.extra_mos, indent=2),
-            "enabled": row.enabled}
+            "enabled": row.enabled, "server_keygen": row.server_keygen}
 
 
 def _editor(request: Request, user: ConsoleUser, values: dict[str, Any], *, creating: bool,
@@ -167,11 +167,11 @@ async def profile_save(request: Request, user: ConsoleUser) -> Response:
         "description": str(form.get("description", "")),
         "dm_servers": [str(v) for v in form.getlist("dm_servers")],
         "data_repositories": [str(v) for v in form.getlist("data_repositories")],
-        "delivery": str(form.get("delivery", "inline")), "validity_days": str(form.get("validity_days", "")),
+        "delivery": str(form.get("delivery", "hget")), "validity_days": str(form.get("validity_days", "")),
         "key_types": [str(v) for v in form.getlist("key_types")],
         "attestation": [str(v) for v in form.getlist("attestation")],
         "dmacc": str(form.get("dmacc", "{}")), "extra_mos": str(form.get("extra_mos", "[]")),
-        "enabled": form.get("enabled") == "on",
+        "enabled": form.get("enabled") == "on", "server_keygen": form.get("server_keygen") == "on",
     }
     try:
         if not values["validity_days"].isdigit():
@@ -183,7 +183,7 @@ async def profile_save(request: Request, user: ConsoleUser) -> Response:
                            key_types=tuple(values["key_types"]), attestation=tuple(values["attestation"]),
                            extra_mos=tuple(_json_field(values["extra_mos"], "extra_mos", list)),
                            delivery=values["delivery"], validity_days=int(values["validity_days"]),
-                           enabled=values["enabled"])
+                           enabled=values["enabled"], server_keygen=values["server_keygen"])
         config = runtime_of(request).config
         if creating:
             config.add_profile(spec, actor=user.principal.actor)
