@@ -22,11 +22,13 @@ from sqlalchemy import Table, bindparam, event, insert, select, update
 from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session
 
+from bootstrap import metrics
 from bootstrap.store.models import AuditEvent, AuditHead, utcnow
 
 __all__ = ["GENESIS", "AuditRecord", "append_event", "append_events", "event_hash"]
 
 _QUEUE = "dmboot.audit.queue"
+_WRITTEN = "dmboot.audit.written"  # written in this transaction; counted by metrics once it commits
 
 #: The hash the first event chains to.
 GENESIS = "0" * 64
@@ -96,9 +98,17 @@ def _write_queued(session: OrmSession) -> None:
         append_events(session, queued)  # type: ignore[arg-type]
 
 
+@event.listens_for(OrmSession, "after_commit")
+def _count_written(session: OrmSession) -> None:
+    written = session.info.pop(_WRITTEN, None)
+    if written:
+        metrics.audit_committed(written)
+
+
 @event.listens_for(OrmSession, "after_rollback")
 def _drop_queued(session: OrmSession) -> None:
     session.info.pop(_QUEUE, None)
+    session.info.pop(_WRITTEN, None)
 
 
 def append_events(session: Session, records: Sequence[AuditRecord]) -> int:
@@ -129,4 +139,5 @@ def append_events(session: Session, records: Sequence[AuditRecord]) -> int:
         prev = digest
     connection.execute(_MOVE_HEAD, {"seq": seq, "hash": prev})
     connection.execute(_INSERT_EVENT, rows)
+    session.info.setdefault(_WRITTEN, []).extend(records)
     return seq
