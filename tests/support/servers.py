@@ -8,9 +8,13 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
-__all__ = ["free_port", "wait_ready"]
+T = TypeVar("T")
+
+__all__ = ["free_port", "poll", "wait_ready"]
 
 #: How long a cold server start may take. A readiness wait, not a test time limit.
 READY_SECONDS = 120
@@ -41,3 +45,16 @@ def wait_ready(url: str, context: ssl.SSLContext, process: subprocess.Popen[byte
 
 def _tail(log: Path | None) -> str:
     return log.read_text(errors="replace")[-4000:] if log is not None and log.exists() else ""
+
+
+def poll(probe: Callable[[], T], done: Callable[[T], bool], interval: float = 0.2) -> T:
+    """Call ``probe`` until ``done(result)``; return that result, or the last one after READY_SECONDS.
+
+    For state that other processes reach eventually; the caller asserts on the result.
+    """
+    deadline = time.monotonic() + READY_SECONDS
+    result = probe()
+    while not done(result) and time.monotonic() < deadline:
+        time.sleep(interval)
+        result = probe()
+    return result
