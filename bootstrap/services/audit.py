@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,6 +27,8 @@ from bootstrap import metrics
 from bootstrap.store.models import AuditEvent, AuditHead, utcnow
 
 __all__ = ["GENESIS", "AuditRecord", "append_event", "append_events", "event_hash"]
+
+log = logging.getLogger(__name__)
 
 _QUEUE = "dmboot.audit.queue"
 _WRITTEN = "dmboot.audit.written"  # written in this transaction; counted by metrics once it commits
@@ -102,7 +105,10 @@ def _write_queued(session: OrmSession) -> None:
 def _count_written(session: OrmSession) -> None:
     written = session.info.pop(_WRITTEN, None)
     if written:
-        metrics.audit_committed(written)
+        try:
+            metrics.audit_committed(written)
+        except Exception:  # the transaction has committed: counting must never fail it
+            log.exception("could not count committed audit events in the metrics")
 
 
 @event.listens_for(OrmSession, "after_rollback")

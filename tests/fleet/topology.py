@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.support.servers import free_port, wait_ready
+from tests.support.servers import free_port, stop_process, wait_ready
 
 __all__ = ["DEPLOY", "Nginx", "Replica", "drop_database", "env_file", "exec_start", "find_nginx", "post_json",
            "replica_env", "setup_database"]
@@ -107,13 +107,7 @@ class Replica:
         self.process.wait()
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 @dataclass
@@ -159,13 +153,7 @@ http {{
         wait_ready(f"{self.url}/healthz", context, self.process, self.workdir / "error.log")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGQUIT)  # graceful shutdown
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, signal.SIGQUIT)  # nginx: graceful shutdown
 
 
 def post_json(url: str, body: dict[str, Any], context: ssl.SSLContext) -> tuple[int, dict[str, Any]]:

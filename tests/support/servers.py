@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import ssl
 import subprocess
@@ -14,7 +15,7 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["free_port", "poll", "wait_ready"]
+__all__ = ["free_port", "poll", "stop_process", "wait_ready"]
 
 #: How long a cold server start may take. A readiness wait, not a test time limit.
 READY_SECONDS = 120
@@ -58,3 +59,15 @@ def poll(probe: Callable[[], T], done: Callable[[T], bool], interval: float = 0.
         time.sleep(interval)
         result = probe()
     return result
+
+
+def stop_process(process: subprocess.Popen[bytes] | None, how: signal.Signals = signal.SIGTERM) -> None:
+    """Stop ``process`` with ``how``, SIGKILL if it lingers; nothing if it is gone already."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(how)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
