@@ -37,8 +37,10 @@ def route_template(scope: Scope) -> str:
     path = getattr(route, "path", None) if isinstance(route, BaseRoute) else None
     if path is None:
         return _UNMATCHED
-    prefix = str(scope.get("root_path", ""))[len(str(scope.get("app_root_path", ""))):]
-    return f"{prefix}{path}" or "/"
+    root = scope.get("root_path", "")
+    if not root:
+        return str(path) or "/"
+    return f"{str(root)[len(str(scope.get('app_root_path', ''))):]}{path}" or "/"
 
 
 def _auth_scheme(scope: Scope) -> str:
