@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
 from bootstrap.app import create_app
+
+logging.captureWarnings(True)  # in worker processes too, warnings are log lines (in the configured format)
 
 app = create_app()

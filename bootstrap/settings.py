@@ -86,6 +86,13 @@ class Settings:
     keystore_passphrase: Secret | None = None
     max_body_bytes: int = 64 * 1024
     log_level: str = "info"
+    #: ``text`` or ``json`` (one JSON object per line), for every log line of ``dmboot serve``.
+    log_format: str = "text"
+    #: Prometheus ``/metrics`` listens here, apart from the service port; port 0 turns it off.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9464
+    #: When set, /metrics answers only ``Authorization: Bearer <metrics_token>``.
+    metrics_token: Secret | None = None
     workers: int = 1
     #: Reverse proxies whose forwarded client-certificate header is believed (IP addresses).
     trusted_proxies: tuple[str, ...] = ()
@@ -158,6 +165,10 @@ class Settings:
             raise ConfigurationError("vault.ca_key_mode must be 'transit' or 'kv'", field="vault.ca_key_mode")
         if not 0 < self.port < 65536:
             raise ConfigurationError(f"port {self.port} is out of range", field="port")
+        if self.log_format not in ("text", "json"):
+            raise ConfigurationError("log_format must be 'text' or 'json'", field="log_format")
+        if not 0 <= self.metrics_port < 65536:
+            raise ConfigurationError(f"metrics_port {self.metrics_port} is out of range", field="metrics_port")
         if not self.public_url.startswith(("http://", "https://")):
             raise ConfigurationError("public_url must be an http(s) URL", field="public_url")
 

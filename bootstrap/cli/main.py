@@ -98,11 +98,17 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Listen address.")] = None,
     port: Annotated[int | None, typer.Option(help="Listen port.")] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes (one per core).")] = None,
+    log_format: Annotated[str | None, typer.Option("--log-format", help="Log lines as text or json.")] = None,
+    metrics_port: Annotated[int | None, typer.Option(
+        "--metrics-port", help="Port of /metrics on metrics_host (default 127.0.0.1:9464); 0 turns it off.")] = None,
 ) -> None:
     """Start the HTTPS service, initializing on first run."""
-    from bootstrap import server
+    from bootstrap import logs, server
 
-    settings = load_settings(host=host, port=port, workers=workers)
+    settings = load_settings(host=host, port=port, workers=workers, log_format=log_format,
+                             metrics_port=metrics_port)
+    settings.validate()
+    logs.configure(settings.log_format, settings.log_level)  # replaces main()'s errors-only setup
     runtime, report = Runtime.initialize(settings, actor="cli:serve")
     for item in report.created:
         typer.echo(f"created {item}")
@@ -111,8 +117,6 @@ def serve(
     runtime.close()
     if state.config is not None:  # workers read settings from the environment
         os.environ["DMBOOT_CONFIG"] = str(state.config.resolve())
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s",
-                        force=True)  # replaces main()'s errors-only setup
     typer.echo(f"dm-bootstrap serving on https://{settings.host}:{settings.port}  (CA chain: /ca/chain.pem)")
     server.run(settings, cert=str(tls.cert), key=str(tls.key), key_password=password)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,11 +23,15 @@ from sqlalchemy import Table, bindparam, event, insert, select, update
 from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session
 
+from bootstrap import metrics
 from bootstrap.store.models import AuditEvent, AuditHead, utcnow
 
 __all__ = ["GENESIS", "AuditRecord", "append_event", "append_events", "event_hash"]
 
+log = logging.getLogger(__name__)
+
 _QUEUE = "dmboot.audit.queue"
+_WRITTEN = "dmboot.audit.written"  # written in this transaction; counted by metrics once it commits
 
 #: The hash the first event chains to.
 GENESIS = "0" * 64
@@ -96,9 +101,20 @@ def _write_queued(session: OrmSession) -> None:
         append_events(session, queued)  # type: ignore[arg-type]
 
 
+@event.listens_for(OrmSession, "after_commit")
+def _count_written(session: OrmSession) -> None:
+    written = session.info.pop(_WRITTEN, None)
+    if written:
+        try:
+            metrics.audit_committed(written)
+        except Exception:  # the transaction has committed: counting must never fail it
+            log.exception("could not count committed audit events in the metrics")
+
+
 @event.listens_for(OrmSession, "after_rollback")
 def _drop_queued(session: OrmSession) -> None:
     session.info.pop(_QUEUE, None)
+    session.info.pop(_WRITTEN, None)
 
 
 def append_events(session: Session, records: Sequence[AuditRecord]) -> int:
@@ -129,4 +145,5 @@ def append_events(session: Session, records: Sequence[AuditRecord]) -> int:
         prev = digest
     connection.execute(_MOVE_HEAD, {"seq": seq, "hash": prev})
     connection.execute(_INSERT_EVENT, rows)
+    session.info.setdefault(_WRITTEN, []).extend(records)
     return seq

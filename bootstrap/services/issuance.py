@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -19,6 +20,7 @@ from sqlalchemy import Table, insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from bootstrap import metrics
 from bootstrap.errors import NotFound
 from bootstrap.services.audit import append_event
 from bootstrap.services.authorities import AuthorityDirectory
@@ -123,7 +125,9 @@ class IssuanceService:
         if profile.name not in LEAF_PROFILES:
             raise ProfileError(f"profile {profile.name} is for CA certificates", field="profile")
         row, authority = self._authorities.active(session)
+        started = time.perf_counter()
         issued = authority.issue_for_csr(info, profile, expected=expected, validity=validity, now=now)
+        metrics.observe_issuance(profile.name, time.perf_counter() - started)
         self._record(session, issued, _id(row.id), info, requester)
         return issued
 

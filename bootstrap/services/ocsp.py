@@ -29,6 +29,7 @@ from sqlalchemy import Table, bindparam
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
+from bootstrap import metrics
 from bootstrap.errors import SecretConflict
 from bootstrap.secrets.base import KeyRef, SecretStore
 from bootstrap.services.audit import append_event
@@ -111,6 +112,12 @@ class OcspResponder:
 
     def respond(self, request_der: bytes, *, now: datetime | None = None) -> OcspAnswer:
         """Answer a DER OCSPRequest; never raises for bad input (RFC 6960 2.3 error statuses)."""
+        answer = self._respond(request_der, now)
+        status = answer.cert_status
+        metrics.count_ocsp(status.name.lower() if status is not None else answer.response_status)
+        return answer
+
+    def _respond(self, request_der: bytes, now: datetime | None) -> OcspAnswer:
         moment = (now or utcnow()).replace(microsecond=0)
         try:
             query = parse_request(request_der)
@@ -136,6 +143,7 @@ class OcspResponder:
         if query.nonce is None:
             with self._lock:
                 cached = self._responses.get(key)
+            metrics.count_ocsp_cache(cached is not None and now < cached[1] + REUSE_FOR)
             if cached is not None and now < cached[1] + REUSE_FOR:
                 return OcspAnswer(cached[0], "successful", status, cached[2])
         responder = self._responder(issuer, now)

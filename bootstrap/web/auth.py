@@ -20,7 +20,9 @@ def principal_of(connection: HTTPConnection) -> Principal | None:
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthenticationFailed("use Authorization: Bearer <API token>")
     runtime: Runtime = connection.app.state.runtime
-    return runtime.tokens.authenticate(token.strip())
+    principal = runtime.tokens.authenticate(token.strip())
+    connection.scope.setdefault("state", {})["principal_kind"] = principal.kind  # for the access log
+    return principal
 
 
 def authorize(connection: HTTPConnection, permission: str) -> Principal:

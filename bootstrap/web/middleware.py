@@ -1,41 +1,15 @@
-"""ASGI middleware: request ids and the request body limit."""
+"""ASGI middleware: the request body limit (request ids, metrics and access logs: bootstrap.web.observe)."""
 
 from __future__ import annotations
 
 import json
-import re
-import secrets
 from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bootstrap.errors import PayloadTooLarge
 
-__all__ = ["BodyLimitMiddleware", "RequestIdMiddleware"]
-
-_SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-
-
-class RequestIdMiddleware:
-    """Takes a sane ``X-Request-ID`` from the client or makes one; echoes it back."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = given if _SAFE_ID.match(given) else secrets.token_hex(8)
-        scope.setdefault("state", {})["request_id"] = request_id
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
-            await send(message)
-
-        await self.app(scope, receive, send_with_id)
+__all__ = ["BodyLimitMiddleware"]
 
 
 class BodyLimitMiddleware:

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from bootstrap import errors as e
+from bootstrap.logs import failures
 from pki import errors as p
 
 __all__ = ["PROBLEM_TYPE", "exception_handlers", "problem", "status_of"]
@@ -81,8 +82,8 @@ async def _domain_error(request: Request, exc: Exception) -> Response:
     retry_after = getattr(exc, "retry_after", None)
     if status in (429, 503):
         headers["Retry-After"] = str(retry_after or 30)
-    if status >= 500:
-        log.warning("request failed: %s: %s", type(exc).__name__, exc)
+    if status >= 500:  # an outage fails every request alike: one line per class, with counts
+        failures.record(slug, exc)
     detail = getattr(exc, "message", str(exc))
     response = problem(status, slug, title, detail, instance=request.url.path, headers=headers,
                        field=getattr(exc, "field", None), request_id=_request_id(request))
@@ -99,7 +100,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s", request.url.path)
+    failures.record(f"internal:{type(exc).__name__}", exc, with_traceback=True)
     return problem(500, "internal", "Internal error", "An unexpected error occurred; it has been logged.",
                    instance=request.url.path, request_id=_request_id(request))
 
