@@ -11,7 +11,7 @@ from starlette.middleware import Middleware
 from bootstrap.runtime import Runtime
 from bootstrap.settings import Settings
 from bootstrap.web import access_api, api, console, dm, dm1, enroll, est, factory, lifecycle, openapi, pkix, status
-from bootstrap.web.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from bootstrap.web.middleware import RequestMiddleware
 from bootstrap.web.problems import exception_handlers
 
 __all__ = ["create_app"]
@@ -36,8 +36,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                 *lifecycle.routes(), *access_api.routes(), *openapi.routes(), *console.routes(),
                 *factory.routes(), *dm1.routes()],
         middleware=[
-            Middleware(RequestIdMiddleware),
-            Middleware(BodyLimitMiddleware, limit=settings.max_body_bytes,
+            Middleware(RequestMiddleware, limit=settings.max_body_bytes,
                        overrides={factory.PREFIX: settings.factory_max_body_bytes}),
         ],
         exception_handlers=exception_handlers(),

@@ -1,4 +1,4 @@
-"""ASGI middleware: request ids and the request body limit."""
+"""ASGI middleware: request ids and the request body limit, in one layer."""
 
 from __future__ import annotations
 
@@ -11,35 +11,20 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bootstrap.errors import PayloadTooLarge
 
-__all__ = ["BodyLimitMiddleware", "RequestIdMiddleware"]
+__all__ = ["RequestMiddleware"]
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
-class RequestIdMiddleware:
-    """Takes a sane ``X-Request-ID`` from the client or makes one; echoes it back."""
+class RequestMiddleware:
+    """One layer per request: the request id and the request body limit.
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = given if _SAFE_ID.match(given) else secrets.token_hex(8)
-        scope.setdefault("state", {})["request_id"] = request_id
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
-            await send(message)
-
-        await self.app(scope, receive, send_with_id)
-
-
-class BodyLimitMiddleware:
-    """Refuses bodies over ``limit`` bytes with 413 problem+json, before a handler reads them."""
+    - Takes a sane ``X-Request-ID`` from the client or makes one, and echoes it back.
+    - Refuses bodies over ``limit`` bytes with 413 problem+json before a handler reads
+      them. A declared ``Content-Length`` within the limit is all it checks: the HTTP
+      parser delivers no more body than that. Only a chunked body (no length) has its
+      reads counted.
+    """
 
     def __init__(self, app: ASGIApp, limit: int, overrides: Mapping[str, int] | None = None) -> None:
         self.app = app
@@ -51,24 +36,31 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        given, length = b"", None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                given = value
+            elif name == b"content-length":
+                length = value
+        request_id = given.decode("latin-1") if given and _SAFE_ID.match(given.decode("latin-1")) \
+            else secrets.token_hex(8)
+        scope.setdefault("state", {})["request_id"] = request_id
+        id_header = (b"x-request-id", request_id.encode())
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", []).append(id_header)
+            await send(message)
+
         path = str(scope.get("path", ""))
         limit = next((v for prefix, v in self.overrides.items() if path.startswith(prefix)), self.limit)
-        length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
-            await self._refuse(send, limit)
+        if length is not None and length.isdigit():
+            if int(length) > limit:
+                await self._refuse(send_with_id, limit)
+                return
+            await self.app(scope, receive, send_with_id)
             return
-        received = 0
-
-        async def limited() -> Message:
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > limit:
-                # Raised inside the handler's read: the app's error mapping turns it into 413.
-                raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
-            return message
-
-        await self.app(scope, limited, send)
+        await self.app(scope, _limited(receive, limit), send_with_id)
 
     async def _refuse(self, send: Send, limit: int) -> None:
         body = json.dumps(
@@ -90,3 +82,18 @@ class BodyLimitMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+def _limited(receive: Receive, limit: int) -> Receive:
+    received = 0
+
+    async def limited() -> Message:
+        nonlocal received
+        message = await receive()
+        received += len(message.get("body", b""))
+        if received > limit:
+            # Raised inside the handler's read: the app's error mapping turns it into 413.
+            raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
+        return message
+
+    return limited
