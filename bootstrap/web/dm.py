@@ -41,7 +41,7 @@ from bootstrap.dm.session import SESSION_HEADER
 from bootstrap.errors import AuthenticationFailed, InvalidRequest, NotAcceptable, NotFound, UnsupportedMediaType
 from bootstrap.runtime import Runtime
 from bootstrap.services.dm2 import BOOTSTRAP_PATH
-from bootstrap.web.tls import client_certificate
+from bootstrap.web.tls import client_certificate, client_chain
 
 __all__ = ["DEVID_HEADER", "OMADM_ACCEPT_HEADER", "TOKEN_SCHEME", "accepts", "routes"]
 
@@ -139,7 +139,7 @@ async def _evidence(request: Request, body: bytes, initiation: Initiation) -> Ev
         raise AuthenticationFailed(f"no device credential: send Authorization: {TOKEN_SCHEME} or {_HMAC_SCHEME}, "
                                    "or connect with a manufacturer (IDevID) or current device certificate")
     method = await run_in_threadpool(_runtime(request).enrollment.certificate_method, cert)
-    return Evidence(method, client_certificate=cert, body=body)
+    return Evidence(method, client_certificate=cert, intermediates=client_chain(request), body=body)
 
 
 async def _response(request: Request) -> Response:
