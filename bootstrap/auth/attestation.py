@@ -84,7 +84,7 @@ class Evidence:
     token: str | None = field(default=None, repr=False)
     authorization: str | None = field(default=None, repr=False)  # the raw DMBoot-HMAC header value
     client_certificate: x509.Certificate | None = None
-    #: CA certificates the client presented with its certificate (untrusted; docs/attestation.md).
+    #: CA certificates the client presented with its certificate (untrusted; DMBoot-Client-Chain, docs/api.md).
     intermediates: tuple[x509.Certificate, ...] = ()
     body: bytes = field(default=b"", repr=False)  # the exact request body the HMAC covers
 

@@ -29,7 +29,7 @@ from bootstrap.dm.package import INITIATION_MEDIA_TYPE, REQUEST_MEDIA_TYPE, Decl
 from bootstrap.runtime import Runtime
 from bootstrap.services.config import ProfileSpec
 from pki.authority import fingerprint
-from tests.est.live import CurlResult, LiveServer, live_server, write_key
+from tests.est.live import CurlResult, LiveServer, disabling_manufacturer, live_server, write_key
 from tests.support.chains import Ca, make_ca, make_leaf_and_key
 
 pytestmark = pytest.mark.slow
@@ -69,7 +69,7 @@ def _prepare(server: LiveServer, runtime: Runtime) -> None:
     stranger_root = make_ca("Stranger Root")
     stranger_ca = make_ca("Stranger Devices CA", stranger_root)
     expired_ca = make_ca("Maker Devices CA 9", root, expired=True)
-    # Only roots are registered; "retired" is disabled once the server runs (_after_start).
+    # Only roots are registered; "retired" is disabled once the server runs (disabling_manufacturer).
     runtime.config.add_manufacturer_ca("maker", _pem(root.cert).decode(), actor="test")
     runtime.config.add_manufacturer_ca("retired", _pem(retired_root.cert).decode(), actor="test")
     for name in ("chain", "dm2", "no-header"):
@@ -84,14 +84,10 @@ def _prepare(server: LiveServer, runtime: Runtime) -> None:
         runtime.devices.register(dev_id, "line-1", actor="test")
 
 
-def _after_start(server: LiveServer, runtime: Runtime) -> None:
-    # The TLS layer keeps trusting it (anchors are only added to a live context): the app refuses.
-    runtime.config.set_manufacturer_ca_enabled("retired", False, actor="test")
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    with live_server(tmp_path_factory.mktemp("idevid-chain"), _prepare, _after_start) as live:
+    with live_server(tmp_path_factory.mktemp("idevid-chain"), _prepare,
+                     disabling_manufacturer("retired")) as live:
         yield live
 
 
