@@ -1,49 +1,51 @@
-"""End-to-end DM 2.0 enrollments per second over HTTPS with PostgreSQL, against the crypto ceiling.
+"""Enrollments per second over HTTPS with PostgreSQL, by channel, workers and concurrency, beside OpenBao.
 
-``dmboot serve`` runs as a subprocess (``--workers`` uvicorn workers, TLS, a scratch
-PostgreSQL database, the embedded keystore). Before anything is timed, the bench
-creates one enrollment profile (token attestation, inline delivery), registers
-devices with one-time tokens (bulk insert: only the token hashes are stored, as the
-service stores them), generates one P-256 key and CSR per device, and serialises
-every HTTP/1.1 request. A minimal asyncio client then keeps ``--concurrency``
-keep-alive TLS connections busy (httpx would measure itself: BENCHMARKING.md).
+``dmboot serve`` runs as a subprocess (uvicorn workers, TLS, a scratch PostgreSQL
+database, the embedded keystore). Before anything is timed, the bench creates one
+enrollment profile (token attestation, inline delivery), registers devices with
+one-time tokens (bulk insert of the token hashes, as the service stores them),
+generates one P-256 key and CSR per device and serialises every request. The raw
+asyncio keep-alive client (bench/httpload.py) drives it; it talks HTTP only, so it
+runs against whatever enrollment code the server has.
 
-Rows (medians of ``--runs`` interleaved runs):
+Rows, for each ``--workers`` and ``--concurrency`` (medians of ``--runs`` runs):
 
-- ``ceiling``: bare cryptography loop (bench/common.py), one core, in this process;
-- ``enroll (pkg 1->2)``: package 1 in, package 2 out - token claimed, CSR checked,
-  certificate issued and recorded, audit event, MO instances built and validated
-  against their DDFs, session reference signed;
-- ``bootstrap (pkg 1->2, 3)``: the same, then package 3 with BootstrapComplete -> 204.
+- ``dm2``: DM 2.0 package 1 in, package 2 out (``POST /dm/bootstrap``, DMBoot-Token);
+- ``json``: ``POST /api/v1/enroll`` with the token in the body;
+- ``est``: EST ``simpleenroll`` (RFC 7030) with HTTP Basic (DevID, token);
+- ``dm2+3`` (``--channels`` ``dm2-full``): package 1->2, then package 3 -> 204;
+- ``openbao``: ``pki/sign/<role>`` on ``bao server -dev -dev-tls`` (bench/openbao_pki.py);
+- ``growth @N`` (``--rows``): ``dm2`` at the middle concurrency, one worker, after N
+  certificate rows and N audit rows were bulk-loaded (bench/growth.py).
 
-``per_s`` counts devices (a bootstrap is two requests). ``throughput_ratio`` =
-per_s / ceiling per_s; ``cpu_ratio`` = devices per CPU-second of the server processes
-plus the PostgreSQL backends of the scratch database / ceiling certificates per
-CPU-second. ``client_cpu_us`` shows the load generator did not set the number.
+``per_s`` counts enrollments. ``cpu_ratio`` = enrollments per CPU-second of the
+server processes plus the scratch database's PostgreSQL backends (OpenBao: of the
+bao process) / ceiling certificates per CPU-second; ``throughput_ratio`` = per_s /
+ceiling per_s. ``rss_mb``: the largest worker's resident set at the end of the row.
+``client_cores`` shows the load generator did not set the number. ``--py-spy DIR``
+records the server (``py-spy record --gil``) during the dm2 row at the middle
+concurrency, one raw file per worker count (read with ``python -m bench.profile``).
 
-Run from the repo root: ``.venv/bin/python -m bench.enroll [--database-url postgresql://127.0.0.1:5432/test]``.
+Run from the repo root: ``.venv/bin/python -m bench.enroll`` (see bench/README.md).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import itertools
+import base64
+import json
 import os
 import secrets
-import socket
+import signal
 import ssl
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import warnings
-from collections.abc import Sequence
-from contextlib import ExitStack
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -63,6 +65,7 @@ from bench.common import (
     report,
     scratch_postgres,
 )
+from bench.httpload import Job, Load, drive, http_request, latency_ms, rss_mb
 from bootstrap.auth.principals import hash_token
 from bootstrap.dm.mo import DMACC_1_2, TRUST_1_0
 from bootstrap.dm.package import (
@@ -81,55 +84,57 @@ from bootstrap.secrets.embedded import EmbeddedKeystoreWarning
 from bootstrap.services.config import ProfileSpec
 from bootstrap.settings import Settings
 from bootstrap.store.models import DeviceRow, EnrollmentProfileRow, EnrollmentTokenRow, utcnow
+from tests.support.servers import free_port, wait_ready
 
 PROFILE = "bench"
 DMBOOT = str(Path(sys.executable).with_name("dmboot"))
+CHANNELS = ("dm2", "json", "est", "dm2-full")
 
-
-# --------------------------------------------------------------------------------------
-# Setup: server, profile, devices and tokens, requests
-# --------------------------------------------------------------------------------------
+# -- the server ----------------------------------------------------------------------------
 
 
 @dataclass
 class Server:
-    url: str
     host: str
     port: int
     root_pem: str
     process: subprocess.Popen[bytes]
     runtime: Runtime
     database_url: str
+    workers: int
+
+    @property
+    def authority(self) -> str:
+        return f"{self.host}:{self.port}"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_server(stack: ExitStack, database_url: str, workers: int) -> Server:
-    folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dmboot-bench-enroll-")))
-    port = _free_port()
-    url = f"https://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DMBOOT_")}
-    env.update(DMBOOT_DATA_DIR=str(folder / "data"), DMBOOT_DATABASE_URL=database_url, DMBOOT_HOST="127.0.0.1",
-               DMBOOT_PORT=str(port), DMBOOT_PUBLIC_URL=url, DMBOOT_SERVER_NAMES="127.0.0.1",
-               DMBOOT_WORKERS=str(workers), DMBOOT_LOG_LEVEL="warning")
-    subprocess.run([DMBOOT, "init"], env=env, check=True, capture_output=True)
-    runtime = Runtime(Settings.load(environ=env))
-    stack.callback(runtime.close)
-    runtime.config.add_server("dm-bench", "Bench DM server", "https://dm.bench.example/dm", actor="bench")
-    runtime.config.add_profile(ProfileSpec(name=PROFILE, dm_servers=("dm-bench",), attestation=("token",),
-                                           dmacc={"Perm": [DMACC_1_2]}, delivery="inline"), actor="bench")
-    with runtime.database.session() as session:
-        root_pem = runtime.authorities.root_row(session).pem
-    log = (folder / "serve.log").open("wb")
-    stack.callback(log.close)
-    process = subprocess.Popen([DMBOOT, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    stack.callback(_stop, process)
-    _wait_ready(url, root_pem, process, folder / "serve.log")
-    return Server(url, "127.0.0.1", port, root_pem, process, runtime, database_url)
+@contextmanager
+def serve(database_url: str, workers: int, before_start: Callable[[Runtime], object] = lambda r: None,
+          ) -> Iterator[Server]:
+    """``dmboot init`` a scratch data dir on ``database_url``, add the bench profile, serve it."""
+    with ExitStack() as stack:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dmboot-bench-enroll-")))
+        port = free_port()
+        url = f"https://127.0.0.1:{port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DMBOOT_")}
+        env.update(DMBOOT_DATA_DIR=str(folder / "data"), DMBOOT_DATABASE_URL=database_url,
+                   DMBOOT_HOST="127.0.0.1", DMBOOT_PORT=str(port), DMBOOT_PUBLIC_URL=url,
+                   DMBOOT_SERVER_NAMES="127.0.0.1", DMBOOT_WORKERS=str(workers), DMBOOT_LOG_LEVEL="warning")
+        subprocess.run([DMBOOT, "init"], env=env, check=True, capture_output=True)
+        runtime = Runtime(Settings.load(environ=env))
+        stack.callback(runtime.close)
+        runtime.config.add_server("dm-bench", "Bench DM server", "https://dm.bench.example/dm", actor="bench")
+        runtime.config.add_profile(ProfileSpec(name=PROFILE, dm_servers=("dm-bench",), attestation=("token",),
+                                               dmacc={"Perm": [DMACC_1_2]}, delivery="inline"), actor="bench")
+        with runtime.database.session() as session:
+            root_pem = runtime.authorities.root_row(session).pem
+        before_start(runtime)
+        log_path = folder / "serve.log"
+        log = stack.enter_context(log_path.open("wb"))
+        process = subprocess.Popen([DMBOOT, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        stack.callback(_stop, process)
+        wait_ready(f"{url}/readyz", ssl.create_default_context(cadata=root_pem), process, log_path)
+        yield Server("127.0.0.1", port, root_pem, process, runtime, database_url, workers)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -141,20 +146,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def _wait_ready(url: str, root_pem: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    context = ssl.create_default_context(cadata=root_pem)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"dmboot serve exited:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/readyz", context=context, timeout=5) as reply:  # noqa: S310
-                if reply.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.2)
-    raise SystemExit("dmboot serve did not become ready")
+# -- devices and requests -----------------------------------------------------------------
 
 
 def register_devices(runtime: Runtime, dev_ids: Sequence[str]) -> list[str]:
@@ -165,206 +157,242 @@ def register_devices(runtime: Runtime, dev_ids: Sequence[str]) -> list[str]:
         profile = session.exec(select(EnrollmentProfileRow).where(EnrollmentProfileRow.name == PROFILE)).one()
         session.add_all(DeviceRow(dev_id=d, profile_id=profile.id or 0) for d in dev_ids)
         session.add_all(EnrollmentTokenRow(token_hash=hash_token(t), profile_id=profile.id or 0, dev_id=d,
-                                           expires_at=expires, created_by="bench") for d, t in zip(dev_ids, tokens,
-                                                                                                   strict=True))
+                                           expires_at=expires, created_by="bench")
+                        for d, t in zip(dev_ids, tokens, strict=True))
     return tokens
-
-
-def _dev_id(csr_pem: bytes) -> tuple[str, bytes]:
-    csr = x509.load_pem_x509_csr(csr_pem)
-    cn = str(csr.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value)
-    return cn, csr.public_bytes(Encoding.DER)
-
-
-def _http(method: str, host: str, path: str, headers: dict[str, str], body: bytes) -> bytes:
-    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}", *(f"{k}: {v}" for k, v in headers.items()),
-             f"Content-Length: {len(body)}", "", ""]
-    return "\r\n".join(lines).encode("latin-1") + body
-
-
-@dataclass
-class Job:
-    """One device's pre-serialised package 1, and its DevID for package 3."""
-
-    dev_id: str
-    request: bytes
-
-
-def make_jobs(server: Server, count: int, prefix: str) -> list[Job]:
-    csrs = make_device_csrs(count, prefix=prefix)
-    pairs = [_dev_id(c) for c in csrs]
-    tokens = register_devices(server.runtime, [d for d, _ in pairs])
-    mos = (DeclaredMo(DMACC_1_2), DeclaredMo(TRUST_1_0))
-    jobs = []
-    for (dev_id, der), token in zip(pairs, tokens, strict=True):
-        body = Initiation(dev_id=dev_id, mos=mos, csr=der).encode()
-        headers = {"Content-Type": INITIATION_MEDIA_TYPE, "Accept": REQUEST_MEDIA_TYPE, "OMADM-DevID": dev_id,
-                   "Authorization": f"DMBoot-Token {token}"}
-        jobs.append(Job(dev_id, _http("POST", f"{server.host}:{server.port}", "/dm/bootstrap", headers, body)))
-    return jobs
 
 
 _PACKAGE3 = Response((Status(200, (DMACC_1_2,)), Status(200, (TRUST_1_0,))), (Alert(BOOTSTRAP_COMPLETE),)).encode()
 
 
-def _package3(server: Server, dev_id: str, session: str) -> bytes:
-    headers = {"Content-Type": RESPONSE_MEDIA_TYPE, "OMADM-DevID": dev_id, "OMADM-Session": session}
-    return _http("POST", f"{server.host}:{server.port}", "/dm/bootstrap", headers, _PACKAGE3)
+def _request(server: Server, channel: str, dev_id: str, token: str, csr_pem: bytes) -> Job:
+    der = x509.load_pem_x509_csr(csr_pem).public_bytes(Encoding.DER)
+    if channel in ("dm2", "dm2-full"):
+        body = Initiation(dev_id=dev_id, mos=(DeclaredMo(DMACC_1_2), DeclaredMo(TRUST_1_0)), csr=der).encode()
+        headers = {"Content-Type": INITIATION_MEDIA_TYPE, "Accept": REQUEST_MEDIA_TYPE, "OMADM-DevID": dev_id,
+                   "Authorization": f"DMBoot-Token {token}"}
+        follow = None
+        if channel == "dm2-full":
+            def follow(answer: dict[bytes, bytes]) -> bytes:
+                third = {"Content-Type": RESPONSE_MEDIA_TYPE, "OMADM-DevID": dev_id,
+                         "OMADM-Session": answer[b"omadm-session"].decode()}
+                return http_request("POST", server.authority, "/dm/bootstrap", third, _PACKAGE3)
+        return Job(http_request("POST", server.authority, "/dm/bootstrap", headers, body), follow)
+    if channel == "json":
+        body = json.dumps({"dev_id": dev_id, "csr": csr_pem.decode(), "token": token}).encode()
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        return Job(http_request("POST", server.authority, "/api/v1/enroll", headers, body))
+    if channel == "est":
+        basic = base64.b64encode(f"{dev_id}:{token}".encode()).decode()
+        headers = {"Content-Type": "application/pkcs10", "Authorization": f"Basic {basic}"}
+        return Job(http_request("POST", server.authority, "/.well-known/est/simpleenroll", headers,
+                                base64.b64encode(der)))
+    raise SystemExit(f"unknown channel {channel!r}: use {', '.join(CHANNELS)}")
 
 
-# --------------------------------------------------------------------------------------
-# The client: asyncio, HTTP/1.1 keep-alive over TLS
-# --------------------------------------------------------------------------------------
+_batches = iter(range(1000, 10000))
+
+
+def make_jobs(server: Server, channel: str, count: int) -> list[Job]:
+    """``count`` new devices with tokens, keys and CSRs; their pre-serialised requests."""
+    csrs = make_device_csrs(count, prefix=f"IMEI:{next(_batches)}")
+    dev_ids = [str(x509.load_pem_x509_csr(c).subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value)
+               for c in csrs]
+    tokens = register_devices(server.runtime, dev_ids)
+    return [_request(server, channel, d, t, c) for d, t, c in zip(dev_ids, tokens, csrs, strict=True)]
+
+
+# -- measuring ------------------------------------------------------------------------------
 
 
 @dataclass
-class Outcome:
-    done: int = 0
-    errors: dict[int, int] = field(default_factory=dict)
-    latencies: list[float] = field(default_factory=list)
+class Measured:
+    load: Load
+    rss_mb: float | None
+    ceiling: tuple[float, float]  # ceiling certs/s, certs per CPU-second, from the same run
 
 
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, dict[bytes, bytes], bytes]:
-    head = await reader.readuntil(b"\r\n\r\n")
-    status_line, *header_lines = head[:-4].split(b"\r\n")
-    status = int(status_line.split(b" ", 2)[1])
-    headers = {}
-    for line in header_lines:
-        name, _, value = line.partition(b":")
-        headers[name.strip().lower()] = value.strip()
-    length = int(headers.get(b"content-length", b"0"))
-    body = await reader.readexactly(length) if length else b""
-    return status, headers, body
-
-
-async def _connection(server: Server, context: ssl.SSLContext, jobs: itertools.islice[Job], full: bool,
-                      outcome: Outcome) -> None:
-    reader, writer = await asyncio.open_connection(server.host, server.port, ssl=context)
-    try:
-        for job in jobs:
-            started = time.perf_counter()
-            writer.write(job.request)
-            status, headers, _ = await _read_response(reader)
-            if status == 200 and full:
-                writer.write(_package3(server, job.dev_id, headers[b"omadm-session"].decode()))
-                status, _, _ = await _read_response(reader)
-            if status in (200, 204):
-                outcome.done += 1
-                outcome.latencies.append(time.perf_counter() - started)
-            else:
-                outcome.errors[status] = outcome.errors.get(status, 0) + 1
-    finally:
-        writer.close()
-
-
-async def _drive(server: Server, jobs: list[Job], concurrency: int, full: bool) -> Outcome:
+def run_server_row(server: Server, jobs: list[Job], concurrency: int, ceiling: tuple[float, float]) -> Measured:
     context = ssl.create_default_context(cadata=server.root_pem)
-    shared = iter(jobs)
-    outcome = Outcome()
-    # One shared iterator: each connection takes the next job when it is free.
-    await asyncio.gather(*(_connection(server, context, itertools.islice(shared, None), full, outcome)
-                           for _ in range(concurrency)))
-    return outcome
+    database = CpuMeter(lambda: postgres_backend_pids(server.database_url), trees=False)
+    load = drive(server.host, server.port, context, jobs, concurrency, CpuMeter([server.process.pid]), database)
+    if load.outcome.errors:
+        print(f"# errors {load.outcome.errors}: {load.outcome.first_error[:300]!r}", file=sys.stderr)
+    return Measured(load, rss_mb(server.process.pid, server.workers), ceiling)
 
 
-@dataclass
-class Run:
-    count: int
-    wall: float
-    client_cpu: float
-    server_cpu: float
-    db_cpu: float
-    errors: dict[int, int]
-    latencies: list[float]
-
-
-def run_jobs(server: Server, jobs: list[Job], concurrency: int, full: bool) -> Run:
-    server_meter = CpuMeter([server.process.pid])
-    db_meter = CpuMeter(lambda: postgres_backend_pids(server.database_url), trees=False)
-    server_meter.start()
-    db_meter.start()
-    wall0, cpu0 = time.perf_counter(), time.process_time()
-    outcome = asyncio.run(_drive(server, jobs, concurrency, full))
-    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-    return Run(outcome.done, wall, cpu, server_meter.read(), db_meter.read(), outcome.errors, outcome.latencies)
-
-
-# --------------------------------------------------------------------------------------
-# Main
-# --------------------------------------------------------------------------------------
-
-
-def _row(name: str, runs: list[Run], ceilings: list[tuple[float, float]]) -> dict[str, Any]:
-    rates = [r.count / r.wall for r in runs]
-    per_cpu = [r.count / (r.server_cpu + r.db_cpu) for r in runs]
-    latencies = sorted(x for r in runs for x in r.latencies)
-    count = sum(r.count for r in runs)
+def row(name: str, workers: int | None, concurrency: int, runs: list[Measured]) -> dict[str, Any]:
+    loads = [m.load for m in runs]
+    rates = [x.outcome.done / x.wall for x in loads]
+    per_cpu = [x.outcome.done / (x.server_cpu + x.db_cpu) if x.server_cpu + x.db_cpu else 0.0 for x in loads]
+    p50, p99 = latency_ms([t for x in loads for t in x.outcome.latencies])
+    done = max(1, sum(x.outcome.done for x in loads))
     return {
-        "row": name,
-        "devices": count,
+        "row": name, "workers": workers, "c": concurrency, "n": sum(x.outcome.done for x in loads),
         "per_s": median(rates),
-        "throughput_ratio": median(rate / c[0] for rate, c in zip(rates, ceilings, strict=True)),
-        "cpu_ratio": median(p / c[1] for p, c in zip(per_cpu, ceilings, strict=True)),
-        "server_cpu_us": median(r.server_cpu / r.count * 1e6 for r in runs),
-        "db_cpu_us": median(r.db_cpu / r.count * 1e6 for r in runs),
-        "client_cpu_us": median(r.client_cpu / r.count * 1e6 for r in runs),
-        "client_cores": median(r.client_cpu / r.wall for r in runs),
-        "p50_ms": statistics.median(latencies) * 1e3 if latencies else None,
-        "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1e3 if latencies else None,
-        "errors": sum(sum(r.errors.values()) for r in runs),
+        "throughput_ratio": median(r / m.ceiling[0] for r, m in zip(rates, runs, strict=True)),
+        "cpu_ratio": median(p / m.ceiling[1] for p, m in zip(per_cpu, runs, strict=True)),
+        "server_cpu_us": sum(x.server_cpu for x in loads) / done * 1e6,
+        "db_cpu_us": sum(x.db_cpu for x in loads) / done * 1e6,
+        "client_cores": median(x.client_cpu / x.wall for x in loads),
+        "p50_ms": p50, "p99_ms": p99,
+        "rss_mb": max((m.rss_mb for m in runs if m.rss_mb is not None), default=None),
+        "errors": sum(sum(x.outcome.errors.values()) for x in loads),
     }
+
+
+@contextmanager
+def py_spy(target: Path | None, pid: int) -> Iterator[None]:
+    """``py-spy record --gil`` on ``pid`` and its workers while the block runs (nothing without a target)."""
+    if target is None:
+        yield
+        return
+    binary = Path(sys.executable).with_name("py-spy")
+    process = subprocess.Popen([str(binary), "record", "--gil", "--subprocesses", "--nonblocking", "--rate", "200",
+                                "--format", "raw", "-o", str(target), "--pid", str(pid)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # let it attach
+    try:
+        yield
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+
+
+# -- main -------------------------------------------------------------------------------------
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def bench_server(args: argparse.Namespace, workers: int, channels: Sequence[str], ceiling: CeilingBench,
+                 ) -> list[dict[str, Any]]:
+    """Every (concurrency, channel) row of one server with ``workers`` workers."""
+    concurrencies = _ints(args.concurrency)
+    middle = concurrencies[len(concurrencies) // 2]
+    results: dict[tuple[int, str], list[Measured]] = {}
+    with ExitStack() as stack:
+        database_url = stack.enter_context(scratch_postgres(args.database_url))
+        server = stack.enter_context(serve(database_url, workers))
+        print(f"# {workers} worker(s): preparing devices, keys, CSRs and tokens", file=sys.stderr)
+        plan = {(i, c, ch): make_jobs(server, ch, args.devices if c > 1 else max(50, args.devices // 4))
+                for i in range(args.runs) for c in concurrencies for ch in channels}
+        run_server_row(server, make_jobs(server, "dm2", args.warmup), max(concurrencies), (1.0, 1.0))
+        for i in range(args.runs):
+            c0 = ceiling.run(args.seconds)
+            reference = (c0.certs_per_second, c0.certs_per_cpu_second)
+            for c in concurrencies:
+                for ch in channels:
+                    spy = args.py_spy / f"server-w{workers}.raw" if args.py_spy and (c, ch, i) == (middle, "dm2", 0) \
+                        else None
+                    with py_spy(spy, server.process.pid):
+                        measured = run_server_row(server, plan[(i, c, ch)], c, reference)
+                    results.setdefault((c, ch), []).append(measured)
+    return [row(ch, workers, c, results[(c, ch)]) for c in concurrencies for ch in channels]
+
+
+def bench_openbao(args: argparse.Namespace, ceiling: CeilingBench) -> list[dict[str, Any]]:
+    """The OpenBao rows: ``pki/sign/device`` at each concurrency."""
+    from bench.openbao_pki import openbao_pki, sign_jobs
+
+    concurrencies = _ints(args.concurrency)
+    results: dict[int, list[Measured]] = {}
+    with openbao_pki() as bao:
+        plan = {(i, c): sign_jobs(bao, make_device_csrs(args.devices, prefix=f"IMEI:{next(_batches)}"))
+                for i in range(args.runs) for c in concurrencies}
+        warm = sign_jobs(bao, make_device_csrs(args.warmup, prefix=f"IMEI:{next(_batches)}"))
+        drive(bao.host, bao.port, bao.context, warm, max(concurrencies), CpuMeter([bao.pid]))
+        for i in range(args.runs):
+            c0 = ceiling.run(args.seconds)
+            for c in concurrencies:
+                load = drive(bao.host, bao.port, bao.context, plan[(i, c)], c, CpuMeter([bao.pid]))
+                if load.outcome.errors:
+                    print(f"# openbao errors {load.outcome.errors}: {load.outcome.first_error[:300]!r}",
+                          file=sys.stderr)
+                results.setdefault(c, []).append(Measured(load, rss_mb(bao.pid, 1),
+                                                          (c0.certs_per_second, c0.certs_per_cpu_second)))
+    return [row("openbao pki/sign", None, c, results[c]) for c in concurrencies]
+
+
+def bench_growth(args: argparse.Namespace, ceiling: CeilingBench) -> list[dict[str, Any]]:
+    """``dm2`` on one worker after N certificate and audit rows, for each N in ``--rows``."""
+    from bench.growth import fill
+
+    concurrency = _ints(args.concurrency)[len(_ints(args.concurrency)) // 2]
+    rows = []
+    for count in _ints(args.rows):
+        with ExitStack() as stack:
+            database_url = stack.enter_context(scratch_postgres(args.database_url))
+
+            def load(runtime: Runtime, count: int = count) -> None:
+                seconds = fill(runtime.database.engine, count)
+                print(f"# loaded {count} certificate and audit rows in {seconds:.0f} s", file=sys.stderr)
+
+            server = stack.enter_context(serve(database_url, 1, before_start=load))
+            plan = [make_jobs(server, "dm2", args.devices) for _ in range(args.runs)]
+            run_server_row(server, make_jobs(server, "dm2", args.warmup), concurrency, (1.0, 1.0))
+            runs = []
+            for jobs in plan:
+                c0 = ceiling.run(args.seconds)
+                runs.append(run_server_row(server, jobs, concurrency, (c0.certs_per_second, c0.certs_per_cpu_second)))
+            rows.append(row(f"growth dm2 @{count:,} rows", 1, concurrency, runs))
+    if rows:
+        base = rows[0]["server_cpu_us"] + rows[0]["db_cpu_us"]
+        for r in rows:
+            r["growth_cost_x"] = (r["server_cpu_us"] + r["db_cpu_us"]) / base
+    return rows
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.enroll", description=__doc__.split("\n\n")[0])
     parser.add_argument("--database-url", default="postgresql://127.0.0.1:5432/test",
-                        help="PostgreSQL next to which a scratch database is made and dropped")
-    parser.add_argument("--devices", type=int, default=1500, help="devices per run and row (1500)")
-    parser.add_argument("--runs", type=int, default=3, help="interleaved runs; medians are reported (3)")
-    parser.add_argument("--concurrency", type=int, default=16, help="keep-alive TLS connections (16)")
-    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (1: one core)")
-    parser.add_argument("--seconds", type=float, default=3.0, help="ceiling seconds per run (3)")
-    parser.add_argument("--warmup", type=int, default=200, help="untimed enrollments first (200)")
+                        help="PostgreSQL next to which scratch databases are made and dropped")
+    parser.add_argument("--workers", default="1,2", help="uvicorn worker counts, comma-separated (1,2)")
+    parser.add_argument("--concurrency", default="1,16,64", help="keep-alive TLS connections (1,16,64)")
+    parser.add_argument("--channels", default="dm2,json,est", help=f"of {','.join(CHANNELS)} (dm2,json,est)")
+    parser.add_argument("--devices", type=int, default=600, help="enrollments per row and run; a quarter at c=1")
+    parser.add_argument("--runs", type=int, default=1, help="runs; medians are reported (1)")
+    parser.add_argument("--seconds", type=float, default=2.0, help="ceiling seconds per run (2)")
+    parser.add_argument("--warmup", type=int, default=100, help="untimed enrollments per server (100)")
+    parser.add_argument("--openbao", action=argparse.BooleanOptionalAction, default=True,
+                        help="the OpenBao pki/sign rows (on)")
+    parser.add_argument("--rows", default="", help="growth rows: certificate+audit rows preloaded, e.g. 10000,1000000")
+    parser.add_argument("--py-spy", type=Path, default=None, help="a directory for py-spy raw profiles of the server")
     args = parser.parse_args(argv)
+    channels = [c.strip() for c in args.channels.split(",") if c.strip()]
     warnings.simplefilter("ignore", EmbeddedKeystoreWarning)  # a bench on a scratch data dir
-
-    with ExitStack() as stack:
-        database_url = stack.enter_context(scratch_postgres(args.database_url))
-        print_context(context_facts(database_url=database_url, secret_backend="embedded", tls=True,  # noqa: S106
-                                    server_workers=args.workers, concurrency=args.concurrency,
-                                    devices_per_run=args.devices, runs=args.runs))
-        server = start_server(stack, database_url, args.workers)
-        print(f"# preparing {args.warmup + 2 * args.runs * args.devices} devices, keys, CSRs and tokens",
-              file=sys.stderr)
-        warm = make_jobs(server, args.warmup, "IMEI:30")
-        batches = {(mode, i): make_jobs(server, args.devices, f"IMEI:{31 + 2 * i + (mode == 'full')}")
-                   for i in range(args.runs) for mode in ("enroll", "full")}
-        ceiling = CeilingBench("p256")
-        run_jobs(server, warm, args.concurrency, full=True)
-        ceilings: list[tuple[float, float]] = []
-        results: dict[str, list[Run]] = {"enroll": [], "full": []}
-        for i in range(args.runs):
-            c = ceiling.run(args.seconds)
-            ceilings.append((c.certs_per_second, c.certs_per_cpu_second))
-            for mode in ("enroll", "full"):
-                results[mode].append(run_jobs(server, batches[(mode, i)], args.concurrency, full=mode == "full"))
-
-    rows = [
-        {"row": "ceiling (cryptography)", "devices": None, "per_s": median(c[0] for c in ceilings),
-         "throughput_ratio": 1.0, "cpu_ratio": 1.0,
-         "server_cpu_us": median(1e6 / c[1] for c in ceilings)},
-        _row("enroll (pkg 1->2)", results["enroll"], ceilings),
-        _row("bootstrap (pkg 1->2, 3)", results["full"], ceilings),
-    ]
-    report(rows, {
-        "bench": "enroll", "database": "postgresql", "server_workers": args.workers,
-        "concurrency": args.concurrency, "ceiling_per_s": rows[0]["per_s"],
-        "enroll_per_s": rows[1]["per_s"], "enroll_throughput_ratio": rows[1]["throughput_ratio"],
-        "enroll_cpu_ratio": rows[1]["cpu_ratio"], "bootstrap_per_s": rows[2]["per_s"],
-        "bootstrap_throughput_ratio": rows[2]["throughput_ratio"], "bootstrap_cpu_ratio": rows[2]["cpu_ratio"],
-        "client_cores": rows[1]["client_cores"], "errors": rows[1]["errors"] + rows[2]["errors"],
-    })
+    if args.py_spy:
+        args.py_spy.mkdir(parents=True, exist_ok=True)
+    print_context(context_facts(database_url=args.database_url, secret_backend="embedded", tls=True,  # noqa: S106
+                                workers=args.workers, concurrency=args.concurrency, devices_per_row=args.devices,
+                                runs=args.runs))
+    ceiling = CeilingBench("p256")
+    c0 = ceiling.run(args.seconds)
+    rows: list[dict[str, Any]] = [{"row": "ceiling (cryptography, 1 core)", "workers": None, "c": None,
+                                   "n": None, "per_s": c0.certs_per_second,
+                                   "throughput_ratio": 1.0, "cpu_ratio": 1.0,
+                                   "server_cpu_us": 1e6 / c0.certs_per_cpu_second}]
+    for workers in _ints(args.workers):
+        rows += bench_server(args, workers, channels, ceiling)
+    if args.openbao:
+        rows += bench_openbao(args, ceiling)
+    rows += bench_growth(args, ceiling)
+    report(rows, _summary(rows))
     return 0
+
+
+def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    def key(r: dict[str, Any]) -> str:
+        name = str(r["row"]).split(" ")[0] if not str(r["row"]).startswith("growth") else str(r["row"])
+        return f"{name}/w{r.get('workers') or 0}/c{r.get('c') or 0}".replace(" ", "_")
+
+    summary: dict[str, Any] = {"bench": "enroll", "database": "postgresql", "ceiling_per_s": rows[0]["per_s"]}
+    for r in rows[1:]:
+        summary[key(r)] = {k: r[k] for k in ("per_s", "cpu_ratio", "p99_ms", "errors") if r.get(k) is not None}
+        if "growth_cost_x" in r:
+            summary[key(r)]["growth_cost_x"] = r["growth_cost_x"]
+    return summary
 
 
 if __name__ == "__main__":

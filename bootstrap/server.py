@@ -17,7 +17,7 @@ from bootstrap.secrets import open_secret_store
 from bootstrap.settings import Settings
 from bootstrap.store.db import Database
 from bootstrap.store.models import AuthorityRow, ManufacturerCaRow
-from bootstrap.web.tls import ClientCertH11Protocol, ssl_context_factory
+from bootstrap.web.tls import ClientCertHttpToolsProtocol, ssl_context_factory
 
 __all__ = ["client_trust_pems", "run", "serve_ssl_context", "start_metrics"]
 
@@ -73,7 +73,7 @@ def run(settings: Settings, *, cert: str, key: str, key_password: str) -> None:
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
-        http=ClientCertH11Protocol,
+        http=ClientCertHttpToolsProtocol,
         ssl_certfile=cert,
         ssl_keyfile=key,
         ssl_keyfile_password=key_password,

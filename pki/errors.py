@@ -15,7 +15,8 @@ class ancestry::
     +-- SignerError            a signer failed to sign (backend down, ...)
     |   +-- SignerUnavailable  the signer is temporarily unreachable; retry later
     +-- EncodingError          PEM/DER/PKCS#7/PKCS#12/OCSP input that cannot be decoded
-        +-- OcspRequestError   an OCSP request the responder answers with malformedRequest
+    |   +-- OcspRequestError   an OCSP request the responder answers with malformedRequest
+    +-- PathError              no valid certification path to a trust anchor (paths.py)
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ __all__ = [
     "IssuanceError",
     "KeyPolicyError",
     "OcspRequestError",
+    "PathError",
     "PkiError",
     "ProfileError",
     "SignerError",
@@ -93,3 +95,7 @@ class EncodingError(PkiError):
 
 class OcspRequestError(EncodingError):
     """An OCSP request that cannot be answered: the responder replies malformedRequest (RFC 6960 2.3)."""
+
+
+class PathError(PkiError):
+    """No valid certification path from a certificate to a trust anchor; the message says why."""

@@ -12,9 +12,10 @@ method                    what proves the DevID
 ========================  ===============================================================
 ``token``                 a one-time enrollment token, consumed by one conditional UPDATE
 ``group-key``             DMBoot-HMAC with HMAC-SHA256(group key, DevID) (hmac_scheme.py)
-``idevid``                a manufacturer certificate over mTLS, issued by an enabled
-                          manufacturer CA; DevID = registered fingerprint, else subject
-                          serialNumber or CN
+``idevid``                a manufacturer certificate over mTLS, on a path through the
+                          intermediates the device presents to an enabled manufacturer
+                          CA; DevID = registered fingerprint, else subject serialNumber
+                          or CN
 ``current-cert``          our own valid, unrevoked device certificate for the DevID
 ========================  ===============================================================
 
@@ -31,7 +32,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from sqlalchemy import or_, update
 from sqlalchemy.exc import IntegrityError
@@ -52,7 +52,9 @@ from bootstrap.store.models import (
     UsedNonceRow,
 )
 from pki.authority import fingerprint
+from pki.errors import PathError
 from pki.identity import dev_id_from_uri
+from pki.paths import issued_by, validate_path
 
 __all__ = [
     "applicable_profile",
@@ -83,6 +85,8 @@ class Evidence:
     token: str | None = field(default=None, repr=False)
     authorization: str | None = field(default=None, repr=False)  # the raw DMBoot-HMAC header value
     client_certificate: x509.Certificate | None = None
+    #: CA certificates the client presented with its certificate (untrusted; DMBoot-Client-Chain, docs/api.md).
+    intermediates: tuple[x509.Certificate, ...] = ()
     body: bytes = field(default=b"", repr=False)  # the exact request body the HMAC covers
     #: HTTP Basic or Digest (bootstrap.auth.http_auth): the DevID and a password the verifier recomputes.
     http: HttpCredential | None = field(default=None, repr=False)
@@ -236,14 +240,15 @@ class GroupKeyVerifier:
 
 
 class IdevidVerifier:
-    """A manufacturer certificate, issued directly by an enabled ManufacturerCaRow.
+    """A manufacturer certificate on a valid path to an enabled ManufacturerCaRow.
 
-    The chain is checked here, with cryptography, against the current database:
-    issuer signature, both validity periods, the issuer's CA constraints. An
-    intermediate manufacturer CA is trusted by adding it as a manufacturer CA of
-    its own (the TLS layer hands over the leaf only). The DevID matches when the
-    device was registered with this certificate's fingerprint; without one, when
-    it equals the subject serialNumber (IEEE 802.1AR) or the CN.
+    The path runs from the leaf through the intermediates the device presented
+    (``Evidence.intermediates``; untrusted, any order) to a registered manufacturer
+    CA - a root, or an intermediate registered as a CA of its own - and is checked
+    here, with :func:`pki.paths.validate_path`, against the current database:
+    signatures, validity periods, cA/pathLen, keyCertSign. The DevID matches when the
+    device was registered with this certificate's fingerprint; without one, when it
+    equals the subject serialNumber (IEEE 802.1AR) or the CN.
     """
 
     method = "idevid"
@@ -252,11 +257,15 @@ class IdevidVerifier:
                now: datetime) -> Attestation:
         cert = _client_certificate(evidence)
         query = select(ManufacturerCaRow).where(ManufacturerCaRow.enabled == True)  # noqa: E712
-        makers = [(row, x509.load_pem_x509_certificate(row.pem.encode())) for row in session.exec(query)]
-        maker = next((row for row, ca in makers if _issued_by(cert, ca, now)), None)
-        if maker is None:
+        makers = list(session.exec(query))
+        try:
+            path = validate_path(cert, evidence.intermediates,
+                                 [x509.load_pem_x509_certificate(row.pem.encode()) for row in makers], now)
+        except PathError as exc:
             raise AuthenticationFailed(f"the client certificate (issuer {cert.issuer.rfc4514_string()}) is not"
-                                       " issued by a trusted manufacturer CA", field="client_certificate")
+                                       f" issued by a trusted manufacturer CA ({exc})",
+                                       field="client_certificate") from None
+        maker = makers[path.anchor_index]
         _check_leaf(cert, now)
         print_ = fingerprint(cert)
         if device is not None and device.idevid_fingerprint:
@@ -266,7 +275,10 @@ class IdevidVerifier:
         elif dev_id not in _subject_values(cert, NameOID.SERIAL_NUMBER, NameOID.COMMON_NAME):
             raise PermissionDenied(f"the IDevID subject names neither serialNumber nor CN {dev_id!r}",
                                    field="client_certificate")
-        return Attestation(self.method, dev_id, detail={"fingerprint": print_, "manufacturer_ca": maker.name})
+        detail: dict[str, Any] = {"fingerprint": print_, "manufacturer_ca": maker.name}
+        if len(path.certificates) > 1:
+            detail["intermediates"] = [fingerprint(c) for c in path.certificates[1:]]
+        return Attestation(self.method, dev_id, detail=detail)
 
 
 class CurrentCertificateVerifier:
@@ -313,25 +325,7 @@ def _client_certificate(evidence: Evidence) -> x509.Certificate:
 
 def _issued_by(cert: x509.Certificate, ca: x509.Certificate, now: datetime) -> bool:
     """Whether ``ca`` signed ``cert`` and is a CA certificate valid now."""
-    if cert.issuer != ca.subject or not ca.not_valid_before_utc <= now <= ca.not_valid_after_utc:
-        return False
-    try:
-        constraints = ca.extensions.get_extension_for_class(x509.BasicConstraints).value
-    except x509.ExtensionNotFound:
-        return False
-    if not constraints.ca:
-        return False
-    try:
-        usage = ca.extensions.get_extension_for_class(x509.KeyUsage).value
-        if not usage.key_cert_sign:
-            return False
-    except x509.ExtensionNotFound:
-        pass
-    try:
-        cert.verify_directly_issued_by(ca)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
+    return issued_by(cert, ca, now)
 
 
 def _check_leaf(cert: x509.Certificate, now: datetime) -> None:

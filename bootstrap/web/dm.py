@@ -49,7 +49,7 @@ from bootstrap.dm.session import SESSION_HEADER
 from bootstrap.errors import AuthenticationFailed, InvalidRequest, NotAcceptable, NotFound, UnsupportedMediaType
 from bootstrap.runtime import Runtime
 from bootstrap.services.dm2 import BOOTSTRAP_PATH, OBJECTS_PATH
-from bootstrap.web.tls import client_certificate
+from bootstrap.web.tls import client_certificate, client_chain
 
 __all__ = ["DEVID_HEADER", "OMADM_ACCEPT_HEADER", "TOKEN_SCHEME", "accepts", "routes"]
 
@@ -156,7 +156,7 @@ async def _find_evidence(request: Request, body: bytes, initiation: Initiation) 
         raise AuthenticationFailed("no device credential: use HTTP Basic or Digest (user name: the DevID), "
                                    "or connect with a manufacturer (IDevID) or current device certificate")
     method = await run_in_threadpool(_runtime(request).enrollment.certificate_method, cert)
-    return Evidence(method, client_certificate=cert, body=body)
+    return Evidence(method, client_certificate=cert, intermediates=client_chain(request), body=body)
 
 
 async def _from_header(request: Request, header: str, body: bytes, initiation: Initiation) -> Evidence:

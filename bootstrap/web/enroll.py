@@ -31,7 +31,7 @@ from bootstrap.services.authorities import authority_urls
 from bootstrap.services.enrollment import EnrollmentOutcome
 from bootstrap.web.api import JSON, field, media_type, parse_json, request_id
 from bootstrap.web.problems import PROBLEM_TYPE
-from bootstrap.web.tls import client_certificate
+from bootstrap.web.tls import client_certificate, client_chain
 from pki.identity import DEVICE_URI_PREFIX
 
 __all__ = ["DISCOVERY_PATH", "ENROLL_PATH", "content_document", "request_evidence", "routes"]
@@ -82,7 +82,7 @@ def _evidence(request: Request, document: dict[str, Any], body: bytes) -> Eviden
     cert = client_certificate(request, trusted_proxies=settings.trusted_proxies, header=settings.client_cert_header)
     if cert is not None:
         method = _runtime(request).enrollment.certificate_method(cert)
-        return Evidence(method, client_certificate=cert, body=body)
+        return Evidence(method, client_certificate=cert, intermediates=client_chain(request), body=body)
     raise AuthenticationFailed(f"no evidence: send a token, Authorization: {hmac_scheme.SCHEME} ..., or a TLS"
                                " client certificate", field="evidence")
 

@@ -28,8 +28,13 @@ class BodyLimitMiddleware:
         path = str(scope.get("path", ""))
         limit = next((v for prefix, v in self.overrides.items() if path.startswith(prefix)), self.limit)
         length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
-            await self._refuse(send, limit)
+        if length is not None and length.isdigit():
+            if int(length) > limit:
+                await self._refuse(send, limit)
+                return
+            # A declared length within the limit is all there is to check: the HTTP parser
+            # delivers no more body than that. Only a chunked body has its reads counted.
+            await self.app(scope, receive, send)
             return
         received = 0
 

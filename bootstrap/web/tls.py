@@ -1,9 +1,11 @@
 """TLS details for the app: the client certificate, under uvicorn or behind a proxy.
 
 uvicorn does not fill the ASGI ``tls`` scope extension, so
-:class:`ClientCertH11Protocol` does: after the handshake it reads the peer
-certificate and the ``tls-unique`` channel binding (RFC 5929; TLS 1.2 only, used
-by EST, RFC 7030 3.5) and adds them to every request's scope on that connection.
+:class:`ClientCertHttpToolsProtocol` (uvicorn's httptools - llhttp - protocol; it
+costs less per request than the pure-Python h11 one) does: after the handshake it
+reads the peer certificate and the ``tls-unique`` channel binding (RFC 5929; TLS
+1.2 only, used by EST, RFC 7030 3.5) once, and puts them in every request's scope
+on that connection.
 
 The server asks for a client certificate but does not require one
 (CERT_OPTIONAL): devices enrolling with a token have none. OpenSSL still checks
@@ -13,10 +15,19 @@ against the current database state, which is authoritative.
 
 Behind a TLS-terminating proxy, the proxy forwards the certificate in a header
 (nginx: ``$ssl_client_escaped_cert``); it is believed only from ``trusted_proxies``.
+
+Python's ssl module (before 3.13) gives the app the peer's leaf only, and nginx
+forwards only the leaf, so a client that presents intermediate CA certificates
+(an 802.1AR IDevID under a manufacturer's intermediate) sends them again in the
+``DMBoot-Client-Chain`` header (:func:`client_chain`): base64 DER certificates,
+comma-separated. They are untrusted input: the attestation builds and checks the
+path from the leaf through them to a registered CA (pki/paths.py).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import ssl
 import threading
@@ -26,15 +37,20 @@ from urllib.parse import unquote
 
 from cryptography import x509
 from starlette.requests import HTTPConnection
-from starlette.types import Receive, Scope, Send
 from uvicorn.config import Config
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-__all__ = ["ClientCertH11Protocol", "TlsInfo", "client_certificate", "ssl_context_factory", "tls_info"]
+from bootstrap.errors import AuthenticationFailed
+from pki.paths import MAX_INTERMEDIATES
+
+__all__ = ["CHAIN_HEADER", "ClientCertHttpToolsProtocol", "TlsInfo", "client_certificate", "client_chain",
+           "ssl_context_factory", "tls_info"]
 
 log = logging.getLogger(__name__)
 
 _TLS_VERSIONS = {"TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
+#: The request header with the CA certificates a client presents beside its own (base64 DER, comma-separated).
+CHAIN_HEADER = "dmboot-client-chain"
 #: Seconds between reloads of the client-certificate trust store from the database.
 TRUST_RELOAD_SECONDS = 30.0
 
@@ -43,22 +59,20 @@ class TlsInfo(dict[str, Any]):
     """The ASGI ``tls`` extension (client_cert_chain, tls_version) plus ``tls_unique``."""
 
 
-class ClientCertH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol, adding the ASGI ``tls`` extension to each request."""
+class ClientCertHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, adding the ASGI ``tls`` extension to each request."""
+
+    _tls: TlsInfo | None = None
 
     def connection_made(self, transport: Any) -> None:  # asyncio.Transport
         super().connection_made(transport)
         ssl_object = transport.get_extra_info("ssl_object")
-        if ssl_object is None:
-            return
-        info = _connection_info(ssl_object)
-        inner = self.app
+        self._tls = _connection_info(ssl_object) if ssl_object is not None else None
 
-        async def app_with_tls(scope: Scope, receive: Receive, send: Send) -> None:
-            scope.setdefault("extensions", {})["tls"] = info
-            await inner(scope, receive, send)
-
-        self.app = app_with_tls
+    def on_message_begin(self) -> None:
+        super().on_message_begin()  # makes this request's scope
+        if self._tls is not None:
+            self.scope["extensions"] = {"tls": self._tls}  # type: ignore[dict-item]  # ASGI types it loosely
 
 
 def _connection_info(ssl_object: ssl.SSLObject) -> TlsInfo:
@@ -106,6 +120,26 @@ def client_certificate(
         except ValueError:
             log.warning("unparseable client certificate header from proxy %s", peer)
     return None
+
+
+def client_chain(connection: HTTPConnection) -> tuple[x509.Certificate, ...]:
+    """The intermediate CA certificates the client presents in ``DMBoot-Client-Chain``.
+
+    Untrusted: whoever uses them validates a path through them to its own anchors.
+
+    Raises:
+        AuthenticationFailed: the header is not base64 DER certificates, or names too many.
+    """
+    values = [v.strip() for header in connection.headers.getlist(CHAIN_HEADER) for v in header.split(",")]
+    values = [v for v in values if v]
+    if len(values) > MAX_INTERMEDIATES:
+        raise AuthenticationFailed(f"{CHAIN_HEADER} holds {len(values)} certificates; at most {MAX_INTERMEDIATES}",
+                                   field=CHAIN_HEADER)
+    try:
+        return tuple(x509.load_der_x509_certificate(base64.b64decode(v, validate=True)) for v in values)
+    except (binascii.Error, ValueError):
+        raise AuthenticationFailed(f"{CHAIN_HEADER} must be base64 DER certificates separated by commas",
+                                   field=CHAIN_HEADER) from None
 
 
 def ssl_context_factory(

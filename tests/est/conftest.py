@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from bootstrap.runtime import Runtime
 from bootstrap.services.config import ProfileSpec
 from pki.authority import fingerprint
-from tests.est.live import LiveServer, live_server, make_ca, make_leaf, write_key
+from tests.est.live import LiveServer, disabling_manufacturer, live_server, make_ca, make_leaf, write_key
 
 #: DevIDs of the fleet (registered in profile factory-a unless said otherwise).
 DEVICES = {
@@ -52,15 +52,9 @@ def _prepare(server: LiveServer, runtime: Runtime) -> None:
         runtime.devices.register(dev_id, profile, idevid_fingerprint=print_, actor="test")
 
 
-def _after_start(server: LiveServer, runtime: Runtime) -> None:
-    # Disabled once the server runs: its TLS layer still trusts the CA (anchors are only ever
-    # added to a live context), so the refusal must come from the application's own check.
-    runtime.config.set_manufacturer_ca_enabled("retired", False, actor="test")
-
-
 @pytest.fixture(scope="package")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    with live_server(tmp_path_factory.mktemp("est-live"), _prepare, _after_start) as live:
+    with live_server(tmp_path_factory.mktemp("est-live"), _prepare, disabling_manufacturer("retired")) as live:
         yield live
 
 

@@ -29,7 +29,8 @@ from bootstrap.settings import Settings
 from pki.keys import KeyType, PrivateKey, generate_private_key
 from tests.support.servers import free_port
 
-__all__ = ["CurlResult", "LiveServer", "dmboot", "free_port", "live_server", "make_ca", "make_leaf", "write_key"]
+__all__ = ["CurlResult", "LiveServer", "disabling_manufacturer", "dmboot", "free_port", "live_server", "make_ca",
+           "make_leaf", "write_key"]
 
 DMBOOT = [sys.executable, "-m", "bootstrap"]
 PASSPHRASE = "live-test-passphrase"
@@ -151,6 +152,19 @@ def live_server(base: Path, prepare: Callable[[LiveServer, Runtime], None] = lam
                 server.process.wait()
     finally:
         runtime.close()
+
+
+def disabling_manufacturer(name: str) -> Callable[[LiveServer, Runtime], None]:
+    """An ``after_start`` that disables manufacturer CA ``name`` once the server runs.
+
+    Its TLS layer still trusts the CA (anchors are only ever added to a live context),
+    so a refusal must come from the application's own check.
+    """
+
+    def after_start(server: LiveServer, runtime: Runtime) -> None:
+        runtime.config.set_manufacturer_ca_enabled(name, False, actor="test")
+
+    return after_start
 
 
 def _wait_ready(server: LiveServer) -> None:
