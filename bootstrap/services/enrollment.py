@@ -209,7 +209,7 @@ class EnrollmentService:
     def _content(self, session: Session, device: DeviceRow, profile: EnrollmentProfileRow,
                  issued: IssuedCertificate, mos: list[dict[str, Any]] | None) -> BootstrapContent:
         issuing, _authority = self._authorities.active(session)
-        parts = profile_content(session, profile, root=self._authorities.root_row(session), issuing=issuing,
+        parts = profile_content(session, profile, root=self._authorities.root(session), issuing=issuing,
                                 chosen_server_id=device.chosen_dm_server_id)
         chain = tuple(c.public_bytes(Encoding.DER) for c in (issued.certificate, *issued.chain))
         declared = {m["MOID"] for m in mos} if mos is not None else None
