@@ -94,6 +94,13 @@ class IssuanceService:
             raise NotFound(f"no certificate with serial {serial_hex}", field="serial")
         return row
 
+    def superseded_by(self, serial_hex: str) -> list[str]:
+        """The serials certificate ``serial_hex`` superseded (re-enrollment), oldest first."""
+        query = select(CertificateRow.serial_hex).where(CertificateRow.superseded_by == serial_hex) \
+            .order_by(col(CertificateRow.id))
+        with self._db.session() as session:
+            return list(session.exec(query))
+
     def list(self, *, limit: int = 100, offset: int = 0, profile: str | None = None) -> list[CertificateRow]:
         query = select(CertificateRow).order_by(col(CertificateRow.id).desc()).offset(offset).limit(limit)
         if profile:

@@ -140,7 +140,7 @@ def certificate_json(row: CertificateRow) -> dict[str, Any]:
             "not_before": row.not_before.isoformat(), "not_after": row.not_after.isoformat(),
             "status": row.status, "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
             "revocation_reason": row.revocation_reason, "fingerprint": row.fingerprint,
-            "requested_by": row.requested_by}
+            "requested_by": row.requested_by, "superseded_by": row.superseded_by}
 
 
 def routes() -> list[Route]:

@@ -70,6 +70,12 @@ class GroupCommitter:
         self.batches = 0
         self.requests = 0
 
+    @property
+    def queued(self) -> int:
+        """Requests waiting for a writer."""
+        with self._cond:
+            return len(self._queue)
+
     @contextmanager
     def announce(self) -> Iterator[None]:
         """Say a request will call :meth:`run` soon, so a writer may wait for it briefly."""

@@ -17,6 +17,9 @@ certificate is returned only after that transaction committed.
 from __future__ import annotations
 
 import json
+import logging
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -31,7 +34,7 @@ from bootstrap.services.audit import append_event
 from bootstrap.services.authorities import AuthorityDirectory
 from bootstrap.services.pipeline.group_commit import GroupCommitter
 from bootstrap.services.pipeline.options import Authorize, SignOptions
-from bootstrap.services.pipeline.supersede import mark_superseded
+from bootstrap.services.pipeline.supersede import SWEEP_EVERY, mark_superseded
 from bootstrap.store.models import CertificateRow, utcnow
 from pki.authority import CertificateAuthority, IssuedCertificate
 from pki.csr import CsrInfo, check_request, parse_csr
@@ -40,8 +43,9 @@ from pki.identity import dev_id_from_uri
 from pki.keys import PublicKey
 from pki.profiles import LEAF_PROFILES, CertificateProfile, Names, get_profile
 
-__all__ = ["Issued", "Pipeline", "certificate_values", "sign"]
+__all__ = ["Issued", "Pipeline", "certificate_row", "certificate_values", "leaf_profile", "sign"]
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 _CERTIFICATES: Table = CertificateRow.__table__  # type: ignore[attr-defined]
 _INSERT_CERTIFICATE = insert(_CERTIFICATES)
@@ -64,6 +68,10 @@ class Pipeline:
     def __init__(self, committer: GroupCommitter, authorities: AuthorityDirectory) -> None:
         self._committer = committer
         self._authorities = authorities
+        #: Revokes superseded certificates whose grace is over (set by the runtime); run lazily.
+        self.sweeper: Callable[[], object] | None = None
+        self._next_sweep = 0.0
+        self._sweep_lock = threading.Lock()
 
     @property
     def committer(self) -> GroupCommitter:
@@ -101,7 +109,21 @@ class Pipeline:
                 result = after(session, options, issued) if after is not None else None
                 return Issued(options, issued, result)  # type: ignore[arg-type]
 
-        return self._committer.run(work)
+        done = self._committer.run(work)
+        self._maybe_sweep()
+        return done
+
+    def _maybe_sweep(self) -> None:
+        """Sweep superseded certificates, at most every SWEEP_EVERY seconds per process."""
+        if self.sweeper is None or time.monotonic() < self._next_sweep or not self._sweep_lock.acquire(False):
+            return
+        try:
+            self._next_sweep = time.monotonic() + SWEEP_EVERY
+            self.sweeper()
+        except Exception:  # housekeeping: the next sweep tries again
+            log.warning("superseded-certificate sweep failed", exc_info=True)
+        finally:
+            self._sweep_lock.release()
 
     def _sign_and_record(self, session: Session, info: CsrInfo, options: SignOptions, request_id: str | None,
                          now: datetime) -> IssuedCertificate:
@@ -144,16 +166,28 @@ def sign(authority: CertificateAuthority, public_key: PublicKey, names: Names, p
 
 def certificate_values(issued: IssuedCertificate, *, authority_id: int, key_type: str, actor: str,
                        request_id: str | None, now: datetime) -> dict[str, Any]:
-    """The ``certificate`` row of an issued certificate (every channel records this row)."""
+    """The ``certificate`` row of an issued certificate (see :func:`certificate_row`)."""
     cert = issued.certificate
     names = _san_strings(cert)
     device_id = next((d for d in (dev_id_from_uri(n[4:]) for n in names if n.startswith("uri:")) if d), None)
-    return dict(serial_hex=issued.serial_hex, authority_id=authority_id, profile=issued.profile,
-                subject=cert.subject.rfc4514_string(), common_name=_common_name(cert), sans=json.dumps(names),
-                device_id=device_id, key_type=key_type, not_before=cert.not_valid_before_utc,
-                not_after=cert.not_valid_after_utc, status="valid", revoked_at=None, revocation_reason=None,
-                fingerprint=issued.fingerprint, pem=issued.pem, requested_by=actor, request_id=request_id,
-                created_at=now)
+    return certificate_row(serial_hex=issued.serial_hex, authority_id=authority_id, profile=issued.profile,
+                           subject=cert.subject.rfc4514_string(), common_name=_common_name(cert),
+                           sans=json.dumps(names), device_id=device_id, key_type=key_type,
+                           not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
+                           fingerprint=issued.fingerprint, pem=issued.pem, actor=actor, request_id=request_id,
+                           now=now)
+
+
+def certificate_row(*, serial_hex: str, authority_id: int, profile: str, subject: str, common_name: str, sans: str,
+                    device_id: str | None, key_type: str, not_before: datetime, not_after: datetime,
+                    fingerprint: str, pem: str, actor: str, request_id: str | None, now: datetime) -> dict[str, Any]:
+    """The ``certificate`` row every channel records (the factory's bulk insert too)."""
+    return {"serial_hex": serial_hex, "authority_id": authority_id, "profile": profile, "subject": subject,
+            "common_name": common_name, "sans": sans, "device_id": device_id, "key_type": key_type,
+            "not_before": not_before, "not_after": not_after, "status": "valid", "revoked_at": None,
+            "revocation_reason": None, "fingerprint": fingerprint, "pem": pem, "requested_by": actor,
+            "request_id": request_id, "created_at": now, "superseded_by": None, "supersede_at": None,
+            "first_used_at": None}
 
 
 def _common_name(cert: x509.Certificate) -> str:
