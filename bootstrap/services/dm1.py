@@ -71,6 +71,7 @@ from bootstrap.services.audit import append_event
 from bootstrap.services.enrollment import EnrollmentService
 from bootstrap.services.issuance import IssuanceService
 from bootstrap.services.pipeline import DeviceAuthorizer, SignOptions, valid_dev_id
+from bootstrap.services.pipeline.refusals import audit_refusal
 from bootstrap.store.db import Database
 from bootstrap.store.models import DeviceRow, DmServerRow, EnrollmentProfileRow, utcnow
 from pki.authority import IssuedCertificate
@@ -482,13 +483,7 @@ class Dm1Service:
         raise Conflict(f"the DM 1.x credentials of {dev_id!r} are being written by another request; retry")
 
     def _audit_failure(self, action: str, dev_id: str, actor: str, exc: Exception, request_id: str | None) -> None:
-        try:
-            with self._db.session() as session:
-                append_event(session, actor=actor, action=action, outcome="failure", target=str(dev_id)[:128],
-                             request_id=request_id,
-                             detail={"error": type(exc).__name__, "reason": str(getattr(exc, "message", exc))[:500]})
-        except Exception:  # the original error matters more
-            log.exception("could not audit the refused %s of %s", action, dev_id)
+        audit_refusal(self._db, exc, actor=actor, action=action, target=str(dev_id)[:128], request_id=request_id)
 
 
 # --------------------------------------------------------------------------- helpers

@@ -51,6 +51,7 @@ from bootstrap.services.authorities import AuthorityDirectory
 from bootstrap.services.content import profile_content
 from bootstrap.services.issuance import IssuanceService
 from bootstrap.services.pipeline import DeviceAuthorizer, SignOptions, device_actor, valid_dev_id
+from bootstrap.services.pipeline.refusals import audit_refusal
 from bootstrap.store.db import Database
 from bootstrap.store.models import (
     AuthorityRow,
@@ -60,7 +61,6 @@ from bootstrap.store.models import (
     utcnow,
 )
 from pki.authority import IssuedCertificate
-from pki.errors import PkiError
 from pki.identity import check_dev_id
 
 __all__ = ["CHANNELS", "EnrollmentOutcome", "EnrollmentService", "Evidence"]
@@ -181,18 +181,9 @@ class EnrollmentService:
         :meth:`enroll` calls it for every failure; transports call it for requests
         refused before they reach :meth:`enroll` (wrong media type, malformed body).
         """
-        reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-        if not isinstance(exc, DmBootstrapError | PkiError):
-            reason = "internal error"
         name = _audit_name(dev_id)
-        try:
-            with self._db.session() as session:
-                append_event(session, actor=device_actor(name), action="device.enroll", outcome="failure", target=name,
-                             request_id=request_id,
-                             detail={"method": str(method)[:32], "channel": channel, "error": type(exc).__name__,
-                                     "reason": reason[:500]})
-        except Exception:  # the original error matters more; the log keeps this one
-            log.exception("could not record the refused enrollment of %s", name)
+        audit_refusal(self._db, exc, actor=device_actor(name), action="device.enroll", target=name,
+                      request_id=request_id, detail={"method": str(method)[:32], "channel": channel})
 
     # -- after enrollment -----------------------------------------------------------------
 

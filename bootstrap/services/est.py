@@ -50,10 +50,9 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 from sqlmodel import Session, select
 
-from bootstrap.auth.attestation import Evidence
+from bootstrap.auth.attestation import Evidence, recorded_certificate
 from bootstrap.errors import (
     AuthenticationFailed,
-    DmBootstrapError,
     InvalidRequest,
     NotFound,
     PermissionDenied,
@@ -63,13 +62,14 @@ from bootstrap.services.audit import append_event
 from bootstrap.services.authorities import AuthorityDirectory
 from bootstrap.services.issuance import IssuanceService
 from bootstrap.services.pipeline import DeviceAuthorizer, SignOptions, check_certificate_current, device_actor
+from bootstrap.services.pipeline.refusals import audit_refusal
 from bootstrap.services.pipeline.supersede import grace_of
 from bootstrap.services.revocation import is_device_blocked
 from bootstrap.store.db import Database
-from bootstrap.store.models import AuthorityRow, CertificateRow, DeviceRow, EnrollmentProfileRow, utcnow
-from pki.authority import IssuedCertificate, fingerprint
+from bootstrap.store.models import AuthorityRow, DeviceRow, EnrollmentProfileRow, utcnow
+from pki.authority import IssuedCertificate
 from pki.csr import CsrInfo, parse_csr
-from pki.errors import CsrPolicyError, PkiError
+from pki.errors import CsrPolicyError
 from pki.est import channel_binding_matches, csr_attributes
 from pki.identity import dev_id_from_uri
 from pki.keys import KeyType, PrivateKey, generate_private_key
@@ -267,12 +267,7 @@ class EstService:
                                        " (RFC 7030 4.2.2)")
         if _issuing_ca(session, cert, now) is None:
             raise AuthenticationFailed("the client certificate is not issued by one of our CAs", field="certificate")
-        serial = format(cert.serial_number, "x")
-        row = session.exec(select(CertificateRow).where(CertificateRow.serial_hex == serial)).first()
-        if row is None or row.fingerprint != fingerprint(cert):
-            raise AuthenticationFailed(f"certificate {serial} is not one we recorded", field="certificate")
-        if row.status != "valid":
-            raise AuthenticationFailed(f"certificate {serial} is {row.status}", field="certificate")
+        serial, row = recorded_certificate(session, cert, field="certificate")
         if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
             raise AuthenticationFailed(f"certificate {serial} is expired or not yet valid", field="certificate")
         if row.profile not in EST_CERTIFICATE_PROFILES:
@@ -303,20 +298,11 @@ class EstService:
 
     def _refused(self, action: str, label: EstLabel, client: EstClient, request_id: str | None,
                  exc: Exception) -> None:
-        reason = getattr(exc, "message", None) or type(exc).__name__
-        if not isinstance(exc, DmBootstrapError | PkiError):
-            reason = "internal error"
         who = (client.username or "") if client.password is not None else (
             client.certificate.subject.rfc4514_string() if client.certificate is not None else "anonymous")
-        try:
-            with self._db.session() as session:
-                append_event(session, actor=f"est:{who}"[:128], action=action, outcome="failure",
-                             request_id=request_id,
-                             detail={"label": label.name, "error": type(exc).__name__, "reason": str(reason)[:500],
-                                     "auth": "basic" if client.password is not None
-                                     else "certificate" if client.certificate is not None else "none"})
-        except Exception:  # the original error matters more
-            log.exception("could not audit a refused EST request")
+        audit_refusal(self._db, exc, actor=f"est:{who}", action=action, request_id=request_id,
+                      detail={"label": label.name, "auth": "basic" if client.password is not None
+                              else "certificate" if client.certificate is not None else "none"})
 
 
 def _issuing_ca(session: Session, cert: x509.Certificate, now: datetime) -> AuthorityRow | None:

@@ -15,9 +15,9 @@ from datetime import datetime, timedelta
 from sqlmodel import col, select
 
 from bootstrap.errors import NotFound
-from bootstrap.services.audit import append_event
 from bootstrap.services.authorities import AuthorityDirectory
 from bootstrap.services.pipeline import GroupCommitter, Issued, Pipeline, admin_options, leaf_profile
+from bootstrap.services.pipeline.refusals import audit_refusal
 from bootstrap.store.db import Database
 from bootstrap.store.models import CertificateRow
 from pki.authority import IssuedCertificate
@@ -76,15 +76,8 @@ class IssuanceService:
         return done.certificate
 
     def _refused(self, requester: Requester, profile_name: str, error: PkiError) -> None:
-        with self._db.session() as session:
-            append_event(
-                session,
-                actor=requester.actor,
-                action="cert.issue",
-                outcome="failure",
-                request_id=requester.request_id,
-                detail={"profile": profile_name, "error": type(error).__name__, "reason": error.message},
-            )
+        audit_refusal(self._db, error, actor=requester.actor, action="cert.issue", request_id=requester.request_id,
+                      detail={"profile": profile_name})
 
     def get(self, serial_hex: str) -> CertificateRow:
         serial = serial_hex.lower().removeprefix("0x").replace(":", "").lstrip("0")
