@@ -66,6 +66,7 @@ class GroupCommitter:
         self._queue: deque[_Job[Any]] = deque()
         self._writing = False
         self._coming = 0  # requests announced (preparing outside the transaction), not yet queued
+        self._local = threading.local()  # set while this thread writes a batch
         #: Batches committed and requests in them, for tests and metrics.
         self.batches = 0
         self.requests = 0
@@ -95,6 +96,11 @@ class GroupCommitter:
                 commit's error; Conflict after ATTEMPTS serial collisions.
         """
         job: _Job[T] = _Job(work)
+        if getattr(self._local, "writing", False):  # work that runs more work: its own transaction, now
+            self._commit([job])
+            if job.error is not None:
+                raise job.error
+            return job.value  # type: ignore[no-any-return]
         with self._cond:
             self._queue.append(job)
             self._cond.notify_all()
@@ -103,10 +109,12 @@ class GroupCommitter:
             if not job.finished:
                 self._writing = True
         if not job.finished:
+            self._local.writing = True
             try:
                 while not job.finished:
                     self._write(self._take())
             finally:
+                self._local.writing = False
                 with self._cond:
                     self._writing = False
                     self._cond.notify_all()
