@@ -88,6 +88,7 @@ class Runtime:
         self.dm1 = Dm1Service(self.database, self.store, self.issuance, self.ddfs, self.enrollment)
         self.crls = CrlService(self.database, self.authorities, settings.public_url)
         self.revocation = RevocationService(self.database, self.crls)
+        self.issuance.pipeline.sweeper = self.revocation.revoke_superseded
         self.ocsp = OcspResponder(self.database, self.authorities, self.store, settings.organization)
         self.est = EstService(self.database, self.store, self.authorities, self.issuance)
         self.factory = FactoryService(self.database, self.store, self.authorities, self.tokens,

@@ -68,6 +68,7 @@ __all__ = [
     "Verifier",
     "group_key_path",
     "read_group_key",
+    "recorded_certificate",
     "verifiers",
 ]
 
@@ -295,16 +296,27 @@ class CurrentCertificateVerifier:
             raise AuthenticationFailed("the client certificate is not issued by one of our issuing CAs",
                                        field="client_certificate")
         _check_leaf(cert, now)
-        serial = format(cert.serial_number, "x")
-        row = session.exec(select(CertificateRow).where(CertificateRow.serial_hex == serial)).first()
-        if row is None or row.fingerprint != fingerprint(cert):
-            raise AuthenticationFailed(f"certificate {serial} is not one we recorded", field="client_certificate")
-        if row.status != "valid":
-            raise AuthenticationFailed(f"certificate {serial} is {row.status}", field="client_certificate")
+        serial, row = recorded_certificate(session, cert, field="client_certificate")
         if row.profile != "device" or _certified_dev_id(cert) != dev_id:
             raise PermissionDenied(f"certificate {serial} is not a device certificate for {dev_id!r}",
                                    field="client_certificate")
         return Attestation(self.method, dev_id, detail={"serial": serial})
+
+
+def recorded_certificate(session: Session, cert: x509.Certificate, *,
+                         field: str = "client_certificate") -> tuple[str, CertificateRow]:
+    """The row of ``cert``, one we issued and recorded, still valid (not revoked): (serial, row).
+
+    Raises:
+        AuthenticationFailed: not recorded by us (or another certificate under its serial), or revoked.
+    """
+    serial = format(cert.serial_number, "x")
+    row = session.exec(select(CertificateRow).where(CertificateRow.serial_hex == serial)).first()
+    if row is None or row.fingerprint != fingerprint(cert):
+        raise AuthenticationFailed(f"certificate {serial} is not one we recorded", field=field)
+    if row.status != "valid":
+        raise AuthenticationFailed(f"certificate {serial} is {row.status}", field=field)
+    return serial, row
 
 
 def verifiers(store: SecretStore) -> dict[str, Verifier]:

@@ -33,6 +33,8 @@ def _cert_record(row: CertificateRow) -> dict[str, Any]:
         "revocation_reason": row.revocation_reason,
         "fingerprint": row.fingerprint,
         "requested_by": row.requested_by,
+        "superseded_by": row.superseded_by,
+        "supersede_at": row.supersede_at.isoformat() if row.supersede_at else None,
     }
 
 
@@ -84,7 +86,8 @@ def cert_list(
     if not rows:
         typer.echo("no certificates")
     for r in rows:
-        typer.echo(f"{r.serial_hex:<42} {r.profile:<16} {r.status:<8} {r.not_after:%Y-%m-%d}  {r.subject}")
+        note = f"  (superseded by {r.superseded_by})" if r.superseded_by else ""
+        typer.echo(f"{r.serial_hex:<42} {r.profile:<16} {r.status:<8} {r.not_after:%Y-%m-%d}  {r.subject}{note}")
 
 
 @app.command("show")
@@ -97,10 +100,11 @@ def cert_show(
     """Show one certificate."""
     with open_runtime() as runtime:
         row = runtime.issuance.get(serial)
+        supersedes = runtime.issuance.superseded_by(row.serial_hex)
     if pem:
         typer.echo(row.pem, nl=False)
         return
-    record = _cert_record(row)
+    record = {**_cert_record(row), "supersedes": supersedes}
     if as_json:
         emit_json(record)
         return

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import re
@@ -520,15 +521,29 @@ def bootstrap_instances(content: BootstrapContent, declared: Collection[str], re
         wanted.append(trust_instance(content, ddf_base_url=ddf_base_url))
     if DMACC_1_2 in declared:
         wanted.append(account_instance(content, ddf_base_url=ddf_base_url, bootstrap=bootstrap))
-    for extra in content.extra_mos:
-        if extra.moid in declared:
-            wanted.append(_extra(extra.moid, extra.instance))
-    for instance in wanted:
-        try:
-            validate_instance(instance, registry)
-        except MoValidationError as exc:
-            raise PackageBuildError(f"{instance.client_uri} does not match its DDF: {exc}") from None
-    return tuple(wanted)
+    for instance in wanted:  # these carry the device's own certificate: checked per device
+        _validated(instance, registry)
+    extras = [_checked_extra(extra.moid, json.dumps(extra.instance, sort_keys=True, default=str), registry)
+              for extra in content.extra_mos if extra.moid in declared]
+    return (*wanted, *extras)
+
+
+def _validated(instance: MoInstance, registry: DdfRegistry) -> MoInstance:
+    try:
+        validate_instance(instance, registry)
+    except MoValidationError as exc:
+        raise PackageBuildError(f"{instance.client_uri} does not match its DDF: {exc}") from None
+    return instance
+
+
+@functools.lru_cache(maxsize=256)
+def _checked_extra(moid: str, canonical: str, registry: DdfRegistry) -> MoInstance:
+    """A profile's extra MO, built and validated against its DDF once per profile version.
+
+    Keyed by the instance's canonical JSON (what a profile version fixes), so an edited
+    profile is checked again; a refusal is not remembered. The value is a frozen MoInstance.
+    """
+    return _validated(_extra(moid, json.loads(canonical)), registry)
 
 
 def _extra(moid: str, obj: Mapping[str, Any]) -> MoInstance:

@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import Table, bindparam, event, insert, select, update
 from sqlalchemy.orm import Session as OrmSession
+from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session
 
 from bootstrap import metrics
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 _QUEUE = "dmboot.audit.queue"
 _WRITTEN = "dmboot.audit.written"  # written in this transaction; counted by metrics once it commits
+_MARKS = "dmboot.audit.savepoints"
 
 #: The hash the first event chains to.
 GENESIS = "0" * 64
@@ -111,10 +113,31 @@ def _count_written(session: OrmSession) -> None:
             log.exception("could not count committed audit events in the metrics")
 
 
-@event.listens_for(OrmSession, "after_rollback")
-def _drop_queued(session: OrmSession) -> None:
-    session.info.pop(_QUEUE, None)
-    session.info.pop(_WRITTEN, None)
+@event.listens_for(OrmSession, "after_transaction_create")
+def _mark_savepoint(session: OrmSession, transaction: SessionTransaction) -> None:
+    if transaction.nested:  # remember where the savepoint's events start
+        session.info.setdefault(_MARKS, {})[id(transaction)] = len(session.info.get(_QUEUE, ()))
+
+
+@event.listens_for(OrmSession, "after_transaction_end")
+def _forget_savepoints(session: OrmSession, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # a savepoint's mark is read after it ends (after_soft_rollback)
+        session.info.pop(_MARKS, None)
+
+
+@event.listens_for(OrmSession, "after_soft_rollback")
+def _drop_queued(session: OrmSession, previous: SessionTransaction) -> None:
+    # A savepoint that rolls back drops only its own events (group commit: one
+    # request of a batch fails alone); the whole transaction drops them all.
+    if previous.nested:
+        mark = session.info.get(_MARKS, {}).get(id(previous))
+        queued = session.info.get(_QUEUE)
+        if mark is not None and queued is not None:
+            del queued[mark:]
+    elif previous.parent is None:
+        session.info.pop(_QUEUE, None)
+        session.info.pop(_MARKS, None)
+        session.info.pop(_WRITTEN, None)
 
 
 def append_events(session: Session, records: Sequence[AuditRecord]) -> int:

@@ -33,7 +33,7 @@ from pki.authority import CertificateAuthority, create_issuing_ca, create_root, 
 from pki.keys import KeyType
 from pki.profiles import Names, Urls
 
-__all__ = ["AuthorityDirectory", "HierarchyInfo", "RotationInfo", "authority_urls"]
+__all__ = ["AuthorityDirectory", "CaInfo", "HierarchyInfo", "RotationInfo", "authority_urls"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,29 @@ ROOT_NAME = "root"
 #: Seconds a process keeps using the active issuing CA it looked up (see active()).
 ACTIVE_TTL = 5.0
 ISSUING_PREFIX = "issuing-"
+
+
+@dataclass(frozen=True)
+class CaInfo:
+    """A CA row as plain values: what a process may remember across sessions.
+
+    Never an ORM row: a row cached from one request's session is detached (and
+    expired) when that request rolls back, and then fails every later request.
+    """
+
+    id: int
+    name: str
+    kind: str
+    pem: str
+    fingerprint: str
+    key_ref: str
+    parent_id: int | None
+
+    @classmethod
+    def of(cls, row: AuthorityRow) -> CaInfo:
+        if row.id is None:  # pragma: no cover - a flushed row always has one
+            raise NotInitialized("authority row has no id")
+        return cls(row.id, row.name, row.kind, row.pem, row.fingerprint, row.key_ref, row.parent_id)
 
 
 @dataclass(frozen=True)
@@ -80,8 +103,8 @@ class AuthorityDirectory:
         self._organization = organization
         self._cache: dict[str, CertificateAuthority] = {}
         self._lock = threading.Lock()
-        self._active: tuple[AuthorityRow, CertificateAuthority, float] | None = None
-        self._root: AuthorityRow | None = None
+        self._active: tuple[CaInfo, CertificateAuthority, float] | None = None
+        self._root: CaInfo | None = None
 
     def ensure_hierarchy(self, session: Session, key_type: KeyType, actor: str) -> HierarchyInfo:
         """Create the root and the first issuing CA unless they exist."""
@@ -224,16 +247,21 @@ class AuthorityDirectory:
         return session.exec(query).first()
 
     def root_row(self, session: Session) -> AuthorityRow:
-        """The root CA's row (remembered once found: the root never changes)."""
-        with self._lock:
-            if self._root is not None:
-                return self._root
+        """The root CA's row, read in ``session``."""
         row = session.exec(select(AuthorityRow).where(AuthorityRow.name == ROOT_NAME)).first()
         if row is None:
             raise NotInitialized("no CA hierarchy yet; run `dmboot init`")
-        with self._lock:
-            self._root = row
         return row
+
+    def root(self, session: Session) -> CaInfo:
+        """The root CA as plain values (remembered once found: the root never changes)."""
+        with self._lock:
+            if self._root is not None:
+                return self._root
+        info = CaInfo.of(self.root_row(session))
+        with self._lock:
+            self._root = info
+        return info
 
     def active_row(self, session: Session) -> AuthorityRow:
         row = self._active_row(session)
@@ -256,8 +284,8 @@ class AuthorityDirectory:
         issuing.sort(key=lambda r: (not r.active, -(r.id or 0)))
         return issuing + [self.root_row(session)]
 
-    def active(self, session: Session) -> tuple[AuthorityRow, CertificateAuthority]:
-        """The active issuing CA's row and a ready CertificateAuthority.
+    def active(self, session: Session) -> tuple[CaInfo, CertificateAuthority]:
+        """The active issuing CA (plain values) and a ready CertificateAuthority.
 
         Remembered for ACTIVE_TTL seconds: every issuance asks, and the answer changes
         only on rotation. A rotation in this process is seen at once (invalidate());
@@ -270,9 +298,10 @@ class AuthorityDirectory:
             return cached[0], cached[1]
         row = self.active_row(session)
         authority = self.authority(session, row)
+        info = CaInfo.of(row)
         with self._lock:
-            self._active = (row, authority, now + ACTIVE_TTL)
-        return row, authority
+            self._active = (info, authority, now + ACTIVE_TTL)
+        return info, authority
 
     def invalidate(self) -> None:
         """Forget the remembered active CA (after a rotation)."""

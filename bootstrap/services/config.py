@@ -26,6 +26,7 @@ from bootstrap.errors import Conflict, InvalidRequest, NotFound
 from bootstrap.services.audit import append_event
 from bootstrap.services.dm1 import profile_options
 from bootstrap.services.issuance import IssuanceService, Requester
+from bootstrap.services.pipeline.supersede import SUPERSEDE_MODES
 from bootstrap.store.db import Database
 from bootstrap.store.models import (
     DataRepositoryRow,
@@ -74,6 +75,9 @@ class ProfileSpec:
     validity_days: int = 365
     description: str = ""
     enabled: bool = True
+    #: Re-enrollment: "first-use", "immediate" or "keep" (bootstrap.services.pipeline.supersede).
+    supersede: str = "first-use"
+    supersede_grace_seconds: int = 3600
 
     @classmethod
     def from_json(cls, obj: object) -> ProfileSpec:
@@ -96,7 +100,8 @@ class ProfileSpec:
             if key in obj:
                 values[key] = tuple(_strings(obj, key))
         for key, kind in (("certificate_profile", str), ("delivery", str), ("description", str),
-                          ("enabled", bool), ("server_keygen", bool), ("validity_days", int), ("dmacc", dict)):
+                          ("enabled", bool), ("server_keygen", bool), ("validity_days", int), ("dmacc", dict),
+                          ("supersede", str), ("supersede_grace_seconds", int)):
             if key in obj:
                 values[key] = _typed(obj, key, kind)
         if "extra_mos" in obj:
@@ -122,8 +127,8 @@ class ProfileView:
                 "data_repositories": list(self.data_repositories), "dmacc": row.dmacc,
                 "certificate_profile": row.certificate_profile, "key_types": row.key_types,
                 "attestation": row.attestation, "extra_mos": row.extra_mos, "delivery": row.delivery,
-                "server_keygen": row.server_keygen, "validity_days": row.validity_days,
-                "group_key": row.group_key_ref is not None,
+                "server_keygen": row.server_keygen, "validity_days": row.validity_days, "supersede": row.supersede,
+                "supersede_grace_seconds": row.supersede_grace_seconds, "group_key": row.group_key_ref is not None,
                 "enabled": row.enabled, "created_at": row.created_at.isoformat(),
                 "updated_at": row.updated_at.isoformat()}
 
@@ -324,6 +329,12 @@ class ConfigService:
         row.delivery = spec.delivery
         row.server_keygen = bool(spec.server_keygen)
         row.validity_days = spec.validity_days
+        if spec.supersede not in SUPERSEDE_MODES:
+            raise InvalidRequest(f"supersede must be one of {', '.join(SUPERSEDE_MODES)}", field="supersede")
+        if not isinstance(spec.supersede_grace_seconds, int) or not 0 <= spec.supersede_grace_seconds <= 86400 * 30:
+            raise InvalidRequest("supersede_grace_seconds must be 0 to 2592000 (30 days)",
+                                 field="supersede_grace_seconds")
+        row.supersede, row.supersede_grace_seconds = spec.supersede, spec.supersede_grace_seconds
         row.description = _label(spec.description, "description", maximum=1024, empty=True)
         row.enabled = bool(spec.enabled)
 

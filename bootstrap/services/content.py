@@ -19,6 +19,7 @@ from sqlmodel import Session
 
 from bootstrap.dm.content import BootstrapContent, DmAccount, ExtraMo, TrustAnchor
 from bootstrap.errors import InvalidRequest
+from bootstrap.services.authorities import CaInfo
 from bootstrap.store.models import AuthorityRow, DataRepositoryRow, DmServerRow, EnrollmentProfileRow
 
 __all__ = ["ProfileContent", "pem_to_der", "profile_content"]
@@ -73,8 +74,8 @@ def profile_content(
     session: Session,
     profile: EnrollmentProfileRow,
     *,
-    root: AuthorityRow,
-    issuing: AuthorityRow,
+    root: AuthorityRow | CaInfo,
+    issuing: AuthorityRow | CaInfo,
     chosen_server_id: int | None = None,
 ) -> ProfileContent:
     """The profile's account, trust anchors, repositories and extra MOs.

@@ -19,9 +19,9 @@ SyncML DM 1.2 message, WBXML or XML, with the bootstrap MAC in the Content-Type
 - IMSI and PIN, the MAC keys: the IMSI comes with the request (or the factory
   manifest); the PIN is the device's, kept with its credentials - generated
   (8 digits) unless the factory manifest seeds it at first use.
-- Attestation: :meth:`Dm1Service.bootstrap` verifies the evidence with the same
-  verifiers and rules as :class:`~bootstrap.services.enrollment.EnrollmentService`
-  and issues a certificate only when a CSR is given. A one-time token is
+- Attestation: :meth:`Dm1Service.bootstrap` runs the issuance pipeline with the
+  device authorizer every channel uses (bootstrap.services.pipeline) and issues a
+  certificate only when a CSR is given. A one-time token is
   consumed either way, and the device is recorded as enrolled, all in one
   transaction with the DDF check of the account: a refusal leaves nothing behind.
 """
@@ -34,15 +34,14 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, cast
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.serialization import Encoding
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from bootstrap.auth.attestation import METHODS, Evidence, Verifier, applicable_profile, verifiers
+from bootstrap.auth.attestation import Evidence
 from bootstrap.dm import cp
 from bootstrap.dm.content import DmAccount
 from bootstrap.dm.ddf import DdfRegistry, MoProblem, MoValidationError
@@ -59,7 +58,6 @@ from bootstrap.dm.dm1_security import (
 from bootstrap.dm.dmacc10 import Dm1Account, app_auths, build_dmacc10
 from bootstrap.dm.syncml import XML_MEDIA_TYPE, SyncHeader, bootstrap_commands, tnds_xml, to_wbxml, to_xml
 from bootstrap.errors import (
-    AuthenticationFailed,
     ConfigurationError,
     Conflict,
     InvalidRequest,
@@ -71,14 +69,12 @@ from bootstrap.errors import (
 from bootstrap.secrets.base import SecretRef, SecretStore
 from bootstrap.services.audit import append_event
 from bootstrap.services.enrollment import EnrollmentService
-from bootstrap.services.issuance import IssuanceService, Requester
+from bootstrap.services.issuance import IssuanceService
+from bootstrap.services.pipeline import DeviceAuthorizer, SignOptions, valid_dev_id
+from bootstrap.services.pipeline.refusals import audit_refusal
 from bootstrap.store.db import Database
 from bootstrap.store.models import DeviceRow, DmServerRow, EnrollmentProfileRow, utcnow
 from pki.authority import IssuedCertificate
-from pki.csr import parse_csr
-from pki.identity import check_dev_id, device_uri
-from pki.keys import KeyPolicy
-from pki.profiles import Names
 
 __all__ = [
     "AUTH_SCHEMES",
@@ -104,7 +100,6 @@ _PATH_KEEP = re.compile(r"[A-Za-z0-9.-]")
 _NODE_UNSAFE = re.compile(r"[/?#\s]")
 _PIN = re.compile(r"[0-9]{4,16}")
 _DEFAULT_PORTS = {"https": 443, "http": 80}
-_ATTEMPTS = 3  # a serial-number collision retries the whole transaction, as enrollment does
 
 
 class Dm1AccountError(ConfigurationError):
@@ -275,10 +270,10 @@ class Dm1Service:
                  enrollment: EnrollmentService) -> None:
         self._db = database
         self._store = store
-        self._issuance = issuance
+        self._pipeline = issuance.pipeline
         self._ddfs = ddfs
         self._enrollment = enrollment
-        self._verifiers: dict[str, Verifier] = verifiers(store)
+        self._authorizer = DeviceAuthorizer(store)
 
     # -- devices ----------------------------------------------------------------------
 
@@ -308,53 +303,31 @@ class Dm1Service:
 
     def _bootstrap(self, dev_id: str, evidence: Evidence, csr: bytes | None, imsi: str | None, sec: str | None,
                    request_id: str | None) -> Dm1Package:
-        _check_dev_id(dev_id)
-        verifier = self._verifiers.get(evidence.method)
-        if verifier is None:
-            raise InvalidRequest(f"attestation method must be one of {', '.join(METHODS)}", field="method")
-        for attempt in range(_ATTEMPTS):
-            try:
-                return self._attempt(verifier, dev_id, evidence, csr, imsi, sec, request_id)
-            except IntegrityError:  # a serial collision: the nonce and DevID races are mapped
-                log.warning("serial collision on DM 1.x bootstrap attempt %d; retrying", attempt + 1)
-        raise Conflict("could not record a unique certificate serial; retry")  # pragma: no cover
+        valid_dev_id(dev_id)
+        self._authorizer.verifier(evidence.method)
 
-    def _attempt(self, verifier: Verifier, dev_id: str, evidence: Evidence, csr: bytes | None, imsi: str | None,
-                 sec: str | None, request_id: str | None) -> Dm1Package:
-        now = utcnow()
-        with self._db.session() as session:
-            device = _device(session, dev_id)
-            if device is None and evidence.method != "group-key":
-                raise AuthenticationFailed(f"DevID {dev_id!r} is not registered", field="dev_id")
-            if device is not None and device.status == "blocked":
-                raise PermissionDenied(f"device {dev_id!r} is blocked", field="dev_id")
-            attestation = verifier.verify(session, dev_id, device, evidence, now)
-            profile = applicable_profile(session, device, attestation)
-            device = device or _register(session, dev_id, profile)
-            issued = self._issue(session, dev_id, profile, csr, request_id, now) if csr else None
+        def authorize(session: Session, now: datetime) -> SignOptions:
+            return self._authorizer.grant(session, dev_id, evidence, now).options()
+
+        def after(session: Session, options: SignOptions, issued: IssuedCertificate | None) -> Dm1Package:
+            device, profile = options.device, options.enrollment_profile
+            if device is None or profile is None:  # pragma: no cover - a device grant has them
+                raise InvalidRequest("not a device bootstrap")
             package = self._package(session, device, profile, issued, imsi=imsi, pin=None, sec=sec,
-                                    actor=_actor(dev_id), request_id=request_id)
+                                    actor=options.actor, request_id=request_id)
             if issued is not None:
                 device.current_serial = issued.serial_hex
             device.status = "enrolled"
-            device.updated_at = now
+            device.updated_at = utcnow()
             session.add(device)
-            append_event(session, actor=_actor(dev_id), action="device.enroll", outcome="success", target=dev_id,
+            append_event(session, actor=options.actor, action="device.enroll", outcome="success", target=dev_id,
                          request_id=request_id,
-                         detail={"method": evidence.method, "channel": "dm1", "profile": profile.name,
-                                 "serial": package.serial_hex, "sec": package.sec,
-                                 "dm1_credentials": package.credentials_ref, **attestation.detail})
-            session.flush()
-        return package
+                         detail={"channel": "dm1", "profile": profile.name, "serial": package.serial_hex,
+                                 "sec": package.sec, "dm1_credentials": package.credentials_ref, **options.detail})
+            return package
 
-    def _issue(self, session: Session, dev_id: str, profile: EnrollmentProfileRow, csr: bytes,
-               request_id: str | None, now: datetime) -> IssuedCertificate:
-        # The same checks as EnrollmentService: the profile's key types, CN=DevID and the device URI.
-        info = parse_csr(csr, KeyPolicy.of(profile.key_types))
-        expected = Names(common_name=dev_id, uris=(device_uri(dev_id),))
-        return self._issuance.issue_in(session, info, profile.certificate_profile,
-                                       Requester(_actor(dev_id), request_id), expected=expected,
-                                       validity=timedelta(days=profile.validity_days), now=now)
+        # Without a CSR the evidence is still checked and consumed, and nothing is signed.
+        return self._pipeline.issue(authorize, csr or None, request_id=request_id, after=after).result
 
     # -- factory ----------------------------------------------------------------------
 
@@ -369,7 +342,7 @@ class Dm1Service:
             NotFound: the device is not registered. PermissionDenied: it is blocked.
             InvalidRequest, Conflict, Dm1AccountError: as for :meth:`bootstrap`.
         """
-        _check_dev_id(dev_id)
+        valid_dev_id(dev_id)
         if pin is not None and not _PIN.fullmatch(pin):
             raise InvalidRequest("pin: must be 4 to 16 digits", field="pin")
         with self._db.session() as session:
@@ -510,27 +483,10 @@ class Dm1Service:
         raise Conflict(f"the DM 1.x credentials of {dev_id!r} are being written by another request; retry")
 
     def _audit_failure(self, action: str, dev_id: str, actor: str, exc: Exception, request_id: str | None) -> None:
-        try:
-            with self._db.session() as session:
-                append_event(session, actor=actor, action=action, outcome="failure", target=str(dev_id)[:128],
-                             request_id=request_id,
-                             detail={"error": type(exc).__name__, "reason": str(getattr(exc, "message", exc))[:500]})
-        except Exception:  # the original error matters more
-            log.exception("could not audit the refused %s of %s", action, dev_id)
+        audit_refusal(self._db, exc, actor=actor, action=action, target=str(dev_id)[:128], request_id=request_id)
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _actor(dev_id: str) -> str:
-    return f"device:{dev_id}"[:128]
-
-
-def _check_dev_id(dev_id: str) -> None:
-    try:
-        check_dev_id(dev_id)
-    except (TypeError, ValueError) as exc:
-        raise InvalidRequest(str(exc), field="dev_id") from None
 
 
 def _sec_mode(sec: str) -> SecMode:
@@ -573,18 +529,6 @@ def _profile_row(session: Session, profile_id: int | None) -> EnrollmentProfileR
     if profile is None:  # pragma: no cover - foreign keys keep this from happening
         raise NotFound("the device's enrollment profile does not exist", field="profile")
     return profile
-
-
-def _register(session: Session, dev_id: str, profile: EnrollmentProfileRow) -> DeviceRow:
-    device = DeviceRow(dev_id=dev_id, profile_id=profile.id or 0)
-    try:
-        with session.begin_nested():
-            session.add(device)
-    except IntegrityError:
-        raise Conflict(f"device {dev_id!r} is being enrolled by another request; retry", field="dev_id") from None
-    append_event(session, actor=_actor(dev_id), action="device.register", outcome="success", target=dev_id,
-                 detail={"profile": profile.name, "by": "group-key"})
-    return device
 
 
 def _server(session: Session, device: DeviceRow, profile: EnrollmentProfileRow) -> DmServerRow:

@@ -28,19 +28,17 @@ import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import delete
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from bootstrap.auth.attestation import METHODS, Evidence, Verifier, applicable_profile, verifiers
+from bootstrap.auth.attestation import Evidence
 from bootstrap.dm.content import BootstrapContent
 from bootstrap.errors import (
-    AuthenticationFailed,
     Conflict,
     DmBootstrapError,
     InvalidRequest,
@@ -51,7 +49,9 @@ from bootstrap.secrets.base import SecretStore
 from bootstrap.services.audit import append_event
 from bootstrap.services.authorities import AuthorityDirectory
 from bootstrap.services.content import profile_content
-from bootstrap.services.issuance import IssuanceService, Requester
+from bootstrap.services.issuance import IssuanceService
+from bootstrap.services.pipeline import DeviceAuthorizer, SignOptions, device_actor, valid_dev_id
+from bootstrap.services.pipeline.refusals import audit_refusal
 from bootstrap.store.db import Database
 from bootstrap.store.models import (
     AuthorityRow,
@@ -61,11 +61,7 @@ from bootstrap.store.models import (
     utcnow,
 )
 from pki.authority import IssuedCertificate
-from pki.csr import parse_csr
-from pki.errors import PkiError
-from pki.identity import check_dev_id, device_uri
-from pki.keys import KeyPolicy
-from pki.profiles import Names
+from pki.identity import check_dev_id
 
 __all__ = ["CHANNELS", "EnrollmentOutcome", "EnrollmentService", "Evidence"]
 
@@ -77,7 +73,6 @@ _MAX_DECLARED_MOS = 128
 _MAX_MIIDS = 64
 _MAX_FEATURES = 64
 _MOID = re.compile(r"^urn:[A-Za-z0-9][A-Za-z0-9-]{0,31}:[^\s/?#]+$", re.IGNORECASE)
-_ATTEMPTS = 3  # a serial-number collision retries the whole transaction
 _PURGE_ONE_IN = 32  # expired nonces are purged after about one group-key enrollment in 32
 
 
@@ -102,8 +97,8 @@ class EnrollmentService:
                  issuance: IssuanceService) -> None:
         self._db = database
         self._authorities = authorities
-        self._issuance = issuance
-        self._verifiers: dict[str, Verifier] = verifiers(store)
+        self._pipeline = issuance.pipeline
+        self._authorizer = DeviceAuthorizer(store)
 
     def enroll(self, dev_id: str, evidence: Evidence, csr: bytes, *, declared_mos: list[dict[str, Any]] | None = None,
                features: dict[str, Any] | None = None, channel: str = "json",
@@ -134,82 +129,46 @@ class EnrollmentService:
     def _enroll(self, dev_id: str, evidence: Evidence, csr: bytes, declared_mos: list[dict[str, Any]] | None,
                 features: dict[str, Any] | None, channel: str, request_id: str | None,
                 finish: Finisher | None) -> EnrollmentOutcome:
-        try:
-            check_dev_id(dev_id)
-        except (TypeError, ValueError) as exc:
-            raise InvalidRequest(str(exc), field="dev_id") from None
-        verifier = self._verifiers.get(evidence.method)
-        if verifier is None:
-            raise InvalidRequest(f"attestation method must be one of {', '.join(METHODS)}", field="method")
+        valid_dev_id(dev_id)
+        self._authorizer.verifier(evidence.method)
         mos = _declared_mos(declared_mos) if declared_mos is not None else None
         feats = _features(features) if features is not None else None
-        for attempt in range(_ATTEMPTS):
-            try:
-                outcome = self._attempt(verifier, dev_id, evidence, csr, mos, feats, channel, request_id, finish)
-            except IntegrityError:
-                # Only a serial or fingerprint collision gets here (nonce and DevID races are mapped).
-                log.warning("serial collision on enrollment attempt %d; retrying", attempt + 1)
-                continue
-            if evidence.method == "group-key" and secrets.randbelow(_PURGE_ONE_IN) == 0:
-                self.purge_expired_nonces()
-            return outcome
-        raise Conflict("could not record a unique certificate serial; retry")  # pragma: no cover
 
-    def _attempt(self, verifier: Verifier, dev_id: str, evidence: Evidence, csr: bytes,
-                 mos: list[dict[str, Any]] | None, feats: dict[str, Any] | None, channel: str,
-                 request_id: str | None, finish: Finisher | None) -> EnrollmentOutcome:
-        now = utcnow()
-        with self._db.session() as session:
-            device = session.exec(select(DeviceRow).where(DeviceRow.dev_id == dev_id)).first()
-            if device is None and evidence.method != "group-key":
-                raise AuthenticationFailed(f"DevID {dev_id!r} is not registered", field="dev_id")
-            if device is not None and device.status == "blocked":
-                raise PermissionDenied(f"device {dev_id!r} is blocked", field="dev_id")
-            attestation = verifier.verify(session, dev_id, device, evidence, now)
-            profile = applicable_profile(session, device, attestation)
-            if device is None:
-                device = self._register(session, dev_id, profile)
-            info = parse_csr(csr, KeyPolicy.of(profile.key_types))
-            expected = Names(common_name=dev_id, uris=(device_uri(dev_id),))
-            issued = self._issuance.issue_in(session, info, profile.certificate_profile,
-                                             Requester(_actor(dev_id), request_id), expected=expected,
-                                             validity=timedelta(days=profile.validity_days), now=now)
+        def authorize(session: Session, now: datetime) -> SignOptions:
+            return self._authorizer.grant(session, dev_id, evidence, now).options()
+
+        def after(session: Session, options: SignOptions, issued: IssuedCertificate | None) -> EnrollmentOutcome:
+            device, profile = options.device, options.enrollment_profile
+            if device is None or profile is None or issued is None:  # pragma: no cover - a device grant has them
+                raise InvalidRequest("not a device enrollment")
             if mos is not None:
                 device.declared_mos = mos
             if feats is not None:
                 device.features = feats
             device.current_serial = issued.serial_hex
             device.status = "enrolled"
-            device.updated_at = now
+            device.updated_at = utcnow()
             session.add(device)
             content = self._content(session, device, profile, issued, mos)
-            append_event(session, actor=_actor(dev_id), action="device.enroll", outcome="success", target=dev_id,
+            append_event(session, actor=options.actor, action="device.enroll", outcome="success", target=dev_id,
                          request_id=request_id,
-                         detail={"method": evidence.method, "channel": channel, "profile": profile.name,
-                                 "serial": issued.serial_hex, **attestation.detail})
+                         detail={"channel": channel, "profile": profile.name, "serial": issued.serial_hex,
+                                 **options.detail})
             session.flush()
             outcome = EnrollmentOutcome(device, profile, issued, content)
             if finish is not None:
                 finish(session, outcome)
-        return outcome
+            return outcome
 
-    @staticmethod
-    def _register(session: Session, dev_id: str, profile: EnrollmentProfileRow) -> DeviceRow:
-        device = DeviceRow(dev_id=dev_id, profile_id=profile.id or 0)
-        try:
-            with session.begin_nested():
-                session.add(device)
-        except IntegrityError:
-            raise Conflict(f"device {dev_id!r} is being enrolled by another request; retry",
-                           field="dev_id") from None
-        append_event(session, actor=_actor(dev_id), action="device.register", outcome="success", target=dev_id,
-                     detail={"profile": profile.name, "by": "group-key"})
-        return device
+        done = self._pipeline.issue(authorize, csr, request_id=request_id, after=after)
+        if evidence.method == "group-key" and secrets.randbelow(_PURGE_ONE_IN) == 0:
+            self.purge_expired_nonces()
+        return done.result
 
     def _content(self, session: Session, device: DeviceRow, profile: EnrollmentProfileRow,
                  issued: IssuedCertificate, mos: list[dict[str, Any]] | None) -> BootstrapContent:
         issuing, _authority = self._authorities.active(session)
-        parts = profile_content(session, profile, root=self._authorities.root_row(session), issuing=issuing,
+        parts = profile_content(session, profile, root=self._authorities.root(session), issuing=issuing,
                                 chosen_server_id=device.chosen_dm_server_id)
         chain = tuple(c.public_bytes(Encoding.DER) for c in (issued.certificate, *issued.chain))
         declared = {m["MOID"] for m in mos} if mos is not None else None
@@ -222,18 +181,9 @@ class EnrollmentService:
         :meth:`enroll` calls it for every failure; transports call it for requests
         refused before they reach :meth:`enroll` (wrong media type, malformed body).
         """
-        reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-        if not isinstance(exc, DmBootstrapError | PkiError):
-            reason = "internal error"
         name = _audit_name(dev_id)
-        try:
-            with self._db.session() as session:
-                append_event(session, actor=_actor(name), action="device.enroll", outcome="failure", target=name,
-                             request_id=request_id,
-                             detail={"method": str(method)[:32], "channel": channel, "error": type(exc).__name__,
-                                     "reason": reason[:500]})
-        except Exception:  # the original error matters more; the log keeps this one
-            log.exception("could not record the refused enrollment of %s", name)
+        audit_refusal(self._db, exc, actor=device_actor(name), action="device.enroll", target=name,
+                      request_id=request_id, detail={"method": str(method)[:32], "channel": channel})
 
     # -- after enrollment -----------------------------------------------------------------
 
@@ -260,13 +210,13 @@ class EnrollmentService:
                     device.bootstrapped_at = device.updated_at = utcnow()
                     device.pending_packages = []  # delivered: the choice was for this bootstrap (B.2)
                     session.add(device)
-                    append_event(session, actor=_actor(dev_id), action="device.bootstrap-complete",
+                    append_event(session, actor=device_actor(dev_id), action="device.bootstrap-complete",
                                  outcome="success", target=dev_id, request_id=request_id, detail={"serial": serial})
                 return device
         except DmBootstrapError as exc:
             with self._db.session() as session:
                 name = _audit_name(dev_id)
-                append_event(session, actor=_actor(name), action="device.bootstrap-complete", outcome="failure",
+                append_event(session, actor=device_actor(name), action="device.bootstrap-complete", outcome="failure",
                              target=name, request_id=request_id,
                              detail={"serial": serial[:64], "error": type(exc).__name__, "reason": exc.message})
             raise
@@ -302,10 +252,6 @@ class EnrollmentService:
         except Exception:  # housekeeping only: another replica may be purging the same rows
             log.debug("nonce purge skipped", exc_info=True)
             return 0
-
-
-def _actor(dev_id: str) -> str:
-    return f"device:{dev_id}"[:128]
 
 
 def _audit_name(dev_id: object) -> str:

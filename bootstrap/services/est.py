@@ -3,9 +3,8 @@
 Labels (RFC 7030 3.2.2) name an enrollment profile or a certificate profile
 (``device``, ``dm-server``, ``data-repository``); no label means ``device``.
 
-Who may enroll (``simpleenroll``, ``serverkeygen``) - the rules of
-:mod:`bootstrap.services.enrollment`, with the verifiers of
-:mod:`bootstrap.auth.attestation`:
+Who may enroll (``simpleenroll``, ``serverkeygen``) - the device authorizer of
+the issuance pipeline (:mod:`bootstrap.services.pipeline.authorizers`):
 
 * HTTP Basic with a one-time enrollment token as the password (username: the
   DevID, or empty to take the CSR's CN) - RFC 7030 3.2.3;
@@ -21,15 +20,17 @@ the device URI.
 ``simplereenroll`` needs the current certificate over mutual TLS (RFC 7030
 4.2.2): recorded by us, valid, unrevoked, its device not blocked. The request's
 subject must be the current subject and its SANs at most the current SANs; the
-new certificate certifies exactly the current identity under the same profile.
+new certificate certifies exactly the current identity under the same profile,
+and supersedes the device's earlier certificates (bootstrap.services.pipeline.supersede).
 
 When the CSR carries a challengePassword and the connection is TLS 1.2, it must
 be the base64 tls-unique of that connection (RFC 7030 3.5); TLS 1.3 has no
 tls-unique, so the value is not checked there.
 
 Everything for one request - token consumption, issuance, device update, audit -
-commits in one transaction; a refusal rolls it back (the token stays unused,
-nothing is issued) and is audited in a transaction of its own.
+runs through the issuance pipeline in one savepoint of a shared transaction; a
+refusal rolls it back (the token stays unused, nothing is issued) and is audited
+in a transaction of its own.
 """
 
 from __future__ import annotations
@@ -47,14 +48,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from bootstrap.auth.attestation import Evidence, Verifier, applicable_profile, verifiers
+from bootstrap.auth.attestation import Evidence, recorded_certificate
 from bootstrap.errors import (
     AuthenticationFailed,
-    Conflict,
-    DmBootstrapError,
     InvalidRequest,
     NotFound,
     PermissionDenied,
@@ -62,16 +60,19 @@ from bootstrap.errors import (
 from bootstrap.secrets.base import SecretStore
 from bootstrap.services.audit import append_event
 from bootstrap.services.authorities import AuthorityDirectory
-from bootstrap.services.issuance import IssuanceService, Requester
+from bootstrap.services.issuance import IssuanceService
+from bootstrap.services.pipeline import DeviceAuthorizer, SignOptions, check_certificate_current, device_actor
+from bootstrap.services.pipeline.refusals import audit_refusal
+from bootstrap.services.pipeline.supersede import grace_of
 from bootstrap.services.revocation import is_device_blocked
 from bootstrap.store.db import Database
-from bootstrap.store.models import AuthorityRow, CertificateRow, DeviceRow, EnrollmentProfileRow, utcnow
-from pki.authority import IssuedCertificate, fingerprint
+from bootstrap.store.models import AuthorityRow, DeviceRow, EnrollmentProfileRow, utcnow
+from pki.authority import IssuedCertificate
 from pki.csr import CsrInfo, parse_csr
-from pki.errors import CsrPolicyError, PkiError
+from pki.errors import CsrPolicyError
 from pki.est import channel_binding_matches, csr_attributes
-from pki.identity import check_dev_id, dev_id_from_uri, device_uri
-from pki.keys import KeyPolicy, KeyType, PrivateKey, generate_private_key
+from pki.identity import dev_id_from_uri
+from pki.keys import KeyType, PrivateKey, generate_private_key
 from pki.profiles import Names, get_profile
 
 __all__ = ["EST_CERTIFICATE_PROFILES", "EstClient", "EstLabel", "EstService"]
@@ -82,7 +83,6 @@ log = logging.getLogger(__name__)
 EST_CERTIFICATE_PROFILES = ("device", "dm-server", "data-repository")
 _DEFAULT_PROFILE = "device"
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_ATTEMPTS = 3
 T = TypeVar("T")
 
 
@@ -112,18 +112,6 @@ class EstClient:
     tls_unique: bytes | None = field(default=None, repr=False)
 
 
-@dataclass(frozen=True)
-class _Subject:
-    """Who is enrolling and under which rules."""
-
-    dev_id: str | None
-    certificate_profile: str
-    device: DeviceRow | None
-    names: Names | None
-    validity: timedelta | None
-    detail: dict[str, object]
-
-
 class EstService:
     """The EST operations, transport-free."""
 
@@ -131,8 +119,8 @@ class EstService:
                  issuance: IssuanceService) -> None:
         self._db = database
         self._authorities = authorities
-        self._issuance = issuance
-        self._verifiers: dict[str, Verifier] = verifiers(store)
+        self._pipeline = issuance.pipeline
+        self._authorizer = DeviceAuthorizer(store)
 
     # -- read-only operations -------------------------------------------------------------
 
@@ -202,12 +190,7 @@ class EstService:
     def _guarded(self, action: str, label: EstLabel, client: EstClient, request_id: str | None,
                     work: Callable[[], T]) -> T:
         try:
-            for attempt in range(_ATTEMPTS):
-                try:
-                    return work()
-                except IntegrityError:
-                    log.warning("serial collision on EST attempt %d; retrying", attempt + 1)
-            raise Conflict("could not record a unique certificate serial; retry")  # pragma: no cover
+            return work()
         except Exception as exc:
             self._refused(action, label, client, request_id, exc)
             raise
@@ -224,31 +207,32 @@ class EstService:
 
     def _issue(self, label: EstLabel, info: CsrInfo, client: EstClient, request_id: str | None,
                reenroll: bool) -> IssuedCertificate:
-        now = utcnow()
-        with self._db.session() as session:
-            subject = (self._current(session, label, info, client, now) if reenroll
-                       else self._attest(session, label, info, client, now))
-            actor = f"device:{subject.dev_id}" if subject.dev_id else f"est:{label.name or 'default'}"
-            issued = self._issuance.issue_in(session, info, subject.certificate_profile,
-                                             Requester(actor[:128], request_id), expected=subject.names,
-                                             validity=subject.validity, now=now)
-            if subject.device is not None:
-                device = subject.device
+        def authorize(session: Session, now: datetime) -> SignOptions:
+            return (self._current(session, label, info, client, now) if reenroll
+                    else self._attest(session, label, info, client, now))
+
+        def after(session: Session, options: SignOptions, issued: IssuedCertificate | None) -> IssuedCertificate:
+            if issued is None:  # pragma: no cover - EST always sends a CSR
+                raise InvalidRequest("no certificate request", field="csr")
+            if options.device is not None:
+                device = options.device
                 device.current_serial = issued.serial_hex
                 if device.status == "registered":
                     device.status = "enrolled"
-                device.updated_at = now
+                device.updated_at = utcnow()
                 session.add(device)
-            append_event(session, actor=actor[:128], action="est.reenroll" if reenroll else "est.enroll",
-                         outcome="success", target=subject.dev_id or issued.serial_hex, request_id=request_id,
+            append_event(session, actor=options.actor, action="est.reenroll" if reenroll else "est.enroll",
+                         outcome="success", target=options.dev_id or issued.serial_hex, request_id=request_id,
                          detail={"label": label.name, "serial": issued.serial_hex,
-                                 "profile": subject.certificate_profile, **subject.detail})
-        return issued
+                                 "profile": options.certificate_profile, **options.detail})
+            return issued
+
+        return self._pipeline.issue(authorize, info, request_id=request_id, after=after).result
 
     # -- simpleenroll: attestation ----------------------------------------------------------
 
     def _attest(self, session: Session, label: EstLabel, info: CsrInfo, client: EstClient,
-                now: datetime) -> _Subject:
+                now: datetime) -> SignOptions:
         if client.password is not None:
             evidence = Evidence("token", token=client.password)
             dev_id = client.username or info.common_name
@@ -262,18 +246,8 @@ class EstService:
                                        " or HTTP Basic with an enrollment token as the password")
         if not dev_id:
             raise InvalidRequest("name the DevID: as the Basic username or the CSR's subject CN", field="dev_id")
-        try:
-            check_dev_id(dev_id)
-        except (TypeError, ValueError) as exc:
-            raise InvalidRequest(str(exc), field="dev_id") from None
-        device = session.exec(select(DeviceRow).where(DeviceRow.dev_id == dev_id).with_for_update()).first()
-        if device is None:
-            raise AuthenticationFailed(f"DevID {dev_id!r} is not registered", field="dev_id")
-        if device.status == "blocked":
-            raise PermissionDenied(f"device {dev_id!r} is blocked (revoked); an admin must re-admit it",
-                                   field="dev_id")
-        attestation = self._verifiers[evidence.method].verify(session, dev_id, device, evidence, now)
-        profile = applicable_profile(session, device, attestation)
+        grant = self._authorizer.grant(session, dev_id, evidence, now, register=False)
+        profile = grant.profile
         if label.enrollment_profile is not None and label.enrollment_profile.id != profile.id:
             raise PermissionDenied(f"device {dev_id!r} belongs to enrollment profile {profile.name!r},"
                                    f" not {label.name!r}", field="label")
@@ -281,28 +255,19 @@ class EstService:
                 and label.certificate_profile != profile.certificate_profile:
             raise PermissionDenied(f"device {dev_id!r} gets {profile.certificate_profile} certificates,"
                                    f" not {label.certificate_profile}", field="label")
-        KeyPolicy.of(profile.key_types).check(info.public_key)
-        cert_profile = get_profile(profile.certificate_profile)
-        names = Names(common_name=dev_id, uris=(device_uri(dev_id),)) if "uri" in cert_profile.san_kinds else None
-        return _Subject(dev_id, cert_profile.name, device, names, timedelta(days=profile.validity_days),
-                        {"method": evidence.method, "enrollment_profile": profile.name, **attestation.detail})
+        return grant.options(actor=device_actor(dev_id), detail={"enrollment_profile": profile.name})
 
     # -- simplereenroll: the current certificate ----------------------------------------------
 
     def _current(self, session: Session, label: EstLabel, info: CsrInfo, client: EstClient,
-                 now: datetime) -> _Subject:
+                 now: datetime) -> SignOptions:
         cert = client.certificate
         if cert is None:
             raise AuthenticationFailed("simplereenroll needs the current certificate as the TLS client certificate"
                                        " (RFC 7030 4.2.2)")
         if _issuing_ca(session, cert, now) is None:
             raise AuthenticationFailed("the client certificate is not issued by one of our CAs", field="certificate")
-        serial = format(cert.serial_number, "x")
-        row = session.exec(select(CertificateRow).where(CertificateRow.serial_hex == serial)).first()
-        if row is None or row.fingerprint != fingerprint(cert):
-            raise AuthenticationFailed(f"certificate {serial} is not one we recorded", field="certificate")
-        if row.status != "valid":
-            raise AuthenticationFailed(f"certificate {serial} is {row.status}", field="certificate")
+        serial, row = recorded_certificate(session, cert, field="certificate")
         if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
             raise AuthenticationFailed(f"certificate {serial} is expired or not yet valid", field="certificate")
         if row.profile not in EST_CERTIFICATE_PROFILES:
@@ -310,8 +275,9 @@ class EstService:
         if label.name is not None and label.certificate_profile != row.profile:
             raise PermissionDenied(f"label {label.name!r} issues {label.certificate_profile} certificates;"
                                    f" the current certificate is {row.profile}", field="label")
+        check_certificate_current(session, serial, now)
         device = None
-        validity = None
+        profile = None
         if row.device_id is not None:
             if is_device_blocked(session, row.device_id):
                 raise PermissionDenied(f"device {row.device_id!r} is blocked (revoked); an admin must re-admit it",
@@ -319,29 +285,24 @@ class EstService:
             device = session.exec(select(DeviceRow).where(DeviceRow.dev_id == row.device_id)).first()
             if device is not None:
                 profile = session.get(EnrollmentProfileRow, device.profile_id)
-                validity = timedelta(days=profile.validity_days) if profile is not None else None
         names = _same_identity(info, cert)
-        return _Subject(row.device_id, row.profile, device, names, validity,
-                        {"method": "current-cert", "previous_serial": serial})
+        actor = f"device:{row.device_id}" if row.device_id else f"est:{label.name or 'default'}"
+        return SignOptions(
+            actor=actor[:128], certificate_profile=row.profile, names=names,
+            validity=timedelta(days=profile.validity_days) if profile is not None else None,
+            dev_id=row.device_id, device=device, enrollment_profile=profile,
+            detail={"method": "current-cert", "previous_serial": serial},
+            supersede_grace=grace_of(profile) if profile is not None else None)
 
     # -- audit ------------------------------------------------------------------------------
 
     def _refused(self, action: str, label: EstLabel, client: EstClient, request_id: str | None,
                  exc: Exception) -> None:
-        reason = getattr(exc, "message", None) or type(exc).__name__
-        if not isinstance(exc, DmBootstrapError | PkiError):
-            reason = "internal error"
         who = (client.username or "") if client.password is not None else (
             client.certificate.subject.rfc4514_string() if client.certificate is not None else "anonymous")
-        try:
-            with self._db.session() as session:
-                append_event(session, actor=f"est:{who}"[:128], action=action, outcome="failure",
-                             request_id=request_id,
-                             detail={"label": label.name, "error": type(exc).__name__, "reason": str(reason)[:500],
-                                     "auth": "basic" if client.password is not None
-                                     else "certificate" if client.certificate is not None else "none"})
-        except Exception:  # the original error matters more
-            log.exception("could not audit a refused EST request")
+        audit_refusal(self._db, exc, actor=f"est:{who}", action=action, request_id=request_id,
+                      detail={"label": label.name, "auth": "basic" if client.password is not None
+                              else "certificate" if client.certificate is not None else "none"})
 
 
 def _issuing_ca(session: Session, cert: x509.Certificate, now: datetime) -> AuthorityRow | None:

@@ -43,7 +43,7 @@ from bootstrap.auth.principals import Principal, require
 from bootstrap.errors import Conflict, DmBootstrapError, NotFound, PermissionDenied, QuotaExceeded
 from bootstrap.secrets.base import SecretStore
 from bootstrap.services.audit import append_event
-from bootstrap.services.authorities import AuthorityDirectory
+from bootstrap.services.authorities import AuthorityDirectory, CaInfo
 from bootstrap.services.factory_content import profile_template
 from bootstrap.services.factory_keys import KeyEncryptor, check_password, new_salt
 from bootstrap.services.factory_signer import BatchSigner, SignedItem, same_key
@@ -173,7 +173,7 @@ class BatchService:
         self.check_profile(station, spec.profile)
         with self._db.session() as session:
             profile = self._profile(session, spec.profile)
-            root = self._authorities.root_row(session)
+            root = self._authorities.root(session)
             issuing, authority = self._authorities.active(session)
             template = profile_template(session, profile, root, issuing)
         row = self._batch_row(station, spec)
@@ -524,7 +524,7 @@ def _device_error(dev_id: str, device: ExistingDevice, batch: OpenBatch) -> Item
     return None
 
 
-def _chain_pem(row: AuthorityRow, upper: Sequence[x509.Certificate]) -> str:
+def _chain_pem(row: AuthorityRow | CaInfo, upper: Sequence[x509.Certificate]) -> str:
     return row.pem + "".join(c.public_bytes(Encoding.PEM).decode() for c in upper if c.subject != c.issuer)
 
 

@@ -32,6 +32,7 @@ from bootstrap.dm.content import BootstrapContent, DmAccount, ExtraMo, TrustAnch
 from bootstrap.dm.ddf import DdfRegistry
 from bootstrap.dm.mo import DMACC_1_2, TRUST_1_0
 from bootstrap.dm.package import End, Put, bootstrap_instances, encode_request
+from bootstrap.services.authorities import CaInfo
 from bootstrap.services.content import pem_to_der, profile_content
 from bootstrap.store.models import AuthorityRow, EnrollmentProfileRow
 
@@ -40,8 +41,8 @@ __all__ = ["FORMAT", "content_from_json", "content_to_json", "device_content", "
 FORMAT = "dmboot-bootstrap/1"
 
 
-def profile_template(session: Session, profile: EnrollmentProfileRow, root: AuthorityRow,
-                     issuing: AuthorityRow) -> dict[str, Any]:
+def profile_template(session: Session, profile: EnrollmentProfileRow, root: AuthorityRow | CaInfo,
+                     issuing: AuthorityRow | CaInfo) -> dict[str, Any]:
     """The profile's bootstrap content without DevID and certificate chain, as JSON.
 
     Built by the same rules as the enrollment service's (:mod:`bootstrap.services.content`).

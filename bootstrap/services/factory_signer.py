@@ -19,6 +19,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
+from bootstrap.services.pipeline.issue import sign
 from pki.authority import CertificateAuthority
 from pki.csr import MAX_CSR_BYTES, check_request, parse_csr
 from pki.errors import CsrPolicyError, PkiError, ProfileError
@@ -131,8 +132,7 @@ class BatchSigner:
 
     def _sign(self, dev_id: str, public_key: PublicKey, key_type: KeyType, names: Names,
               private_key: PrivateKey | None, now: datetime | None) -> SignedItem:
-        issued = self.authority.issue(public_key, names, self.profile, validity=self.validity,
-                                      now=now or datetime.now(UTC))
+        issued = sign(self.authority, public_key, names, self.profile, self.validity, now or datetime.now(UTC))
         cert = issued.certificate
         der = cert.public_bytes(Encoding.DER)
         return SignedItem(dev_id=dev_id, certificate=cert, der=der, pem=_pem(der), key_type=key_type,

@@ -21,6 +21,7 @@ from sqlalchemy import Table, and_, bindparam, insert, select, update
 from sqlmodel import Session
 
 from bootstrap.services.audit import AuditRecord, append_events
+from bootstrap.services.pipeline.issue import certificate_row as pipeline_row
 from bootstrap.store.models import (
     ApiTokenRow,
     AuthorityRow,
@@ -149,12 +150,11 @@ def bump_batch(session: Session, batch_id: int, *, issued: int, existing: int, f
 def certificate_row(*, serial_hex: str, subject: str, authority_id: int, profile: str, dev_id: str, key_type: str,
                     not_before: datetime, not_after: datetime, fingerprint: str, pem: str, actor: str,
                     request_id: str | None, now: datetime, uri: str) -> dict[str, Any]:
-    """A ``certificate`` row for a device certificate (CN=DevID, one URI SAN)."""
-    return {"serial_hex": serial_hex, "authority_id": authority_id, "profile": profile, "subject": subject,
-            "common_name": dev_id, "sans": _sans(uri), "device_id": dev_id, "key_type": key_type,
-            "not_before": not_before, "not_after": not_after, "status": "valid", "revoked_at": None,
-            "revocation_reason": None, "fingerprint": fingerprint, "pem": pem, "requested_by": actor,
-            "request_id": request_id, "created_at": now}
+    """A ``certificate`` row for a device certificate (CN=DevID, one URI SAN): the pipeline's row."""
+    return pipeline_row(serial_hex=serial_hex, authority_id=authority_id, profile=profile, subject=subject,
+                        common_name=dev_id, sans=_sans(uri), device_id=dev_id, key_type=key_type,
+                        not_before=not_before, not_after=not_after, fingerprint=fingerprint, pem=pem, actor=actor,
+                        request_id=request_id, now=now)
 
 
 def _sans(uri: str) -> str:

@@ -168,6 +168,19 @@ class RevocationService:
                                         request_id=requester.request_id, now=moment)
         return RevocationOutcome(name, tuple(revoked), tuple(already), tuple(blocked), numbers)
 
+    def revoke_superseded(self, *, now: datetime | None = None) -> RevocationOutcome:
+        """Revoke (reason ``superseded``) the certificates whose supersede grace is over.
+
+        The sweep of bootstrap.services.pipeline.supersede: the pipeline runs it lazily;
+        any replica may, and a conditional UPDATE revokes each certificate once.
+        """
+        moment = now or utcnow()
+        with self._db.session() as session:
+            rows = _live(session, col(CertificateRow.supersede_at) <= moment, moment)
+            if not rows:
+                return RevocationOutcome("superseded")
+            return self._revoke(session, rows, "superseded", Requester("system:supersede"), devices=(), now=moment)
+
     def readmit_device(self, dev_id: str, requester: Requester) -> None:
         """Let a blocked device enroll again (status ``registered``).
 

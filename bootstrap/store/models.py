@@ -88,6 +88,12 @@ class CertificateRow(SQLModel, table=True):
     requested_by: str = Field(max_length=128)
     request_id: str | None = Field(default=None, max_length=64)
     created_at: datetime = Field(default_factory=utcnow, index=True)
+    #: Re-enrollment: the serial of the certificate that superseded this one.
+    superseded_by: str | None = Field(default=None, max_length=64)
+    #: When a superseded certificate is revoked (reason ``superseded``) at the latest.
+    supersede_at: datetime | None = Field(default=None, index=True)
+    #: When the certificate was first seen attesting (its predecessors are then revoked).
+    first_used_at: datetime | None = None
 
 
 class AuditEvent(SQLModel, table=True):
@@ -182,6 +188,10 @@ class EnrollmentProfileRow(SQLModel, table=True):
     validity_days: int = 365
     #: SecretRef URI of the group key in the secret store (group-key attestation); never the key.
     group_key_ref: str | None = Field(default=None, max_length=256)
+    #: What re-enrollment does to earlier certificates: "first-use" (revoked once the new one
+    #: is first used, or after supersede_grace_seconds), "immediate", or "keep".
+    supersede: str = Field(default="first-use", max_length=16)
+    supersede_grace_seconds: int = 3600
     enabled: bool = True
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)

@@ -94,7 +94,7 @@ def _string(body: dict[str, Any], key: str) -> str:
 @operation(permission="roles:manage", tags=["access"], responses={200: {"type": "array", "items": _ADMIN}})
 async def list_admins(request: Request) -> Response:
     """List human admins and their roles."""
-    authorize(request, "roles:manage")
+    await authorize(request, "roles:manage")
     return JSONResponse([a.as_json() for a in _runtime(request).admins.list_admins()])
 
 
@@ -104,7 +104,7 @@ async def list_admins(request: Request) -> Response:
                    "roles": _ROLES}})
 async def create_admin(request: Request) -> Response:
     """Create a human admin."""
-    principal = authorize(request, "roles:manage")
+    principal = await authorize(request, "roles:manage")
     body = await read_json(request)
     username, password, roles = _string(body, "username"), _string(body, "password"), _strings(body, "roles")
     info = await run_in_threadpool(_runtime(request).admins.create, username, password, roles, actor=principal,
@@ -115,7 +115,7 @@ async def create_admin(request: Request) -> Response:
 @operation(permission="roles:manage", tags=["access"], responses={200: _ADMIN})
 async def get_admin(request: Request) -> Response:
     """One admin."""
-    authorize(request, "roles:manage")
+    await authorize(request, "roles:manage")
     return JSONResponse(_runtime(request).admins.get(request.path_params["username"]).as_json())
 
 
@@ -127,7 +127,7 @@ async def update_admin(request: Request) -> Response:
 
     Nobody can add a role to themselves, and the last enabled security-admin keeps that role.
     """
-    principal = authorize(request, "roles:manage")
+    principal = await authorize(request, "roles:manage")
     body = await read_json(request)
     unknown = sorted(set(body) - {"roles", "disabled"})
     if unknown or not body:
@@ -149,7 +149,7 @@ async def update_admin(request: Request) -> Response:
 @operation(permission="roles:manage", tags=["access"], responses={200: {"type": "array", "items": _TOKEN}})
 async def list_tokens(request: Request) -> Response:
     """List API tokens (never the tokens themselves)."""
-    authorize(request, "roles:manage")
+    await authorize(request, "roles:manage")
     return JSONResponse(_runtime(request).tokens.describe_all())
 
 
@@ -162,7 +162,7 @@ async def list_tokens(request: Request) -> Response:
                      "description": "the token, shown once"}})
 async def create_token(request: Request) -> Response:
     """Create an API token; the response holds it once, only its hash is kept."""
-    principal = authorize(request, "roles:manage")
+    principal = await authorize(request, "roles:manage")
     body = await read_json(request)
     ttl_days, quota = body.get("ttl_days"), body.get("device_quota")
     for key, value in (("ttl_days", ttl_days), ("device_quota", quota)):
@@ -178,7 +178,7 @@ async def create_token(request: Request) -> Response:
 @operation(permission="roles:manage", tags=["access"], responses={204: "revoked"})
 async def revoke_token(request: Request) -> Response:
     """Revoke an API token."""
-    principal = authorize(request, "roles:manage")
+    principal = await authorize(request, "roles:manage")
     _runtime(request).tokens.revoke(request.path_params["name"], actor=principal.actor)
     return Response(status_code=204)
 
@@ -208,7 +208,7 @@ def _int_param(request: Request, name: str) -> int | None:
                                                             "next_before": {"type": ["integer", "null"]}}}})
 async def list_audit(request: Request) -> Response:
     """Audit events, newest first, filtered."""
-    authorize(request, "audit:read")
+    await authorize(request, "audit:read")
     where = AuditFilter.parse(dict(request.query_params))
     limit = _int_param(request, "limit") or 100
     events = search_events(_runtime(request).database, where, limit=limit, before_seq=_int_param(request, "before"))
@@ -220,7 +220,7 @@ async def list_audit(request: Request) -> Response:
                                                                     "ok, checked, head, problems"}})
 async def verify_audit(request: Request) -> Response:
     """Verify the audit trail's hash chain; every problem names its row."""
-    authorize(request, "audit:read")
+    await authorize(request, "audit:read")
     report = await run_in_threadpool(verify_chain, _runtime(request).database)
     return JSONResponse(report.as_json())
 

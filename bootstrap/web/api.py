@@ -135,13 +135,13 @@ def _created(data: Any) -> JSONResponse:
 
 async def list_servers(request: Request) -> Response:
     """List DM servers."""
-    authorize(request, "config:read")
+    await authorize(request, "config:read")
     return JSONResponse([_server_json(r) for r in await _call(_runtime(request).config.list_servers)])
 
 
 async def create_server(request: Request) -> Response:
     """Register a DM server: ``{server_id, name?, url, trust_anchor_pem?}``."""
-    principal = authorize(request, "config:write")
+    principal = await authorize(request, "config:write")
     body = await read_json(request)
     row = await _call(_runtime(request).config.add_server, _required(body, "server_id"),
                       field(body, "name", str) or "", _required(body, "url"), field(body, "trust_anchor_pem", str),
@@ -151,26 +151,26 @@ async def create_server(request: Request) -> Response:
 
 async def get_server(request: Request) -> Response:
     """One DM server."""
-    authorize(request, "config:read")
+    await authorize(request, "config:read")
     return JSONResponse(_server_json(await _call(_runtime(request).config.get_server, request.path_params["id"])))
 
 
 async def delete_server(request: Request) -> Response:
     """Remove a DM server no profile or device uses."""
-    principal = authorize(request, "config:write")
+    principal = await authorize(request, "config:write")
     await _call(_runtime(request).config.delete_server, request.path_params["id"], actor=principal.actor)
     return Response(status_code=204)
 
 
 async def list_repositories(request: Request) -> Response:
     """List data repositories."""
-    authorize(request, "config:read")
+    await authorize(request, "config:read")
     return JSONResponse([_server_json(r) for r in await _call(_runtime(request).config.list_repositories)])
 
 
 async def create_repository(request: Request) -> Response:
     """Register a data repository: ``{name, url, trust_anchor_pem?}``."""
-    principal = authorize(request, "config:write")
+    principal = await authorize(request, "config:write")
     body = await read_json(request)
     row = await _call(_runtime(request).config.add_repository, _required(body, "name"), _required(body, "url"),
                       field(body, "trust_anchor_pem", str), actor=principal.actor)
@@ -179,14 +179,14 @@ async def create_repository(request: Request) -> Response:
 
 async def get_repository(request: Request) -> Response:
     """One data repository."""
-    authorize(request, "config:read")
+    await authorize(request, "config:read")
     row = await _call(_runtime(request).config.get_repository, request.path_params["id"])
     return JSONResponse(_server_json(row))
 
 
 async def delete_repository(request: Request) -> Response:
     """Remove a data repository no profile uses."""
-    principal = authorize(request, "config:write")
+    principal = await authorize(request, "config:write")
     await _call(_runtime(request).config.delete_repository, request.path_params["id"], actor=principal.actor)
     return Response(status_code=204)
 
@@ -200,12 +200,12 @@ async def _issue(request: Request, kind: str, principal: Principal) -> Response:
 
 async def issue_server_certificate(request: Request) -> Response:
     """Issue the DM server's TLS certificate for ``{csr}`` (profile dm-server, SAN: the host of its URL)."""
-    return await _issue(request, "dm-server", authorize(request, "config:write"))
+    return await _issue(request, "dm-server", await authorize(request, "config:write"))
 
 
 async def issue_repository_certificate(request: Request) -> Response:
     """Issue the repository's TLS certificate for ``{csr}`` (profile data-repository, SAN: its host)."""
-    return await _issue(request, "data-repository", authorize(request, "config:write"))
+    return await _issue(request, "data-repository", await authorize(request, "config:write"))
 
 
 # -- enrollment profiles and group keys ---------------------------------------------------
@@ -213,26 +213,26 @@ async def issue_repository_certificate(request: Request) -> Response:
 
 async def list_profiles(request: Request) -> Response:
     """List enrollment profiles."""
-    authorize(request, "config:read")
+    await authorize(request, "config:read")
     return JSONResponse([v.to_json() for v in await _call(_runtime(request).config.list_profiles)])
 
 
 async def create_profile(request: Request) -> Response:
     """Create an enrollment profile (validated: servers, repositories, methods, key types, MOs)."""
-    principal = authorize(request, "config:write")
+    principal = await authorize(request, "config:write")
     spec = ProfileSpec.from_json(await read_json(request))
     return _created((await _call(_runtime(request).config.add_profile, spec, actor=principal.actor)).to_json())
 
 
 async def get_profile(request: Request) -> Response:
     """One enrollment profile."""
-    authorize(request, "config:read")
+    await authorize(request, "config:read")
     return JSONResponse((await _call(_runtime(request).config.get_profile, request.path_params["name"])).to_json())
 
 
 async def replace_profile(request: Request) -> Response:
     """Replace an enrollment profile's settings (its group key stays)."""
-    principal = authorize(request, "config:write")
+    principal = await authorize(request, "config:write")
     body = await read_json(request)
     if body.setdefault("name", request.path_params["name"]) != request.path_params["name"]:
         raise InvalidRequest("the name in the body differs from the URL; profiles cannot be renamed", field="name")
@@ -242,14 +242,14 @@ async def replace_profile(request: Request) -> Response:
 
 async def delete_profile(request: Request) -> Response:
     """Remove a profile no device or token uses."""
-    principal = authorize(request, "config:write")
+    principal = await authorize(request, "config:write")
     await _call(_runtime(request).config.delete_profile, request.path_params["name"], actor=principal.actor)
     return Response(status_code=204)
 
 
 async def create_group_key(request: Request) -> Response:
     """Create the profile's group key in the secret store; returns its reference only."""
-    principal = authorize(request, "config:write")
+    principal = await authorize(request, "config:write")
     name = request.path_params["name"]
     ref = await _call(_runtime(request).devices.create_group_key, name, actor=principal.actor)
     return _created({"profile": name, "ref": ref})
@@ -257,7 +257,7 @@ async def create_group_key(request: Request) -> Response:
 
 async def export_device_keys(request: Request) -> Response:
     """Device keys HMAC-SHA256(group key, DevID) for ``{dev_ids: [...]}``; audited."""
-    principal = authorize(request, "devices:write")
+    principal = await authorize(request, "devices:write")
     dev_ids = field(await read_json(request), "dev_ids", list, required=True) or []
     if not all(isinstance(d, str) for d in dev_ids):
         raise InvalidRequest("dev_ids must be a list of strings", field="dev_ids")
@@ -272,7 +272,7 @@ async def export_device_keys(request: Request) -> Response:
 
 async def list_devices(request: Request) -> Response:
     """List or search devices: ``?q=&status=&profile=&limit=&offset=``."""
-    authorize(request, "devices:read")
+    await authorize(request, "devices:read")
     params = request.query_params
     views = await _call(_runtime(request).devices.search, q=params.get("q"), status=params.get("status"),
                         profile=params.get("profile"), limit=_int_param(request, "limit", 100),
@@ -282,7 +282,7 @@ async def list_devices(request: Request) -> Response:
 
 async def register_device(request: Request) -> Response:
     """Register a device: ``{dev_id, profile, idevid_fingerprint?, dm_server?}``."""
-    principal = authorize(request, "devices:write")
+    principal = await authorize(request, "devices:write")
     body = await read_json(request)
     view = await _call(_runtime(request).devices.register, _required(body, "dev_id"), _required(body, "profile"),
                        idevid_fingerprint=field(body, "idevid_fingerprint", str),
@@ -292,13 +292,13 @@ async def register_device(request: Request) -> Response:
 
 async def get_device(request: Request) -> Response:
     """One device, with the MOs and features it declared (DM-HLF-008)."""
-    authorize(request, "devices:read")
+    await authorize(request, "devices:read")
     return JSONResponse((await _call(_runtime(request).devices.get, request.path_params["dev_id"])).to_json())
 
 
 async def update_device(request: Request) -> Response:
     """Block (``status: blocked``), re-admit (``registered``), or choose the DM server."""
-    principal = authorize(request, "devices:write")
+    principal = await authorize(request, "devices:write")
     body = await read_json(request)
     view = await _call(_runtime(request).devices.update, request.path_params["dev_id"],
                        status=field(body, "status", str), dm_server=field(body, "dm_server", str),
@@ -308,7 +308,7 @@ async def update_device(request: Request) -> Response:
 
 async def list_tokens(request: Request) -> Response:
     """List enrollment tokens without their secrets."""
-    authorize(request, "devices:read")
+    await authorize(request, "devices:read")
     params = request.query_params
     views = await _call(_runtime(request).devices.list_tokens, profile=params.get("profile"),
                         dev_id=params.get("dev_id"), limit=_int_param(request, "limit", 100),
@@ -318,7 +318,7 @@ async def list_tokens(request: Request) -> Response:
 
 async def create_token(request: Request) -> Response:
     """Create a one-time enrollment token ``{profile?, dev_id?, ttl_seconds?}``; shown once."""
-    principal = authorize(request, "devices:write")
+    principal = await authorize(request, "devices:write")
     body = await read_json(request)
     ttl = field(body, "ttl_seconds", int)
     view, token = await _call(_runtime(request).devices.create_token, profile=field(body, "profile", str),
@@ -333,13 +333,13 @@ async def create_token(request: Request) -> Response:
 
 async def list_makers(request: Request) -> Response:
     """List trusted manufacturer CAs."""
-    authorize(request, "ca:read")
+    await authorize(request, "ca:read")
     return JSONResponse([_maker_json(r) for r in await _call(_runtime(request).config.list_manufacturer_cas)])
 
 
 async def add_maker(request: Request) -> Response:
     """Trust a manufacturer CA for IDevID attestation: ``{name, pem}``."""
-    principal = authorize(request, "ca:manage")
+    principal = await authorize(request, "ca:manage")
     body = await read_json(request)
     row = await _call(_runtime(request).config.add_manufacturer_ca, _required(body, "name"), _required(body, "pem"),
                       actor=principal.actor)
@@ -348,7 +348,7 @@ async def add_maker(request: Request) -> Response:
 
 async def update_maker(request: Request) -> Response:
     """Enable or disable a manufacturer CA: ``{enabled}``."""
-    principal = authorize(request, "ca:manage")
+    principal = await authorize(request, "ca:manage")
     enabled = field(await read_json(request), "enabled", bool, required=True)
     row = await _call(_runtime(request).config.set_manufacturer_ca_enabled, request.path_params["name"],
                       bool(enabled), actor=principal.actor)

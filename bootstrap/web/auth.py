@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 
 from bootstrap.auth.principals import Principal, require
 from bootstrap.errors import AuthenticationFailed
 from bootstrap.runtime import Runtime
 
-__all__ = ["authorize", "principal_of"]
+__all__ = ["authorize", "check", "principal_of"]
 
 
 def principal_of(connection: HTTPConnection) -> Principal | None:
@@ -25,6 +26,14 @@ def principal_of(connection: HTTPConnection) -> Principal | None:
     return principal
 
 
-def authorize(connection: HTTPConnection, permission: str) -> Principal:
-    """The caller, if it holds ``permission`` (401 without credentials, 403 without the right)."""
+def check(connection: HTTPConnection, permission: str) -> Principal:
+    """The caller, if it holds ``permission`` (401 without credentials, 403 without the right).
+
+    Blocking (the token is looked up in the database): call it from a threadpool, or :func:`authorize`.
+    """
     return require(principal_of(connection), permission)
+
+
+async def authorize(connection: HTTPConnection, permission: str) -> Principal:
+    """:func:`check`, off the event loop (no database call runs on the event-loop thread)."""
+    return await run_in_threadpool(check, connection, permission)

@@ -215,7 +215,7 @@ async def data_object(request: Request) -> Response:
                     headers={DEVID_HEADER: found.dev_id, "Cache-Control": "no-store"})
 
 
-async def ddf(request: Request) -> Response:
+def ddf(request: Request) -> Response:
     """``GET /ddf/{MOID}``: a registered DDF, as the ``DDF`` member of our MO instances names it."""
     moid = unquote(str(request.path_params["moid"]))
     found = _runtime(request).dm2.ddfs.find(moid)

@@ -149,7 +149,7 @@ async def bootstrap(request: Request) -> Response:
     404: "unknown device, or no DM 1.x credentials yet"})
 async def credentials(request: Request) -> Response:
     """A device's DM 1.x credentials (AAuthName, AAuthSecret, nonce; client and server), for its DM server."""
-    principal = authorize(request, "dm1:credentials")
+    principal = await authorize(request, "dm1:credentials")
     view = await run_in_threadpool(_runtime(request).dm1.credentials, str(request.path_params["dev_id"]),
                                    actor=principal.actor, request_id=request_id(request))
     return JSONResponse(view.to_json(), headers={"Cache-Control": "no-store"})

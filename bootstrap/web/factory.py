@@ -31,7 +31,7 @@ from bootstrap.services.factory import CHUNK_SIZE, OpenBatch, Station
 from bootstrap.services.factory_batches import error_of
 from bootstrap.services.factory_types import BatchSpec, ItemOutcome, ItemRequest, RegistrationSpec, dev_id_of
 from bootstrap.web.api import JSON, media_type, parse_json, request_id
-from bootstrap.web.auth import authorize
+from bootstrap.web.auth import check
 from bootstrap.web.tls import client_certificate
 from pki.errors import PkiError
 
@@ -52,7 +52,7 @@ def _runtime(request: Request) -> Runtime:
 def _principal(request: Request) -> Principal:
     """The station: by Bearer token, else by its registered client certificate."""
     if request.headers.get("authorization"):
-        return authorize(request, "factory:provision")
+        return check(request, "factory:provision")
     runtime = _runtime(request)
     settings = runtime.settings
     cert = client_certificate(request, trusted_proxies=settings.trusted_proxies, header=settings.client_cert_header)

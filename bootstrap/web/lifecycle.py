@@ -73,7 +73,7 @@ async def _reason(request: Request) -> str:
            responses={200: _OUTCOME, 404: "no such certificate", 409: "revoked already"})
 async def revoke_certificate(request: Request) -> Response:
     """Revoke one certificate by serial (hex)."""
-    principal = await run_in_threadpool(authorize, request, "certs:revoke")
+    principal = await authorize(request, "certs:revoke")
     reason = await _reason(request)
     outcome = await run_in_threadpool(_runtime(request).revocation.revoke_certificate,
                                       str(request.path_params["serial"]), reason,
@@ -85,7 +85,7 @@ async def revoke_certificate(request: Request) -> Response:
            responses={200: _OUTCOME, 404: "neither a device nor certificates with that DevID"})
 async def revoke_device(request: Request) -> Response:
     """Revoke every live certificate of a device and block it."""
-    principal = await run_in_threadpool(authorize, request, "certs:revoke")
+    principal = await authorize(request, "certs:revoke")
     reason = await _reason(request)
     outcome = await run_in_threadpool(_runtime(request).revocation.revoke_device,
                                       str(request.path_params["dev_id"]), reason,
@@ -97,7 +97,7 @@ async def revoke_device(request: Request) -> Response:
            responses={200: "the device may enroll again", 404: "no such device", 409: "the device is not blocked"})
 async def readmit_device(request: Request) -> Response:
     """Let a blocked device enroll again."""
-    principal = await run_in_threadpool(authorize, request, "devices:write")
+    principal = await authorize(request, "devices:write")
     dev_id = str(request.path_params["dev_id"])
     await run_in_threadpool(_runtime(request).revocation.readmit_device, dev_id,
                             Requester(principal.actor, _request_id(request)))
@@ -111,7 +111,7 @@ async def readmit_device(request: Request) -> Response:
                       409: "the serial is not the device's current certificate"})
 async def bootstrap_complete(request: Request) -> Response:
     """A DM server reports the BootstrapComplete alert of a device's first session (DM 2.0 package 1)."""
-    principal = await run_in_threadpool(authorize, request, "devices:bootstrap-complete")
+    principal = await authorize(request, "devices:bootstrap-complete")
     body = await request.body()
     serial: str | None = None
     if body.strip():
@@ -136,7 +136,7 @@ async def bootstrap_complete(request: Request) -> Response:
     {"name": "profile", "in": "query", "schema": {"type": "string"}}])
 async def list_certificates(request: Request) -> Response:
     """Certificates, newest first; with ``expiring_within_days``, valid ones expiring soonest first."""
-    await run_in_threadpool(authorize, request, "certs:read")
+    await authorize(request, "certs:read")
     runtime = _runtime(request)
     limit = _int(request, "limit", 100)
     days = request.query_params.get("expiring_within_days")
@@ -166,7 +166,7 @@ def certificate_json(row: CertificateRow) -> dict[str, Any]:
             "not_before": row.not_before.isoformat(), "not_after": row.not_after.isoformat(),
             "status": row.status, "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
             "revocation_reason": row.revocation_reason, "fingerprint": row.fingerprint,
-            "requested_by": row.requested_by}
+            "requested_by": row.requested_by, "superseded_by": row.superseded_by}
 
 
 def routes() -> list[Route]:

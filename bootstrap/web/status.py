@@ -83,8 +83,10 @@ def _certificate(request: Request, name: str) -> x509.Certificate:
     raise NotFound(f"no CA named {name!r}")
 
 
-async def ca_certificate(request: Request) -> Response:
-    """``/ca/{name}.pem`` or ``.der``: one of our CA certificates (AIA caIssuers points here)."""
+def ca_certificate(request: Request) -> Response:
+    """Sync: Starlette runs it in its threadpool (it reads the database).
+
+    ``/ca/{name}.pem`` or ``.der``: one of our CA certificates (AIA caIssuers points here)."""
     name, _, suffix = str(request.path_params["file"]).rpartition(".")
     if suffix not in ("pem", "der"):
         raise NotFound("CA certificates are served as <name>.pem or <name>.der")
@@ -94,7 +96,7 @@ async def ca_certificate(request: Request) -> Response:
     return Response(cert.public_bytes(Encoding.PEM), media_type="application/x-pem-file")
 
 
-async def ca_bundle(request: Request) -> Response:
+def ca_bundle(request: Request) -> Response:
     """``/ca/bundle.pem``: every issuing CA still within its validity (active first), then the root.
 
     After ``dmboot ca rotate`` certificates of the retired issuing CA stay in use until
@@ -106,7 +108,7 @@ async def ca_bundle(request: Request) -> Response:
     return Response("".join(r.pem for r in rows), media_type=PEM_CHAIN)
 
 
-async def ca_chain(request: Request) -> Response:
+def ca_chain(request: Request) -> Response:
     """``/ca/chain.pem``: the active issuing CA followed by the root."""
     runtime = _runtime(request)
     with runtime.database.session() as session:
@@ -115,7 +117,7 @@ async def ca_chain(request: Request) -> Response:
     return Response(issuing.pem + root.pem, media_type=PEM_CHAIN)
 
 
-async def whoami(request: Request) -> Response:
+def whoami(request: Request) -> Response:
     """``/api/v1/whoami``: what the service sees of the caller - for debugging proxies and mTLS."""
     runtime = _runtime(request)
     principal = principal_of(request)

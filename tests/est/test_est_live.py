@@ -185,10 +185,16 @@ def test_simplereenroll_keeps_the_identity(server: LiveServer, enrolled: Enrolle
     before = certificate_count(server)
     no_cert = server.curl(f"{EST}/simplereenroll", *_basic(dev_id, "dmt_whatever"), *PKCS10, data=b64(csr))
     assert_problem(no_cert, 401, "current certificate")
+    renewed_path = files / "renewed.pem"
+    renewed_path.write_bytes(renewed.public_bytes(serialization.Encoding.PEM))
     _key2, other = openssl_csr(files, "IMEI:999999999999999", "other")
-    renamed = server.curl(f"{EST}/simplereenroll", "--cert", enrolled.cert_path, "--key", enrolled.key,
+    renamed = server.curl(f"{EST}/simplereenroll", "--cert", renewed_path, "--key", key,
                           *PKCS10, data=b64(other))
     assert_problem(renamed, 400, "keeps the subject")
+    # The certificate the re-enrollment superseded no longer attests.
+    superseded = server.curl(f"{EST}/simplereenroll", "--cert", enrolled.cert_path, "--key", enrolled.key,
+                             *PKCS10, data=b64(csr))
+    assert_problem(superseded, 401, f"superseded by {renewed.serial_number:x}")
     assert certificate_count(server) == before
 
 

@@ -161,6 +161,9 @@ def test_reenroll_keeps_identity_and_profile(est: Runtime) -> None:
     renewed = est.est.reenroll(est.est.label(None), _der(), current)
     assert renewed.certificate.subject == first.certificate.subject and renewed.profile == "device"
     assert renewed.serial_hex != first.serial_hex
+    with pytest.raises(AuthenticationFailed, match=f"superseded by {renewed.serial_hex}"):
+        est.est.reenroll(est.est.label(None), _der(), current)  # the superseded certificate no longer attests
+    current = EstClient(certificate=renewed.certificate)
     with pytest.raises(CsrPolicyError, match="keeps the subject"):
         est.est.reenroll(est.est.label(None), _der("IMEI:530000000000001"), current)
     with pytest.raises(PermissionDenied, match="dm-server"):

@@ -95,12 +95,12 @@ def test_names_outside_the_expected_identity_are_refused(runtime: Runtime) -> No
 def test_a_failed_recording_returns_nothing(any_backend_runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
     """If the database write fails, the caller gets the error, never the certificate."""
     runtime = any_backend_runtime
-    import bootstrap.services.issuance as issuance
+    import bootstrap.services.pipeline.issue as issue  # where every channel records
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(issuance, "append_event", broken)
+    monkeypatch.setattr(issue, "append_event", broken)
     before = _count(runtime, CertificateRow)
     with pytest.raises(RuntimeError, match="disk full"):
         runtime.issuance.issue_from_csr(make_csr(), "device", ADMIN)

@@ -9,6 +9,7 @@ The permission is also left on the endpoint for the OpenAPI-style role-matrix te
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import secrets
 from collections.abc import Awaitable, Callable
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
@@ -123,6 +125,26 @@ async def pre_csrf_ok(request: Request) -> bool:
 def error_page(request: Request, user: ConsoleUser | None, exc: DmBootstrapError | PkiError) -> Response:
     status, _, title = status_of(exc)
     return render(request, "error.html", user, status_code=status, title=title, message=exc.message)
+
+
+def off_loop(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """Run a page off the event loop: its sessions, database reads and scrypt checks block.
+
+    The posted form is read on the loop first (it is I/O); then the page runs to its end in
+    Starlette's threadpool, on an event loop of its own there (its ``await request.form()``
+    returns the form already read).
+    """
+
+    @functools.wraps(handler)
+    async def endpoint(request: Request) -> Response:
+        if request.method == "POST":
+            await request.form()
+        async def whole() -> Response:
+            return await handler(request)
+
+        return await run_in_threadpool(asyncio.run, whole())
+
+    return endpoint
 
 
 def page(permission: str) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:

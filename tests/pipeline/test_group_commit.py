@@ -1,0 +1,81 @@
+"""Group commit: requests share a transaction, each fails alone (issue 12, item 2)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import pytest
+from sqlmodel import Session, select
+
+from bootstrap.auth.attestation import Evidence
+from bootstrap.auth.principals import hash_token
+from bootstrap.runtime import Runtime
+from bootstrap.services.audit import append_event
+from bootstrap.services.audit_verify import verify_chain
+from bootstrap.services.enrollment import EnrollmentOutcome
+from bootstrap.store.models import AuditEvent, CertificateRow, EnrollmentTokenRow
+from pki.errors import CsrPolicyError
+from tests.enrollment.support import ADMIN, GROUP
+from tests.factories import make_csr
+
+GOOD = [f"IMEI:3500000000004{i:02d}" for i in range(5)]
+BAD = "IMEI:350000000000499"
+
+
+def _wait_until(condition: object, what: str) -> None:
+    for _ in range(2000):
+        if condition():  # type: ignore[operator]
+            return
+        time.sleep(0.005)
+    raise AssertionError(f"never happened: {what}")
+
+
+def test_one_bad_request_in_a_batch_fails_alone_and_consumes_nothing(configured: Runtime) -> None:
+    committer = configured.issuance.pipeline.committer
+    tokens = {}
+    for dev_id in [*GOOD, BAD]:
+        configured.devices.register(dev_id, GROUP, actor=ADMIN)
+        tokens[dev_id] = configured.devices.create_token(dev_id=dev_id, actor=ADMIN)[1]
+    release = threading.Event()
+
+    def hold(session: Session) -> None:  # keeps the writer busy while the batch queues up
+        append_event(session, actor="test", action="test.hold", outcome="success")
+        release.wait()
+
+    batches = committer.batches
+    with ThreadPoolExecutor(max_workers=len(GOOD) + 2) as pool:
+        holder = pool.submit(committer.run, hold)
+        _wait_until(lambda: committer.queued == 0 and not holder.done(), "the writer took the holder")
+        futures: dict[str, Future[EnrollmentOutcome]] = {
+            dev_id: pool.submit(configured.enrollment.enroll, dev_id, Evidence("token", token=tokens[dev_id]),
+                                make_csr(dev_id, ca=dev_id == BAD)) for dev_id in [*GOOD, BAD]}
+        _wait_until(lambda: committer.queued == len(futures), "every request queued")
+        release.set()
+        holder.result()
+        with pytest.raises(CsrPolicyError):
+            futures[BAD].result()
+        issued = {dev_id: futures[dev_id].result().issued.serial_hex for dev_id in GOOD}
+    assert committer.batches == batches + 2  # the holder's, then ONE for all six requests
+    with configured.database.session() as session:
+        serials = set(session.exec(select(CertificateRow.serial_hex).where(
+            CertificateRow.device_id.in_([*GOOD, BAD]))))  # type: ignore[union-attr]
+        used = {row.dev_id: row.used_at for row in session.exec(select(EnrollmentTokenRow).where(
+            EnrollmentTokenRow.token_hash.in_([hash_token(t) for t in tokens.values()])))}  # type: ignore[attr-defined]
+        enrolled = {e.target for e in session.exec(select(AuditEvent).where(
+            AuditEvent.action == "device.enroll", AuditEvent.outcome == "success"))}
+    assert serials == set(issued.values())
+    assert used[BAD] is None and all(used[d] is not None for d in GOOD)
+    assert enrolled == set(GOOD)
+    report = verify_chain(configured.database)
+    assert report.ok, report.problems
+
+
+def test_a_lone_request_commits_at_once(configured: Runtime) -> None:
+    committer = configured.issuance.pipeline.committer
+    before = committer.batches, committer.requests
+    configured.devices.register(GOOD[0], GROUP, actor=ADMIN)
+    token = configured.devices.create_token(dev_id=GOOD[0], actor=ADMIN)[1]
+    configured.enrollment.enroll(GOOD[0], Evidence("token", token=token), make_csr(GOOD[0]))
+    assert (committer.batches, committer.requests) == (before[0] + 1, before[1] + 1)
