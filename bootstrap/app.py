@@ -25,6 +25,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         owned = runtime is None
         app.state.runtime = runtime or Runtime(settings)
+        if owned:  # a served process publishes CRLs in the background (one replica at a time)
+            app.state.runtime.crl_publisher.start()
         try:
             yield
         finally:

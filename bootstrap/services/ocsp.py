@@ -7,10 +7,13 @@ responder certificate is recorded in the ``ocsp_signer`` table and in the
 certificate inventory. It is renewed, with a new key version, when less than
 a third of its life is left; any replica can do so, under the CA row's lock.
 
-Status comes from the database on every request, so a revocation committed by
-any replica is answered at once. Responses without a nonce are reused for a
-while (RFC 5019 2.1.1 allows pre-produced responses) as long as the status they
-carry is still the database's; a nonce makes every response fresh.
+Requests without a nonce are answered with pre-signed responses (RFC 5019 2.1.1):
+one per serial and CertID hash, stored for every replica and held in memory
+(:mod:`bootstrap.services.ocsp_cache`); :meth:`OcspResponder.respond_cached` answers
+from memory without the database or a thread. A revocation deletes the stored
+responses in its transaction and evicts them here at once; other replicas evict
+them within the cache's sync interval. A nonce makes every response fresh, signed
+live after a status read.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -33,6 +37,7 @@ from bootstrap.errors import SecretConflict
 from bootstrap.secrets.base import KeyRef, SecretStore
 from bootstrap.services.audit import append_event
 from bootstrap.services.authorities import AuthorityDirectory
+from bootstrap.services.ocsp_cache import CacheKey, OcspCache, StoredResponse
 from bootstrap.store.db import Database
 from bootstrap.store.models import AuthorityRow, CertificateRow, OcspSignerRow, utcnow
 from pki.authority import fingerprint
@@ -42,15 +47,14 @@ from pki.profiles import PROFILES, Names
 from pki.revocation import REASONS
 from pki.signers import Signer
 
-__all__ = ["OcspAnswer", "OcspResponder"]
+__all__ = ["OcspAnswer", "OcspResponder", "REUSE_FOR", "RESPONSE_VALIDITY"]
 
 log = logging.getLogger(__name__)
 
 #: nextUpdate - thisUpdate: how long relying parties may cache a response.
 RESPONSE_VALIDITY = timedelta(hours=1)
-#: A cached (nonce-less) response is reused while younger than this.
-REUSE_FOR = timedelta(minutes=5)
-_CACHE_LIMIT = 50_000
+#: A pre-signed (nonce-less) response is served while younger than this, then signed again.
+REUSE_FOR = RESPONSE_VALIDITY / 2
 #: Seconds between re-reads of our CAs when a request names an issuer we do not know.
 RELOAD_ISSUERS = 30.0
 _CERTIFICATES: Table = CertificateRow.__table__  # type: ignore[attr-defined]
@@ -72,6 +76,8 @@ class OcspAnswer:
     cert_status: CertStatus | None = None
     #: Until when caches may keep it (None: not cacheable - errors and nonced responses).
     cache_until: datetime | None = None
+    #: thisUpdate of a cacheable response (HTTP Last-Modified, RFC 5019 6.2).
+    produced_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -97,7 +103,7 @@ class OcspResponder:
     """Answers OCSP requests for certificates of our CAs."""
 
     def __init__(self, database: Database, authorities: AuthorityDirectory, store: SecretStore,
-                 organization: str) -> None:
+                 organization: str, *, sync_seconds: float = 1.0) -> None:
         self._db = database
         self._authorities = authorities
         self._store = store
@@ -107,7 +113,28 @@ class OcspResponder:
         self._issuers: dict[tuple[str, bytes, bytes], _Issuer] = {}
         self._loaded_at: dict[str, float] = {}
         self._responders: dict[int, _Responder] = {}
-        self._responses: dict[tuple[object, ...], tuple[bytes, datetime, datetime]] = {}
+        self.cache = OcspCache(database, reuse=REUSE_FOR, sync_seconds=sync_seconds)
+
+    def respond_cached(self, request_der: bytes, *, now: datetime | None = None) -> OcspAnswer | None:
+        """The pre-signed answer to a nonce-less request, from memory; None: call :meth:`respond`.
+
+        Never blocks (no database, no signing), so it can run on the event loop.
+        """
+        try:
+            query = parse_request(request_der)
+        except Exception:  # respond() gives the proper error answer  # noqa: BLE001
+            return None
+        if query.nonce is not None:
+            return None
+        issuer = self._issuers.get((query.hash_algorithm.name, query.issuer_name_hash, query.issuer_key_hash))
+        if issuer is None:
+            return None
+        stored = self.cache.peek(_key(issuer, query), (now or utcnow()).replace(microsecond=0))
+        return _cached_answer(stored) if stored is not None else None
+
+    def revoked(self, serials: Sequence[str]) -> None:
+        """After a revocation committed: forget the serials' responses (RevocationService.on_revoked)."""
+        self.cache.evict(serials)
 
     def respond(self, request_der: bytes, *, now: datetime | None = None) -> OcspAnswer:
         """Answer a DER OCSPRequest; never raises for bad input (RFC 6960 2.3 error statuses)."""
@@ -131,13 +158,16 @@ class OcspResponder:
             return _error(x509_ocsp.OCSPResponseStatus.INTERNAL_ERROR)
 
     def _answer(self, query: OcspQuery, issuer: _Issuer, now: datetime) -> OcspAnswer:
-        status, revoked_at, reason = self._status(issuer, query.serial)
-        key = (issuer.authority_id, query.serial, query.hash_algorithm.name, status, revoked_at, reason)
         if query.nonce is None:
-            with self._lock:
-                cached = self._responses.get(key)
-            if cached is not None and now < cached[1] + REUSE_FOR:
-                return OcspAnswer(cached[0], "successful", status, cached[2])
+            self.cache.sync()
+            stored = self.cache.peek(_key(issuer, query), now)
+            if stored is not None:
+                return _cached_answer(stored)
+        status, revoked_at, reason = self._status(issuer, query.serial)
+        if query.nonce is None:
+            stored = self.cache.load(_key(issuer, query), status.value, now)
+            if stored is not None:
+                return _cached_answer(stored)
         responder = self._responder(issuer, now)
         next_update = now + RESPONSE_VALIDITY
         der = build_response(query, status, responder=responder.certificate, signer=responder.signer,
@@ -145,11 +175,9 @@ class OcspResponder:
                              reason=REASONS.get(reason) if reason else None)
         if query.nonce is not None:
             return OcspAnswer(der, "successful", status, None)
-        with self._lock:
-            if len(self._responses) >= _CACHE_LIMIT:
-                self._responses.clear()
-            self._responses[key] = (der, now, next_update)
-        return OcspAnswer(der, "successful", status, next_update)
+        stored = StoredResponse(der, status.value, now, next_update)
+        self.cache.store(_key(issuer, query), stored)
+        return _cached_answer(stored)
 
     # -- status -------------------------------------------------------------------------
 
@@ -270,6 +298,15 @@ class OcspResponder:
         log.info("issued OCSP responder certificate %s for %s", issued.serial_hex, authority.name)
         return _Responder(_row_id(authority), cert, signer)
 
+
+
+def _key(issuer: _Issuer, query: OcspQuery) -> CacheKey:
+    return issuer.authority_id, format(query.serial, "x"), query.hash_algorithm.name
+
+
+def _cached_answer(stored: StoredResponse) -> OcspAnswer:
+    return OcspAnswer(stored.der, "successful", CertStatus(stored.cert_status), stored.next_update,
+                      stored.this_update)
 
 
 def _error(status: x509_ocsp.OCSPResponseStatus) -> OcspAnswer:
