@@ -20,8 +20,9 @@ from bootstrap.errors import Conflict, InvalidRequest, NotFound
 from bootstrap.runtime import Runtime
 from bootstrap.services.crl import CrlService
 from bootstrap.services.crl_publisher import CrlPublisher
+from bootstrap.services.ocsp import RESPONSE_VALIDITY, OcspResponder
 from bootstrap.services.revocation import is_device_blocked, normalize_serial
-from bootstrap.store.models import AuditEvent, CertificateRow, CrlRow, DeviceRow, OcspSignerRow
+from bootstrap.store.models import AuditEvent, CertificateRow, CrlRow, DeviceRow, OcspResponseRow, OcspSignerRow
 from pki.authority import IssuedCertificate
 from pki.errors import ProfileError
 from pki.keys import KeyType
@@ -353,3 +354,40 @@ def test_expiring(runtime: Runtime, device_cert: DeviceCert) -> None:
     assert serials == [r.serial_hex for r in sorted(soon, key=lambda r: r.not_after)]
     with pytest.raises(InvalidRequest):
         runtime.revocation.expiring(-1)
+
+
+# -- pre-signed OCSP responses ---------------------------------------------------------------
+
+
+def test_pre_signed_responses_are_shared_and_a_revocation_replaces_them(runtime: Runtime,
+                                                                        device_cert: DeviceCert) -> None:
+    issued = device_cert("IMEI:100000000000015")
+    request = ocsp.OCSPRequestBuilder().add_certificate(issued.certificate, issued.chain[0], CERT_ID_HASH).build()
+    der = request.public_bytes(Encoding.DER)
+    assert runtime.ocsp.respond_cached(der) is None  # nothing signed yet: the caller takes the slow path
+    signed = runtime.ocsp.respond(der)
+    assert runtime.ocsp.respond_cached(der) == signed  # now from memory, without the database
+    replica = OcspResponder(runtime.database, runtime.authorities, runtime.store, "dm-bootstrap", sync_seconds=0)
+    assert replica.respond(der).der == signed.der  # the same bytes from the table, not signed again
+    assert signed.produced_at is not None and signed.cache_until == signed.produced_at + RESPONSE_VALIDITY
+    runtime.revocation.revoke_certificate(issued.serial_hex, "keyCompromise", ADMIN)
+    assert runtime.ocsp.respond_cached(der) is None  # evicted here at once
+    assert runtime.ocsp.respond(der).cert_status is CertStatus.REVOKED
+    # The other replica learns it from the revocation feed at its next sync (here: every request).
+    assert replica.respond(der).cert_status is CertStatus.REVOKED
+    with runtime.database.session() as session:
+        stored = list(session.exec(select(OcspResponseRow.cert_status).where(
+            OcspResponseRow.serial_hex == issued.serial_hex)))
+    assert stored == ["revoked"]
+
+
+def test_nonce_requests_are_signed_live_and_not_stored(runtime: Runtime, device_cert: DeviceCert) -> None:
+    issued = device_cert("IMEI:100000000000016")
+    request = (ocsp.OCSPRequestBuilder().add_certificate(issued.certificate, issued.chain[0], CERT_ID_HASH)
+               .add_extension(x509.OCSPNonce(b"0123456789abcdef"), critical=False).build())
+    der = request.public_bytes(Encoding.DER)
+    first, second = runtime.ocsp.respond(der), runtime.ocsp.respond(der)
+    assert runtime.ocsp.respond_cached(der) is None
+    assert first.cache_until is None and second.cache_until is None  # not cacheable
+    with runtime.database.session() as session:
+        assert list(session.exec(select(OcspResponseRow))) == []
