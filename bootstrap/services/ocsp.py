@@ -42,7 +42,16 @@ from bootstrap.store.db import Database
 from bootstrap.store.models import AuthorityRow, CertificateRow, OcspSignerRow, utcnow
 from pki.authority import fingerprint
 from pki.errors import SignerError, SignerUnavailable
-from pki.ocsp import CertStatus, OcspQuery, OcspRequestError, build_response, issuer_hashes, parse_request, unsuccessful
+from pki.ocsp import (
+    CertStatus,
+    OcspQuery,
+    OcspRequestError,
+    build_response,
+    decode_get_request,
+    issuer_hashes,
+    parse_request,
+    unsuccessful,
+)
 from pki.profiles import PROFILES, Names
 from pki.revocation import REASONS
 from pki.signers import Signer
@@ -55,6 +64,7 @@ log = logging.getLogger(__name__)
 RESPONSE_VALIDITY = timedelta(hours=1)
 #: A pre-signed (nonce-less) response is served while younger than this, then signed again.
 REUSE_FOR = RESPONSE_VALIDITY / 2
+_PARSED_LIMIT = 100_000
 #: Seconds between re-reads of our CAs when a request names an issuer we do not know.
 RELOAD_ISSUERS = 30.0
 _CERTIFICATES: Table = CertificateRow.__table__  # type: ignore[attr-defined]
@@ -114,23 +124,36 @@ class OcspResponder:
         self._loaded_at: dict[str, float] = {}
         self._responders: dict[int, _Responder] = {}
         self.cache = OcspCache(database, reuse=REUSE_FOR, sync_seconds=sync_seconds)
+        #: Requests seen (DER or GET encoding) -> their cache key: a repeated request is not parsed again.
+        self._parsed: dict[bytes | str, CacheKey] = {}
 
-    def respond_cached(self, request_der: bytes, *, now: datetime | None = None) -> OcspAnswer | None:
+    def respond_cached(self, request: bytes | str, *, now: datetime | None = None) -> OcspAnswer | None:
         """The pre-signed answer to a nonce-less request, from memory; None: call :meth:`respond`.
 
-        Never blocks (no database, no signing), so it can run on the event loop.
+        ``request`` is the DER request, or the url-encoded base64 of a GET (RFC 6960 A.1),
+        which is then decoded only the first time it is seen. Never blocks (no database,
+        no signing), so it can run on the event loop.
         """
+        key = self._parsed.get(request)
+        if key is None:
+            key = self._cache_key(request)
+            if key is None:
+                return None
+            if len(self._parsed) >= _PARSED_LIMIT:
+                self._parsed.clear()
+            self._parsed[request] = key
+        stored = self.cache.peek(key, now or utcnow())
+        return _cached_answer(stored) if stored is not None else None
+
+    def _cache_key(self, request: bytes | str) -> CacheKey | None:
         try:
-            query = parse_request(request_der)
+            query = parse_request(decode_get_request(request) if isinstance(request, str) else request)
         except Exception:  # respond() gives the proper error answer  # noqa: BLE001
             return None
         if query.nonce is not None:
             return None
         issuer = self._issuers.get((query.hash_algorithm.name, query.issuer_name_hash, query.issuer_key_hash))
-        if issuer is None:
-            return None
-        stored = self.cache.peek(_key(issuer, query), (now or utcnow()).replace(microsecond=0))
-        return _cached_answer(stored) if stored is not None else None
+        return _key(issuer, query) if issuer is not None else None
 
     def revoked(self, serials: Sequence[str]) -> None:
         """After a revocation committed: forget the serials' responses (RevocationService.on_revoked)."""

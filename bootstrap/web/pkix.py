@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from email.utils import format_datetime
 
@@ -75,16 +76,16 @@ async def ocsp_post(request: Request) -> Response:
 async def ocsp_get(request: Request) -> Response:
     """``GET /ocsp/{request}``: the DER OCSPRequest, base64 and URL-encoded (RFC 6960 A.1.1)."""
     # The raw path keeps %2F and '+' as the client sent them; path_params would decode them.
-    raw = request.scope.get("raw_path", request.url.path.encode()).decode("latin-1")
+    raw = (request.scope.get("raw_path") or request.url.path.encode()).decode("latin-1")
     encoded = raw.split("?", 1)[0].split("/ocsp/", 1)[-1]
+    # A pre-signed response this process holds answers without a thread or the database.
+    cached = _runtime(request).ocsp.respond_cached(encoded)
+    if cached is not None:
+        return _ocsp_response(cached)
     try:
         der = decode_get_request(encoded)
     except OcspRequestError:
         der = b""  # parse_request answers malformedRequest
-    # A pre-signed response this process holds answers without a thread or the database.
-    cached = _runtime(request).ocsp.respond_cached(der) if der else None
-    if cached is not None:
-        return _ocsp_response(cached)
     return await _answer(request, der[:MAX_REQUEST_BYTES + 1])
 
 
@@ -108,6 +109,7 @@ def _ocsp_response(answer: OcspAnswer) -> Response:
     return Response(answer.der, media_type=OCSP_RESPONSE, headers=headers)
 
 
+@functools.lru_cache(maxsize=4096)  # pre-signed responses repeat their dates on every hit
 def _http_date(moment: datetime) -> str:
     return format_datetime(moment, usegmt=True)
 
