@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -391,3 +392,20 @@ def test_nonce_requests_are_signed_live_and_not_stored(runtime: Runtime, device_
     assert first.cache_until is None and second.cache_until is None  # not cacheable
     with runtime.database.session() as session:
         assert list(session.exec(select(OcspResponseRow))) == []
+
+
+def test_the_background_publisher_lists_a_revocation(runtime: Runtime, device_cert: DeviceCert) -> None:
+    issued = device_cert("IMEI:100000000000017")
+    scope = f"issuing-1-p{issued.certificate.serial_number % 16}"
+    before = runtime.crls.current("issuing-1", "partition", scope).number
+    runtime.crl_publisher.start()
+    try:
+        runtime.revocation.revoke_certificate(issued.serial_hex, "superseded", ADMIN)  # wakes the publisher
+        deadline = time.monotonic() + 120  # a wait for the thread, not a timing assertion
+        while runtime.crls.current("issuing-1", "partition", scope).number == before:
+            assert time.monotonic() < deadline, "the background publisher did not publish"
+            time.sleep(0.05)
+    finally:
+        runtime.crl_publisher.stop()
+    partition = x509.load_der_x509_crl(runtime.crls.current("issuing-1", "partition", scope).der)
+    assert partition.get_revoked_certificate_by_serial_number(issued.certificate.serial_number) is not None
