@@ -17,8 +17,9 @@ CertificateList is assembled (RFC 5280 5.1.1).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -40,6 +41,9 @@ _REASON_EXTENSIONS = {flag: bytes([0x30, 0x0C, 0x30, 0x0A, 0x06, 0x03, 0x55, 0x1
                       for flag, code in _REASON_CODES.items()}
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _length(n: int) -> bytes:
     if n < 0x80:
         return bytes([n])
@@ -51,32 +55,43 @@ def _tlv(tag: int, content: bytes) -> bytes:
     return bytes([tag]) + _length(len(content)) + content
 
 
-def _time(moment: datetime, cache: dict[datetime, bytes]) -> bytes:
-    encoded = cache.get(moment)
-    if encoded is None:
-        if 1950 <= moment.year < 2050:
-            encoded = b"\x17\x0d" + moment.strftime("%y%m%d%H%M%SZ").encode()
-        else:
-            encoded = b"\x18\x0f" + moment.strftime("%Y%m%d%H%M%SZ").encode()
-        cache[moment] = encoded
-    return encoded
+@functools.cache
+def _clock() -> list[bytes]:
+    """b"HHMMSSZ" for every second of a day (built once: 86,400 short strings)."""
+    return [f"{h:02d}{m:02d}{s:02d}Z".encode() for h in range(24) for m in range(60) for s in range(60)]
+
+
+@functools.cache
+def _day(day: int) -> bytes:
+    """The tag, length and date part of a Time for days since 1970-01-01 (UTCTime before 2050)."""
+    date = _EPOCH + timedelta(days=day)
+    if 1950 <= date.year < 2050:
+        return b"\x17\x0d" + f"{date.year % 100:02d}{date.month:02d}{date.day:02d}".encode()
+    return b"\x18\x0f" + f"{date.year:04d}{date.month:02d}{date.day:02d}".encode()
+
+
+def _time(moment: datetime) -> bytes:
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)  # naive: UTC
+    day, second = divmod(int(aware.timestamp()), 86_400)
+    return _day(day) + _clock()[second]
 
 
 def encode_entries(entries: Iterable[tuple[int, datetime, x509.ReasonFlags | None]]) -> bytes:
-    """DER of ``revokedCertificates`` for (serial, revocationDate in UTC, reason) triples.
+    """DER of ``revokedCertificates`` for (serial, revocationDate, reason) triples (naive dates are UTC).
 
     A reason of None or unspecified is left out, as RFC 5280 5.3.1 recommends.
     """
-    times: dict[datetime, bytes] = {}
     parts: list[bytes] = []
+    unspecified = x509.ReasonFlags.unspecified
     for serial, revoked_at, reason in entries:
-        if serial <= 0:
-            raise ValueError(f"serial {serial} is not positive")
+        if not 0 < serial < 1 << 160:
+            raise ValueError(f"serial {serial} is not a positive number of at most 20 octets")
         number = serial.to_bytes((serial.bit_length() + 8) // 8, "big")  # room for the sign bit
-        body = b"\x02" + _length(len(number)) + number + _time(revoked_at, times)
-        if reason is not None and reason is not x509.ReasonFlags.unspecified:
+        # Every part is shorter than 128 octets: one-octet lengths.
+        body = b"\x02" + bytes((len(number),)) + number + _time(revoked_at)
+        if reason is not None and reason is not unspecified:
             body += _REASON_EXTENSIONS[reason]
-        parts.append(b"\x30" + _length(len(body)) + body)
+        parts.append(b"\x30" + bytes((len(body),)) + body)
     return _tlv(0x30, b"".join(parts))
 
 

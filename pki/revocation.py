@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from cryptography import x509
 
@@ -165,7 +165,7 @@ def encode_crl(
                        distribution_point=distribution_point, delta_base=delta_base, freshest=freshest,
                        only_ca_certs=only_ca_certs)
     draft = builder.sign(throwaway_key(signer.key_type), signature_hash(signer.key_type))
-    revoked = encode_entries((serial, _utc(at), reason) for serial, at, reason in entries)
+    revoked = encode_entries(entries)
     return splice_and_sign(draft, revoked, signer)
 
 
@@ -225,12 +225,6 @@ def _idp(url: str | None, only_ca_certs: bool) -> x509.IssuingDistributionPoint:
 
 def _ext(value: x509.ExtensionType, critical: bool) -> x509.Extension[x509.ExtensionType]:
     return x509.Extension(value.oid, critical, value)
-
-
-def _utc(moment: datetime) -> datetime:
-    # A naive datetime (SQLite hands them back) is UTC here, as everything stored is.
-    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-    return aware.astimezone(UTC).replace(microsecond=0)
 
 
 def _whole_seconds(moment: datetime) -> datetime:
