@@ -2,8 +2,9 @@
 
 Two scratch PostgreSQL databases are bulk-loaded (one INSERT ... SELECT over
 generate_series each; ``--rows`` issued, every tenth revoked, so ``--rows`` / 10 revoked):
-the baseline with ``--rows`` / 100 and the full size. The same steps run on both and
-each row reports its cost at both sizes and the ratio (1.0 = flat):
+the baseline with ``--rows`` / 100 and the full size. The same steps run on both, in
+``--rounds`` interleaved rounds (baseline, full, baseline, ...), and each row reports the
+median cost at both sizes and the ratio (1.0 = flat):
 
 - ``issue (store path)``: ``IssuanceService.issue_from_csr`` - what every enrollment does
   in the database (parse, sign, insert the certificate, audit); in-process;
@@ -47,7 +48,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,7 @@ class Size:
     env: dict[str, str]
     load_seconds: float
     figures: dict[str, float]
+    rounds: dict[str, list[float]] = field(default_factory=dict)
 
 
 @contextmanager
@@ -148,35 +150,41 @@ def _ocsp_request(issuer: x509.Certificate, serial: int, nonce: bytes | None = N
     return builder.build().public_bytes(Encoding.DER)
 
 
-def measure_size(size: Size, args: argparse.Namespace) -> None:
-    runtime, figures, n = size.runtime, size.figures, args.ops
+def measure_size(size: Size, args: argparse.Namespace, round_: int) -> None:
+    """One round of every in-process step on ``size``; figures keep every round's median."""
+    runtime, n = size.runtime, args.ops
     with runtime.database.session() as session:
         row = runtime.authorities.active_row(session)
         ca = runtime.authorities.authority(session, row)
     issuer = ca.certificate
-    rng = random.Random(7)
+    rng = random.Random(7 + round_)
     serials = [int("4" + format(rng.randrange(1, size.rows + 1), "x").rjust(39, "0"), 16) for _ in range(4 * n)]
-    csrs = make_device_csrs(n + 20, prefix="IMEI:77")
+    csrs = make_device_csrs(n + 20, prefix=f"IMEI:7{round_}")
     issued: list[str] = []
-    figures["issue (store path)"] = _median_us(
+    results: dict[str, float] = {}
+    results["issue (store path)"] = _median_us(
         lambda i: issued.append(runtime.issuance.issue_from_csr(csrs[i], "device", REQUESTER).serial_hex), n)
-    figures["ocsp nonce (live)"] = _median_us(
+    results["ocsp nonce (live)"] = _median_us(
         lambda i: runtime.ocsp.respond(_ocsp_request(issuer, serials[i], os.urandom(16))), n)
     plain = [_ocsp_request(issuer, s) for s in serials[n:3 * n]]
-    figures["ocsp no nonce, first"] = _median_us(lambda i: runtime.ocsp.respond(plain[i]), n)
-    figures["ocsp no nonce, cached"] = _median_us(lambda i: runtime.ocsp.respond_cached(plain[i % n]), n)
+    results["ocsp no nonce, first"] = _median_us(lambda i: runtime.ocsp.respond(plain[i]), n)
+    results["ocsp no nonce, cached"] = _median_us(lambda i: runtime.ocsp.respond_cached(plain[i % n]), n)
     with runtime.database.engine.connect() as connection:
         middle = int(connection.execute(text("SELECT max(id) / 2 FROM certificate")).scalar_one())
-    figures["cert list page (keyset)"] = _median_us(lambda i: runtime.issuance.list(limit=100, after=middle - i), 30)
-    figures["cert list page (offset)"] = _median_us(
-        lambda i: runtime.issuance.list(limit=100, offset=size.rows // 2 + i), 10)
-    figures["revoke one"] = _median_us(
+    results["cert list page (keyset)"] = _median_us(
+        lambda i: runtime.issuance.list(limit=100, after=middle - 1000 * round_ - i), 30)
+    results["cert list page (offset)"] = _median_us(
+        lambda i: runtime.issuance.list(limit=100, offset=size.rows // 2 + i), 5)
+    results["revoke one"] = _median_us(
         lambda i: runtime.revocation.revoke_certificate(issued[i], "superseded", REQUESTER) if i >= 0 else None,
         min(n, len(issued)))
     now = datetime.now(UTC)
-    figures["build full CRL"], figures["full CRL entries"] = _build(runtime, row.id or 0, now, None, ca)
-    figures["build partition CRL"], figures["partition CRL entries"] = _build(
+    results["build full CRL"], results["full CRL entries"] = _build(runtime, row.id or 0, now, None, ca)
+    results["build partition CRL"], results["partition CRL entries"] = _build(
         runtime, row.id or 0, now, f"{row.name}-p1", ca)
+    for name, value in results.items():
+        size.rounds.setdefault(name, []).append(value)
+        size.figures[name] = statistics.median(size.rounds[name])
 
 
 def _build(runtime: Runtime, authority_id: int, now: datetime, scope: str | None,
@@ -241,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=1_000_000, help="certificates at full size (a tenth revoked)")
     parser.add_argument("--baseline-rows", type=int, default=0, help="default: rows / 100")
     parser.add_argument("--partitions", type=int, default=10)
-    parser.add_argument("--ops", type=int, default=200, help="timed calls per in-process row")
+    parser.add_argument("--ops", type=int, default=100, help="timed calls per in-process row and round")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per size; medians reported")
     parser.add_argument("--http-seconds", type=float, default=5.0)
     parser.add_argument("--http-runs", type=int, default=3)
     parser.add_argument("--connections", type=int, default=16)
@@ -252,14 +261,16 @@ def main(argv: list[str] | None = None) -> int:
     print_context(facts)
     sizes: list[Size] = []
     https: dict[str, float] = {}
-    for rows in (base_rows, args.rows):
-        with loaded(args.database_url, rows, args.partitions) as size:
+    with ExitStack() as stack:
+        for rows in (base_rows, args.rows):
+            size = stack.enter_context(loaded(args.database_url, rows, args.partitions))
             print(f"# loaded {rows:,} certificates ({rows // 10:,} revoked) in {size.load_seconds:.1f} s",
                   file=sys.stderr, flush=True)
-            measure_size(size, args)
-            if rows == args.rows:
-                https = measure_https(size, args)
             sizes.append(size)
+        for round_ in range(args.rounds):  # interleaved: the machine's load drifts alike for both sizes
+            for size in sizes:
+                measure_size(size, args, round_)
+        https = measure_https(sizes[-1], args)
     base, full = sizes
     table: list[dict[str, Any]] = []
     for name, at_base in base.figures.items():
