@@ -6,8 +6,10 @@ import json
 from collections.abc import Callable
 
 import pytest
+from starlette.testclient import TestClient
 from typer.testing import CliRunner, Result
 
+from bootstrap.app import create_app
 from bootstrap.cli import app
 from bootstrap.runtime import Runtime
 from pki.authority import IssuedCertificate
@@ -98,3 +100,16 @@ def test_publish_crls_on_demand(runtime: Runtime, device_cert: Callable[[str], I
     assert {"issuing-1", "issuing-1-delta", partition} == set(published)
     everything = json.loads(dm(runtime, "ca", "publish-crls", "--force", "--json").stdout)["published"]
     assert {"root", "root-delta", "issuing-1", "issuing-1-delta", "issuing-1-p15"} <= set(everything)
+
+
+def test_certificates_api_pages_with_next_after(runtime: Runtime,
+                                                device_cert: Callable[[str], IssuedCertificate]) -> None:
+    serials = [device_cert(f"IMEI:63000000000000{n}").serial_hex for n in range(3)]
+    token = runtime.tokens.create("lister", ["auditor"], actor="test")
+    with TestClient(create_app(runtime=runtime)) as client:
+        headers = {"Authorization": f"Bearer {token}"}
+        first = client.get("/api/v1/certificates?profile=device&limit=2", headers=headers).json()
+        assert [c["serial"] for c in first["certificates"]] == serials[::-1][:2]
+        second = client.get(f"/api/v1/certificates?profile=device&limit=2&after={first['next_after']}",
+                            headers=headers).json()
+        assert [c["serial"] for c in second["certificates"]] == serials[:1] and "next_after" not in second
