@@ -93,6 +93,7 @@ class Runtime:
                                           interval=settings.crl_publish_seconds)
         self.ocsp = OcspResponder(self.database, self.authorities, self.store, settings.organization)
         self.revocation = RevocationService(self.database, on_revoked=self._revoked)
+        self.crl_publisher.after_pass = self.ocsp.presign_revoked
         self.est = EstService(self.database, self.store, self.authorities, self.issuance)
         self.factory = FactoryService(self.database, self.store, self.authorities, self.tokens,
                                       key_retention=timedelta(hours=settings.factory_key_retention_hours))

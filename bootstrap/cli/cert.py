@@ -149,6 +149,7 @@ def cert_revoke(
             outcome = service.revoke_profile(str(profile), reason, requester)
         if outcome.revoked:  # on demand: the CRLs list it when this command returns
             published = runtime.crl_publisher.publish(full_after=timedelta(0), actor="cli:admin").numbers
+            runtime.ocsp.presign_revoked()
             outcome = dataclasses.replace(outcome, crl_numbers=published)
     if as_json:
         emit_json(outcome.to_json())

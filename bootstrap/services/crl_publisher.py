@@ -103,6 +103,8 @@ class CrlPublisher:
         self._interval = interval
         #: A hook for metrics (CRL age, size, number); see bootstrap.metrics when present.
         self.observer = observer
+        #: Called after every background pass (the runtime pre-signs revoked OCSP responses here).
+        self.after_pass: Callable[[], object] | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -132,6 +134,8 @@ class CrlPublisher:
         while not self._stop.is_set():
             try:
                 self.publish()
+                if self.after_pass is not None:
+                    self.after_pass()
             except Exception:  # the thread must survive a database or signer outage
                 log.warning("CRL publishing failed; retrying in %.0f s", self._interval, exc_info=True)
             self._wake.wait(self._interval)

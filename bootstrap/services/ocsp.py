@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -71,6 +72,12 @@ _CERTIFICATES: Table = CertificateRow.__table__  # type: ignore[attr-defined]
 _AUTHORITIES: Table = AuthorityRow.__table__  # type: ignore[attr-defined]
 _STATUS_QUERY = sa_select(_CERTIFICATES.c.status, _CERTIFICATES.c.revoked_at, _CERTIFICATES.c.revocation_reason).where(
     _CERTIFICATES.c.serial_hex == bindparam("serial"), _CERTIFICATES.c.authority_id == bindparam("authority"))
+_ISSUER_OF_QUERY = sa_select(_AUTHORITIES.c.id, _AUTHORITIES.c.name, _AUTHORITIES.c.kind, _AUTHORITIES.c.pem).where(
+    _AUTHORITIES.c.id == sa_select(_CERTIFICATES.c.authority_id).where(
+        _CERTIFICATES.c.serial_hex == bindparam("serial")).scalar_subquery())
+#: CertID hash of pre-signed responses: SHA-1, what RFC 5019 clients (and openssl) send.
+_PRESIGN_HASH = hashes.SHA1()  # noqa: S303 - a CertID hash, not a signature
+_PRESIGN_QUEUE = 1000
 _CHILD_CA_QUERY = sa_select(_AUTHORITIES.c.id).where(
     _AUTHORITIES.c.serial_hex == bindparam("serial"), _AUTHORITIES.c.parent_id == bindparam("authority"))
 
@@ -126,6 +133,7 @@ class OcspResponder:
         self.cache = OcspCache(database, reuse=REUSE_FOR, sync_seconds=sync_seconds)
         #: Requests seen (DER or GET encoding) -> their cache key: a repeated request is not parsed again.
         self._parsed: dict[bytes | str, CacheKey] = {}
+        self._to_presign: deque[str] = deque(maxlen=_PRESIGN_QUEUE)
 
     def respond_cached(self, request: bytes | str, *, now: datetime | None = None) -> OcspAnswer | None:
         """The pre-signed answer to a nonce-less request, from memory; None: call :meth:`respond`.
@@ -156,8 +164,33 @@ class OcspResponder:
         return _key(issuer, query) if issuer is not None else None
 
     def revoked(self, serials: Sequence[str]) -> None:
-        """After a revocation committed: forget the serials' responses (RevocationService.on_revoked)."""
+        """After a revocation committed: forget the serials' responses and queue their replacements.
+
+        :meth:`presign_revoked` (the background publisher's thread, or ``dmboot cert revoke``)
+        signs the "revoked" responses ahead of the first request.
+        """
         self.cache.evict(serials)
+        with self._lock:
+            self._to_presign.extend(serials[:_PRESIGN_QUEUE])
+
+    def presign_revoked(self, *, now: datetime | None = None) -> int:
+        """Sign and store the queued revoked serials' responses (SHA-1 CertIDs); how many were signed."""
+        moment = (now or utcnow()).replace(microsecond=0)
+        done = 0
+        while True:
+            with self._lock:
+                if not self._to_presign:
+                    return done
+                serial = self._to_presign.popleft()
+            with self._db.reader() as connection:
+                found = connection.execute(_ISSUER_OF_QUERY, {"serial": serial}).first()
+            if found is None:
+                continue
+            authority_id, name, kind, pem = found
+            name_hash, key_hash = issuer_hashes(x509.load_pem_x509_certificate(pem.encode()), _PRESIGN_HASH)
+            query = OcspQuery(int(serial, 16), name_hash, key_hash, _PRESIGN_HASH)
+            self._answer(query, _Issuer(int(authority_id), str(name), kind == "root"), moment)
+            done += 1
 
     def respond(self, request_der: bytes, *, now: datetime | None = None) -> OcspAnswer:
         """Answer a DER OCSPRequest; never raises for bad input (RFC 6960 2.3 error statuses)."""

@@ -409,3 +409,19 @@ def test_the_background_publisher_lists_a_revocation(runtime: Runtime, device_ce
         runtime.crl_publisher.stop()
     partition = x509.load_der_x509_crl(runtime.crls.current("issuing-1", "partition", scope).der)
     assert partition.get_revoked_certificate_by_serial_number(issued.certificate.serial_number) is not None
+
+
+def test_a_revocation_queues_its_response_to_be_signed_before_anyone_asks(runtime: Runtime,
+                                                                         device_cert: DeviceCert) -> None:
+    issued = device_cert("IMEI:100000000000018")
+    runtime.revocation.revoke_certificate(issued.serial_hex, "keyCompromise", ADMIN)
+    assert runtime.ocsp.presign_revoked() == 1
+    with runtime.database.session() as session:
+        [stored] = list(session.exec(select(OcspResponseRow).where(OcspResponseRow.serial_hex == issued.serial_hex)))
+    assert stored.cert_status == "revoked" and stored.hash_algorithm == "sha1"
+    request = ocsp.OCSPRequestBuilder().add_certificate(issued.certificate, issued.chain[0], CERT_ID_HASH).build()
+    answer = runtime.ocsp.respond(request.public_bytes(Encoding.DER))
+    assert answer.der == stored.der  # served as pre-signed
+    response = ocsp.load_der_ocsp_response(answer.der)
+    assert response.certificate_status is ocsp.OCSPCertStatus.REVOKED
+    assert response.revocation_reason is x509.ReasonFlags.key_compromise
