@@ -188,8 +188,10 @@ class OcspResponder:
                 continue
             authority_id, name, kind, pem = found
             name_hash, key_hash = issuer_hashes(x509.load_pem_x509_certificate(pem.encode()), _PRESIGN_HASH)
-            query = OcspQuery(int(serial, 16), name_hash, key_hash, _PRESIGN_HASH)
-            self._answer(query, _Issuer(int(authority_id), str(name), kind == "root"), moment)
+            issuer = _Issuer(int(authority_id), str(name), kind == "root")
+            if issuer.authority_id not in self._responders and self._load(issuer, moment) is None:
+                continue  # nobody asked this CA yet: its responder certificate is made on the first request
+            self._answer(OcspQuery(int(serial, 16), name_hash, key_hash, _PRESIGN_HASH), issuer, moment)
             done += 1
 
     def respond(self, request_der: bytes, *, now: datetime | None = None) -> OcspAnswer:

@@ -413,7 +413,10 @@ def test_the_background_publisher_lists_a_revocation(runtime: Runtime, device_ce
 
 def test_a_revocation_queues_its_response_to_be_signed_before_anyone_asks(runtime: Runtime,
                                                                          device_cert: DeviceCert) -> None:
-    issued = device_cert("IMEI:100000000000018")
+    issued, other = device_cert("IMEI:100000000000018"), device_cert("IMEI:100000000000019")
+    runtime.revocation.revoke_certificate(other.serial_hex, "keyCompromise", ADMIN)
+    assert runtime.ocsp.presign_revoked() == 0  # no OCSP responder yet: not made for this
+    assert _ocsp(runtime, other).certificate_status is ocsp.OCSPCertStatus.REVOKED  # the first request makes it
     runtime.revocation.revoke_certificate(issued.serial_hex, "keyCompromise", ADMIN)
     assert runtime.ocsp.presign_revoked() == 1
     with runtime.database.session() as session:
