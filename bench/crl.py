@@ -4,11 +4,11 @@ Rows, per size N (``--sizes``):
 
 - ``library build_crl``: ``pki.revocation.build_crl`` - N entries (reason code each), sign
   with a P-256 key, DER-encode; entries prepared before timing;
-- ``service rebuild``: ``CrlService.rebuild`` on a database holding N revoked certificate
-  rows: query them, build and sign the full CRL and the delta, store both, audit - what a
-  revocation adds to its transaction;
+- ``service rebuild``: ``CrlPublisher.publish(force=True)`` on a database holding N revoked
+  certificate rows: query them, build and sign the complete CRL, the delta and the 16
+  partitions (N/16 entries each), store them, audit - what the background publisher does;
 - ``revoke one``: ``RevocationService.revoke_certificate`` of one more certificate at N
-  (the revocation commits with its new CRLs);
+  (a row and an audit event; the CRLs follow in the background);
 - ``serve (cached)``: ``CrlService.current`` - what each GET /crl costs once built
   (a head query and the per-process cache), requests per second.
 
@@ -49,6 +49,7 @@ from bootstrap.store.models import CertificateRow
 from pki.revocation import RevokedEntry, build_crl
 
 CERTIFICATES: Table = CertificateRow.metadata.tables["certificate"]
+REVOKED: Table = CertificateRow.metadata.tables["revoked_certificate"]
 REQUESTER = Requester("bench:crl")
 
 
@@ -84,6 +85,10 @@ def prefill_revoked(runtime: Runtime, target: int, *, chunk: int = 5000) -> floa
                     "pem": pem, "requested_by": "bench:prefill", "request_id": None, "created_at": now,
                 })
             conn.execute(insert(CERTIFICATES), rows)
+            conn.execute(insert(REVOKED), [
+                {"authority_id": authority_id, "serial_hex": r["serial_hex"], "scope": f"issuing-1-p{n % 16}",
+                 "revoked_at": r["revoked_at"], "reason": r["revocation_reason"], "not_after": r["not_after"]}
+                for n, r in enumerate(rows)])
     return time.perf_counter() - started
 
 
@@ -122,7 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                       for _ in range(args.repeat)]
             der_bytes = len(builds[0][2].public_bytes(Encoding.DER))
             fill = prefill_revoked(runtime, size)
-            rebuilds = [_timed(lambda: runtime.crls.rebuild("issuing-1", actor="bench")) for _ in range(args.repeat)]
+            rebuilds = [_timed(lambda: runtime.crl_publisher.publish(force=True, full_after=timedelta(0)))
+                        for _ in range(args.repeat)]
             victims = [runtime.issuance.issue_from_csr(csr, "device", REQUESTER).serial_hex
                        for csr in make_device_csrs(args.repeat)]
             revokes = [_timed(lambda s=s: runtime.revocation.revoke_certificate(s, "keyCompromise", REQUESTER))

@@ -26,6 +26,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         owned = runtime is None
         app.state.runtime = runtime or Runtime(settings)
+        if owned:  # a served process publishes CRLs in the background (one replica at a time)
+            app.state.runtime.crl_publisher.start()
         try:
             yield
         finally:
@@ -33,7 +35,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                 app.state.runtime.close()
 
     app = Starlette(
-        routes=[*status.routes(), *dm.routes(), *api.routes(), *enroll.routes(), *pkix.routes(), *est.routes(),
+        # Relying parties' routes (OCSP, CRLs) first: Starlette tries routes in order, on every request.
+        routes=[*status.routes(), *pkix.routes(), *dm.routes(), *api.routes(), *enroll.routes(), *est.routes(),
                 *lifecycle.routes(), *access_api.routes(), *openapi.routes(), *console.routes(),
                 *factory.routes(), *dm1.routes()],
         middleware=[

@@ -72,18 +72,20 @@ class CrlFact:
 
 
 def crl_facts(connection: Connection) -> list[CrlFact]:
-    """The newest stored CRL of each CA and kind (only the newest rows keep their DER)."""
+    """The newest stored CRL of each CA, kind and scope (partitions are labelled by their file name)."""
     crl, ca = CrlRow.__table__, AuthorityRow.__table__  # type: ignore[attr-defined]
     rows = connection.execute(
-        select(ca.c.name, crl.c.kind, crl.c.number, crl.c.this_update, crl.c.next_update, crl.c.entries,
-               func.length(crl.c.der))
+        select(ca.c.name, crl.c.kind, crl.c.scope, crl.c.number, crl.c.this_update, crl.c.next_update,
+               crl.c.entries, func.length(crl.c.der))
         .join(ca, ca.c.id == crl.c.authority_id).where(crl.c.der.is_not(None)))
-    newest: dict[tuple[str, str], CrlFact] = {}
-    for name, kind, number, this_update, next_update, entries, size in rows:
-        fact = CrlFact(name, kind, "", int(number), _aware(this_update), _aware(next_update), int(entries or 0),
-                       int(size or 0))
-        if (name, kind) not in newest or newest[(name, kind)].number < fact.number:
-            newest[(name, kind)] = fact
+    newest: dict[tuple[str, str, str], CrlFact] = {}
+    for name, kind, scope, number, this_update, next_update, entries, size in rows:
+        partition = scope if kind == "partition" else ""
+        fact = CrlFact(name, kind, partition, int(number), _aware(this_update), _aware(next_update),
+                       int(entries or 0), int(size or 0))
+        key = (name, kind, partition)
+        if key not in newest or newest[key].number < fact.number:
+            newest[key] = fact
     return list(newest.values())
 
 

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -26,6 +27,7 @@ from bootstrap.secrets.embedded import ensure_key_file
 from bootstrap.services.authorities import AuthorityDirectory, HierarchyInfo
 from bootstrap.services.config import ConfigService
 from bootstrap.services.crl import CrlService
+from bootstrap.services.crl_publisher import CrlPublisher
 from bootstrap.services.devices import DeviceService
 from bootstrap.services.dm1 import Dm1Service
 from bootstrap.services.dm2 import Dm2BootstrapService
@@ -73,7 +75,8 @@ class Runtime:
         self.database = Database(settings.database)
         self._owns_store = store is None
         self.store = store or open_secret_store(settings)
-        self.authorities = AuthorityDirectory(self.store, settings.public_url, settings.organization)
+        self.authorities = AuthorityDirectory(self.store, settings.public_url, settings.organization,
+                                              crl_partitions=settings.crl_partitions)
         self.issuance = IssuanceService(self.database, self.authorities)
         self.tokens = TokenService(self.database)
         self.admins = AdminAccountService(self.database, self.store, issuer=settings.organization)
@@ -86,10 +89,13 @@ class Runtime:
                                        public_url=settings.public_url, store=self.store,
                                        server_certificate=self._server_certificate_der)
         self.dm1 = Dm1Service(self.database, self.store, self.issuance, self.ddfs, self.enrollment)
-        self.crls = CrlService(self.database, self.authorities, settings.public_url)
-        self.revocation = RevocationService(self.database, self.crls)
-        self.issuance.pipeline.sweeper = self.revocation.revoke_superseded
+        self.crls = CrlService(self.database)
+        self.crl_publisher = CrlPublisher(self.database, self.authorities, settings.public_url,
+                                          interval=settings.crl_publish_seconds)
         self.ocsp = OcspResponder(self.database, self.authorities, self.store, settings.organization)
+        self.revocation = RevocationService(self.database, on_revoked=self._revoked)
+        self.crl_publisher.after_pass = self.ocsp.presign_revoked
+        self.issuance.pipeline.sweeper = self.revocation.revoke_superseded
         self.est = EstService(self.database, self.store, self.authorities, self.issuance)
         self.factory = FactoryService(self.database, self.store, self.authorities, self.tokens,
                                       key_retention=timedelta(hours=settings.factory_key_retention_hours))
@@ -99,8 +105,14 @@ class Runtime:
         folder = self.settings.data_dir / "tls"
         return TlsFiles(folder / "server-chain.pem", folder / "server-key.pem", folder / "server-key.pass")
 
+    def _revoked(self, serials: Sequence[str]) -> None:
+        """After a revocation committed: OCSP forgets the serials, the CRL publisher gets going."""
+        self.ocsp.revoked(serials)
+        self.crl_publisher.wake()
+
     def close(self) -> None:
-        """Release the database pool and, unless it was handed in, the secret store's connections."""
+        """Stop the CRL publisher; release the database pool and, unless handed in, the secret store."""
+        self.crl_publisher.stop()
         self.database.dispose()
         close_store = getattr(self.store, "close", None) if self._owns_store else None
         if callable(close_store):
@@ -133,6 +145,9 @@ class Runtime:
             report.created.append(
                 f"CA hierarchy ({settings.ca_key_type.value}, keys {settings.ca_keys}): root and issuing-1"
             )
+        published = runtime.crl_publisher.publish(actor=actor)
+        if published.numbers:
+            report.created.append(f"{len(published.numbers)} CRLs ({settings.crl_partitions} partitions per CA)")
         if runtime.ensure_tls(actor):
             report.created.append(f"TLS certificate for {', '.join(settings.server_names)}")
         return runtime, report

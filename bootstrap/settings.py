@@ -102,6 +102,13 @@ class Settings:
     factory_max_body_bytes: int = 256 * 1024 * 1024
     #: How long a server-generated key stays available (encrypted for the station) for a retry.
     factory_key_retention_hours: int = 24
+    #: CRL partitions per issuing CA: each new certificate's CRL distribution point names
+    #: ``<CA>-p<serial mod crl_partitions>.crl`` (0: the CA's complete CRL). About
+    #: certificates / crl_partitions per partition; raise it, never lower it, as the fleet grows.
+    crl_partitions: int = 16
+    #: Seconds between the background CRL publisher's looks for revocations and due CRLs
+    #: (0: no background publisher in this process; ``dmboot crl publish`` does it).
+    crl_publish_seconds: float = 2.0
     vault: VaultSettings = field(default_factory=VaultSettings)
 
     @property
@@ -163,6 +170,10 @@ class Settings:
             raise ConfigurationError("vault.auth must be 'token' or 'approle'", field="vault.auth")
         if self.vault.ca_key_mode not in ("transit", "kv"):
             raise ConfigurationError("vault.ca_key_mode must be 'transit' or 'kv'", field="vault.ca_key_mode")
+        if not 0 <= self.crl_partitions <= 100_000:
+            raise ConfigurationError("crl_partitions must be between 0 and 100000", field="crl_partitions")
+        if self.crl_publish_seconds < 0:
+            raise ConfigurationError("crl_publish_seconds must not be negative", field="crl_publish_seconds")
         if not 0 < self.port < 65536:
             raise ConfigurationError(f"port {self.port} is out of range", field="port")
         if self.log_format not in ("text", "json"):

@@ -85,13 +85,14 @@ def _builder(
     not_before: datetime,
     not_after: datetime,
     extensions: Sequence[tuple[x509.ExtensionType, bool]],
+    serial: int | None = None,
 ) -> x509.CertificateBuilder:
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(issuer)
         .public_key(public_key)
-        .serial_number(random_serial())
+        .serial_number(serial or random_serial())
         .not_valid_before(not_before)
         .not_valid_after(not_after)
     )
@@ -183,8 +184,11 @@ class CertificateAuthority:
             )
         not_before = max(start - BACKDATE, self.certificate.not_valid_before_utc)
         not_after = min(start + (validity or profile.validity), self.not_after)
-        extensions = profile.extensions(public_key, self.signer.public_key, names, self.urls)
-        builder = _builder(names.subject(), self.certificate.subject, public_key, not_before, not_after, extensions)
+        # The serial comes first: a partitioned CRL distribution point is derived from it.
+        serial = random_serial()
+        extensions = profile.extensions(public_key, self.signer.public_key, names, self.urls.for_serial(serial))
+        builder = _builder(names.subject(), self.certificate.subject, public_key, not_before, not_after, extensions,
+                           serial)
         certificate = sign_certificate(builder, self.signer)
         if not isinstance(self.signer, LocalSigner):
             # A local key was matched to the CA certificate in __init__; a remote signer

@@ -21,6 +21,7 @@ keyEncipherment is added for RSA subject keys only (TLS 1.2 RSA key transport).
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ __all__ = [
     "Names",
     "Urls",
     "get_profile",
+    "partition_url",
 ]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -56,6 +58,21 @@ class Urls:
     crl: tuple[str, ...] = ()
     ocsp: tuple[str, ...] = ()
     ca_issuers: tuple[str, ...] = ()
+    #: Partitioned CRLs: > 0 makes each certificate's CRL distribution point name its
+    #: partition, ``<crl url without .crl>-p<serial mod crl_partitions>.crl``.
+    crl_partitions: int = 0
+
+    def for_serial(self, serial: int) -> Urls:
+        """The URLs a certificate with ``serial`` carries (its CRL partition, when partitioned)."""
+        if self.crl_partitions <= 0:
+            return self
+        crl = tuple(partition_url(url, serial % self.crl_partitions) for url in self.crl)
+        return dataclasses.replace(self, crl=crl, crl_partitions=0)
+
+
+def partition_url(crl_url: str, partition: int) -> str:
+    """The URL of CRL partition ``partition`` of the CRL published at ``crl_url``."""
+    return f"{crl_url.removesuffix('.crl')}-p{partition}.crl"
 
 
 @dataclass(frozen=True)

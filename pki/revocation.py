@@ -6,9 +6,14 @@ through :func:`pki.tbs.sign_crl`, so it works with any :class:`~pki.signers.Sign
 
 * cRLNumber (5.2.3), monotonic per issuer and shared by full and delta CRLs;
 * authorityKeyIdentifier (5.2.1) from the issuer's key;
-* issuingDistributionPoint (5.2.5, critical) naming the URL the certificates'
-  cRLDistributionPoints point to, so a CRL fetched from one URL cannot stand in
-  for another scope;
+* issuingDistributionPoint (5.2.5, critical) when the CRL's scope is narrower than
+  every certificate of the issuer: a CRL partition names the URL its certificates'
+  cRLDistributionPoints point to (so a partition cannot stand in for another); a
+  CRL of CA certificates only (the root's) says onlyContainsCACerts and names no
+  URL, so chain-mode checkers (``openssl verify -crl_check_all``, nginx
+  ``ssl_crl``) apply it to the root itself and to every issuing CA, with or
+  without a distribution point. A complete CRL carries no issuingDistributionPoint
+  and applies to every certificate of the issuer;
 * full CRLs: freshestCRL (5.2.6) pointing at the delta CRL, when there is one;
 * delta CRLs: deltaCRLIndicator (5.2.4, critical) with the base CRL number.
 
@@ -24,14 +29,17 @@ from datetime import datetime
 
 from cryptography import x509
 
+from pki.crl_der import encode_entries, splice_and_sign
 from pki.errors import ProfileError, SignerError
+from pki.keys import signature_hash
 from pki.signers import Signer
-from pki.tbs import sign_crl
+from pki.tbs import sign_crl, throwaway_key
 
 __all__ = [
     "REASONS",
     "RevokedEntry",
     "build_crl",
+    "encode_crl",
     "parse_reason",
     "reason_name",
 ]
@@ -114,15 +122,56 @@ def build_crl(
         number: the cRLNumber (RFC 5280 5.2.3); positive, at most 20 octets.
         this_update: thisUpdate.
         next_update: nextUpdate (RFC 5280 5.1.2.5: conforming CAs always include it).
-        distribution_point: URL for the issuingDistributionPoint (5.2.5); None leaves it out.
+        distribution_point: URL for the issuingDistributionPoint (5.2.5) of a partition; None
+            for a complete CRL.
         delta_base: for a delta CRL, the number of the full CRL it updates (5.2.4).
         freshest: for a full CRL, where its delta CRLs are published (freshestCRL, 5.2.6).
-        only_ca_certs: the CRL covers only CA certificates (the root's CRL).
+        only_ca_certs: the CRL covers only CA certificates (the root's CRL): an
+            issuingDistributionPoint with onlyContainsCACerts (and ``distribution_point``, if given).
 
     Raises:
         ProfileError: a number out of range, or nextUpdate not after thisUpdate.
         SignerError: the signer failed.
     """
+    builder = _builder(issuer, signer, [entry.build() for entry in entries], number=number, this_update=this_update,
+                       next_update=next_update, distribution_point=distribution_point, delta_base=delta_base,
+                       freshest=freshest, only_ca_certs=only_ca_certs)
+    return sign_crl(builder, signer)
+
+
+def encode_crl(
+    issuer: x509.Certificate,
+    signer: Signer,
+    entries: Iterable[tuple[int, datetime, x509.ReasonFlags | None]],
+    *,
+    number: int,
+    this_update: datetime,
+    next_update: datetime,
+    distribution_point: str | None = None,
+    delta_base: int | None = None,
+    freshest: str | None = None,
+    only_ca_certs: bool = False,
+) -> bytes:
+    """:func:`build_crl` for large lists: the same CRL as DER, entries encoded by :mod:`pki.crl_der`.
+
+    ``entries`` are (serial, revocationDate in UTC, reason) triples; about 30 times
+    faster than cryptography's per-entry objects at 100,000 entries.
+
+    Raises:
+        ProfileError: as :func:`build_crl`.
+        SignerError: the signer failed, or its key is not the issuer's.
+    """
+    builder = _builder(issuer, signer, [], number=number, this_update=this_update, next_update=next_update,
+                       distribution_point=distribution_point, delta_base=delta_base, freshest=freshest,
+                       only_ca_certs=only_ca_certs)
+    draft = builder.sign(throwaway_key(signer.key_type), signature_hash(signer.key_type))
+    revoked = encode_entries(entries)
+    return splice_and_sign(draft, revoked, signer)
+
+
+def _builder(issuer: x509.Certificate, signer: Signer, revoked: list[x509.RevokedCertificate], *, number: int,
+             this_update: datetime, next_update: datetime, distribution_point: str | None, delta_base: int | None,
+             freshest: str | None, only_ca_certs: bool) -> x509.CertificateRevocationListBuilder:
     if signer.public_key != issuer.public_key():
         raise SignerError("the CRL signer's key does not match the issuer certificate")
     if not 0 < number < 1 << 159:
@@ -135,7 +184,7 @@ def build_crl(
         _ext(x509.CRLNumber(number), False),
         _ext(_authority_key_id(issuer), False),
     ]
-    if distribution_point is not None:
+    if distribution_point is not None or only_ca_certs:
         extensions.append(_ext(_idp(distribution_point, only_ca_certs), True))
     if delta_base is not None:
         extensions.append(_ext(x509.DeltaCRLIndicator(delta_base), True))
@@ -144,14 +193,13 @@ def build_crl(
         extensions.append(_ext(x509.FreshestCRL([point]), False))
     # The builder's add_revoked_certificate() copies the list on every call (quadratic:
     # minutes at 100,000 entries); its constructor takes the whole list at once.
-    builder = x509.CertificateRevocationListBuilder(
+    return x509.CertificateRevocationListBuilder(
         issuer_name=issuer.subject,
         last_update=_whole_seconds(this_update),
         next_update=_whole_seconds(next_update),
         extensions=extensions,
-        revoked_certificates=[entry.build() for entry in entries],
+        revoked_certificates=revoked,
     )
-    return sign_crl(builder, signer)
 
 
 def _authority_key_id(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
@@ -163,9 +211,9 @@ def _authority_key_id(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
     return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
 
 
-def _idp(url: str, only_ca_certs: bool) -> x509.IssuingDistributionPoint:
+def _idp(url: str | None, only_ca_certs: bool) -> x509.IssuingDistributionPoint:
     return x509.IssuingDistributionPoint(
-        full_name=[x509.UniformResourceIdentifier(url)],
+        full_name=[x509.UniformResourceIdentifier(url)] if url else None,
         relative_name=None,
         only_contains_user_certs=False,
         only_contains_ca_certs=only_ca_certs,

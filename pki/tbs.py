@@ -26,11 +26,12 @@ from pki.errors import SignerError
 from pki.keys import KeyType, PrivateKey, generate_private_key, signature_hash
 from pki.signers import LocalSigner, Signer
 
-__all__ = ["check_signature", "sign_certificate", "sign_crl"]
+__all__ = ["check_signature", "sign_certificate", "sign_crl", "throwaway_key"]
 
 
 @functools.cache
-def _throwaway_key(key_type: KeyType) -> PrivateKey:
+def throwaway_key(key_type: KeyType) -> PrivateKey:
+    """A key of ``key_type`` made once per process, to draft TBS structures with."""
     # Any RSA size yields the same AlgorithmIdentifier (sha256WithRSAEncryption), so
     # the smallest allowed size serves every RSA signer.
     return generate_private_key(KeyType.RSA2048 if key_type.is_rsa else key_type)
@@ -41,7 +42,7 @@ def sign_certificate(builder: x509.CertificateBuilder, signer: Signer) -> x509.C
     algorithm = signature_hash(signer.key_type)
     if isinstance(signer, LocalSigner):
         return builder.sign(signer.private_key, algorithm)
-    draft = builder.sign(_throwaway_key(signer.key_type), algorithm)
+    draft = builder.sign(throwaway_key(signer.key_type), algorithm)
     outer = asn1_x509.Certificate.load(draft.public_bytes(Encoding.DER))
     signature = _sign(signer, draft.tbs_certificate_bytes)
     certificate = asn1_x509.Certificate(
@@ -61,7 +62,7 @@ def sign_crl(builder: x509.CertificateRevocationListBuilder, signer: Signer) -> 
     algorithm = signature_hash(signer.key_type)
     if isinstance(signer, LocalSigner):
         return builder.sign(signer.private_key, algorithm)
-    draft = builder.sign(_throwaway_key(signer.key_type), algorithm)
+    draft = builder.sign(throwaway_key(signer.key_type), algorithm)
     outer = asn1_crl.CertificateList.load(draft.public_bytes(Encoding.DER))
     signature = _sign(signer, draft.tbs_certlist_bytes)
     crl = asn1_crl.CertificateList(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
 import typer
@@ -71,8 +72,10 @@ def ca_rotate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Bring in a new issuing CA signed by the root; the old one is retired but still verifies."""
-    with open_runtime() as runtime, runtime.database.session() as session:
-        rotation = runtime.authorities.rotate(session, "cli:admin", new_key=new_key)
+    with open_runtime() as runtime:
+        with runtime.database.session() as session:
+            rotation = runtime.authorities.rotate(session, "cli:admin", new_key=new_key)
+        runtime.crl_publisher.publish(actor="cli:admin")  # the new CA's CRLs, before anyone asks
     previous, current = rotation.previous, rotation.current
     if as_json:
         emit_json({"previous": previous.name, "current": current.name, "new_key": new_key,
@@ -83,3 +86,23 @@ def ca_rotate(
     typer.echo(f"  subject     {current.subject}\n  fingerprint {current.fingerprint}\n"
                f"  key         {current.key_ref.split(';')[0]}")
     typer.echo("Relying parties should fetch /ca/bundle.pem: it holds every issuing CA still valid.")
+
+
+@app.command("publish-crls")
+@handled
+def ca_publish_crls(
+    force: Annotated[bool, typer.Option("--force", help="Republish every CRL, due or not.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Publish the CRLs that are due now (`dmboot serve` does it in the background)."""
+    with open_runtime() as runtime:
+        report = runtime.crl_publisher.publish(full_after=timedelta(0), force=force, actor="cli:admin")
+    if as_json:
+        emit_json({"published": report.numbers, "skipped": list(report.skipped)})
+        return
+    for scope, number in sorted(report.numbers.items()):
+        typer.echo(f"published CRL {number}: {scope}")
+    for name in report.skipped:
+        typer.echo(f"{name}: another replica is publishing its CRLs")
+    if not report.numbers and not report.skipped:
+        typer.echo("every CRL is up to date")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -75,11 +77,15 @@ def cert_issue(
 def cert_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
     profile: Annotated[str | None, typer.Option(help="Only this profile.")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 100,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.", min=1, max=10_000)] = 100,
+    after: Annotated[int | None, typer.Option(
+        "--after", help="The cursor printed by the previous page: continue after it.", min=0)] = None,
 ) -> None:
-    """List issued certificates, newest first."""
+    """List issued certificates, newest first; page on with --after CURSOR."""
     with open_runtime() as runtime:
-        rows = runtime.issuance.list(limit=limit, profile=profile)
+        rows = runtime.issuance.list(limit=limit, profile=profile, after=after)
+    if len(rows) == limit and rows[-1].id is not None:
+        typer.echo(f"next page: --after {rows[-1].id}", err=True)
     if as_json:
         emit_json([_cert_record(r) for r in rows])
         return
@@ -132,7 +138,7 @@ def cert_revoke(
     = "unspecified",
     as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
 ) -> None:
-    """Revoke certificates; the CRLs are republished before this returns."""
+    """Revoke certificates; the CRLs concerned are republished before this returns."""
     chosen = [name for name, value in (("SERIAL", serial), ("--device", device), ("--profile", profile)) if value]
     if len(chosen) != 1:
         raise DmBootstrapError("name exactly one of SERIAL, --device DEVID or --profile NAME")
@@ -145,6 +151,10 @@ def cert_revoke(
             outcome = service.revoke_device(device, reason, requester)
         else:
             outcome = service.revoke_profile(str(profile), reason, requester)
+        if outcome.revoked:  # on demand: the CRLs list it when this command returns
+            published = runtime.crl_publisher.publish(full_after=timedelta(0), actor="cli:admin").numbers
+            runtime.ocsp.presign_revoked()
+            outcome = dataclasses.replace(outcome, crl_numbers=published)
     if as_json:
         emit_json(outcome.to_json())
         return
@@ -156,8 +166,8 @@ def cert_revoke(
         typer.echo(f"blocked device {dev_id}")
     if not outcome.revoked and not outcome.blocked:
         typer.echo("nothing to revoke")
-    for issuer, number in sorted(outcome.crl_numbers.items()):
-        typer.echo(f"published CRL {number} of {issuer}")
+    for scope, number in sorted(outcome.crl_numbers.items()):
+        typer.echo(f"published CRL {number}: {scope}")
 
 
 @app.command("readmit")

@@ -84,21 +84,28 @@ class RotationInfo:
     new_key: bool
 
 
-def authority_urls(public_url: str, issuer_name: str) -> Urls:
-    """CRL, OCSP and CA-issuer URLs in certificates issued by ``issuer_name``."""
+def authority_urls(public_url: str, issuer_name: str, crl_partitions: int = 0) -> Urls:
+    """CRL, OCSP and CA-issuer URLs in certificates issued by ``issuer_name``.
+
+    With ``crl_partitions`` each certificate names its CRL partition instead of the
+    complete CRL (``/crl/<CA>-p<N>.crl``, see :meth:`pki.profiles.Urls.for_serial`).
+    """
     base = public_url.rstrip("/")
     return Urls(
         crl=(f"{base}/crl/{issuer_name}.crl",),
         ocsp=(f"{base}/ocsp",),
         ca_issuers=(f"{base}/ca/{issuer_name}.der",),
+        crl_partitions=crl_partitions,
     )
 
 
 class AuthorityDirectory:
     """Finds our CAs and their signers; keeps signers for reuse (they hold no state but keys)."""
 
-    def __init__(self, store: SecretStore, public_url: str, organization: str) -> None:
+    def __init__(self, store: SecretStore, public_url: str, organization: str, *, crl_partitions: int = 0) -> None:
         self._store = store
+        #: Only issuing CAs partition their CRLs; the root's CRL lists CA certificates only.
+        self.crl_partitions = crl_partitions
         self._public_url = public_url
         self._organization = organization
         self._cache: dict[str, CertificateAuthority] = {}
@@ -322,7 +329,9 @@ class AuthorityDirectory:
             parent = session.get(AuthorityRow, row.parent_id)
             if parent is not None:
                 chain.append(x509.load_pem_x509_certificate(parent.pem.encode()))
-        authority = CertificateAuthority(cert, signer, chain=chain, urls=authority_urls(self._public_url, row.name))
+        partitions = self.crl_partitions if row.kind == "issuing" else 0
+        authority = CertificateAuthority(cert, signer, chain=chain,
+                                         urls=authority_urls(self._public_url, row.name, partitions))
         with self._lock:
             self._cache[key] = authority
         return authority

@@ -94,8 +94,13 @@ class IssuanceService:
         with self._db.session() as session:
             return list(session.exec(query))
 
-    def list(self, *, limit: int = 100, offset: int = 0, profile: str | None = None) -> list[CertificateRow]:
+    def list(self, *, limit: int = 100, offset: int = 0, profile: str | None = None,
+             after: int | None = None) -> list[CertificateRow]:
+        """Certificates, newest first. Page with ``after`` = the last row's id (keyset: as fast on page
+        10,000 as on page 1); ``offset`` reads and skips rows."""
         query = select(CertificateRow).order_by(col(CertificateRow.id).desc()).offset(offset).limit(limit)
+        if after is not None:
+            query = query.where(col(CertificateRow.id) < after)
         if profile:
             query = query.where(CertificateRow.profile == profile)
         with self._db.session() as session:

@@ -7,10 +7,13 @@ responder certificate is recorded in the ``ocsp_signer`` table and in the
 certificate inventory. It is renewed, with a new key version, when less than
 a third of its life is left; any replica can do so, under the CA row's lock.
 
-Status comes from the database on every request, so a revocation committed by
-any replica is answered at once. Responses without a nonce are reused for a
-while (RFC 5019 2.1.1 allows pre-produced responses) as long as the status they
-carry is still the database's; a nonce makes every response fresh.
+Requests without a nonce are answered with pre-signed responses (RFC 5019 2.1.1):
+one per serial and CertID hash, stored for every replica and held in memory
+(:mod:`bootstrap.services.ocsp_cache`); :meth:`OcspResponder.respond_cached` answers
+from memory without the database or a thread. A revocation deletes the stored
+responses in its transaction and evicts them here at once; other replicas evict
+them within the cache's sync interval. A nonce makes every response fresh, signed
+live after a status read.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -34,30 +39,46 @@ from bootstrap.errors import SecretConflict
 from bootstrap.secrets.base import KeyRef, SecretStore
 from bootstrap.services.audit import append_event
 from bootstrap.services.authorities import AuthorityDirectory
+from bootstrap.services.ocsp_cache import CacheKey, OcspCache, StoredResponse
 from bootstrap.store.db import Database
 from bootstrap.store.models import AuthorityRow, CertificateRow, OcspSignerRow, utcnow
 from pki.authority import fingerprint
 from pki.errors import SignerError, SignerUnavailable
-from pki.ocsp import CertStatus, OcspQuery, OcspRequestError, build_response, issuer_hashes, parse_request, unsuccessful
+from pki.ocsp import (
+    CertStatus,
+    OcspQuery,
+    OcspRequestError,
+    build_response,
+    decode_get_request,
+    issuer_hashes,
+    parse_request,
+    unsuccessful,
+)
 from pki.profiles import PROFILES, Names
 from pki.revocation import REASONS
 from pki.signers import Signer
 
-__all__ = ["OcspAnswer", "OcspResponder"]
+__all__ = ["OcspAnswer", "OcspResponder", "REUSE_FOR", "RESPONSE_VALIDITY"]
 
 log = logging.getLogger(__name__)
 
 #: nextUpdate - thisUpdate: how long relying parties may cache a response.
 RESPONSE_VALIDITY = timedelta(hours=1)
-#: A cached (nonce-less) response is reused while younger than this.
-REUSE_FOR = timedelta(minutes=5)
-_CACHE_LIMIT = 50_000
+#: A pre-signed (nonce-less) response is served while younger than this, then signed again.
+REUSE_FOR = RESPONSE_VALIDITY / 2
+_PARSED_LIMIT = 100_000
 #: Seconds between re-reads of our CAs when a request names an issuer we do not know.
 RELOAD_ISSUERS = 30.0
 _CERTIFICATES: Table = CertificateRow.__table__  # type: ignore[attr-defined]
 _AUTHORITIES: Table = AuthorityRow.__table__  # type: ignore[attr-defined]
 _STATUS_QUERY = sa_select(_CERTIFICATES.c.status, _CERTIFICATES.c.revoked_at, _CERTIFICATES.c.revocation_reason).where(
     _CERTIFICATES.c.serial_hex == bindparam("serial"), _CERTIFICATES.c.authority_id == bindparam("authority"))
+_ISSUER_OF_QUERY = sa_select(_AUTHORITIES.c.id, _AUTHORITIES.c.name, _AUTHORITIES.c.kind, _AUTHORITIES.c.pem).where(
+    _AUTHORITIES.c.id == sa_select(_CERTIFICATES.c.authority_id).where(
+        _CERTIFICATES.c.serial_hex == bindparam("serial")).scalar_subquery())
+#: CertID hash of pre-signed responses: SHA-1, what RFC 5019 clients (and openssl) send.
+_PRESIGN_HASH = hashes.SHA1()  # noqa: S303 - a CertID hash, not a signature
+_PRESIGN_QUEUE = 1000
 _CHILD_CA_QUERY = sa_select(_AUTHORITIES.c.id).where(
     _AUTHORITIES.c.serial_hex == bindparam("serial"), _AUTHORITIES.c.parent_id == bindparam("authority"))
 
@@ -73,6 +94,8 @@ class OcspAnswer:
     cert_status: CertStatus | None = None
     #: Until when caches may keep it (None: not cacheable - errors and nonced responses).
     cache_until: datetime | None = None
+    #: thisUpdate of a cacheable response (HTTP Last-Modified, RFC 5019 6.2).
+    produced_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -98,7 +121,7 @@ class OcspResponder:
     """Answers OCSP requests for certificates of our CAs."""
 
     def __init__(self, database: Database, authorities: AuthorityDirectory, store: SecretStore,
-                 organization: str) -> None:
+                 organization: str, *, sync_seconds: float = 1.0) -> None:
         self._db = database
         self._authorities = authorities
         self._store = store
@@ -108,7 +131,69 @@ class OcspResponder:
         self._issuers: dict[tuple[str, bytes, bytes], _Issuer] = {}
         self._loaded_at: dict[str, float] = {}
         self._responders: dict[int, _Responder] = {}
-        self._responses: dict[tuple[object, ...], tuple[bytes, datetime, datetime]] = {}
+        self.cache = OcspCache(database, reuse=REUSE_FOR, sync_seconds=sync_seconds)
+        #: Requests seen (DER or GET encoding) -> their cache key: a repeated request is not parsed again.
+        self._parsed: dict[bytes | str, CacheKey] = {}
+        self._to_presign: deque[str] = deque(maxlen=_PRESIGN_QUEUE)
+
+    def respond_cached(self, request: bytes | str, *, now: datetime | None = None) -> OcspAnswer | None:
+        """The pre-signed answer to a nonce-less request, from memory; None: call :meth:`respond`.
+
+        ``request`` is the DER request, or the url-encoded base64 of a GET (RFC 6960 A.1),
+        which is then decoded only the first time it is seen. Never blocks (no database,
+        no signing), so it can run on the event loop.
+        """
+        key = self._parsed.get(request)
+        if key is None:
+            key = self._cache_key(request)
+            if key is None:
+                return None
+            if len(self._parsed) >= _PARSED_LIMIT:
+                self._parsed.clear()
+            self._parsed[request] = key
+        stored = self.cache.peek(key, now or utcnow())
+        return _cached_answer(stored) if stored is not None else None
+
+    def _cache_key(self, request: bytes | str) -> CacheKey | None:
+        try:
+            query = parse_request(decode_get_request(request) if isinstance(request, str) else request)
+        except Exception:  # respond() gives the proper error answer  # noqa: BLE001
+            return None
+        if query.nonce is not None:
+            return None
+        issuer = self._issuers.get((query.hash_algorithm.name, query.issuer_name_hash, query.issuer_key_hash))
+        return _key(issuer, query) if issuer is not None else None
+
+    def revoked(self, serials: Sequence[str]) -> None:
+        """After a revocation committed: forget the serials' responses and queue their replacements.
+
+        :meth:`presign_revoked` (the background publisher's thread, or ``dmboot cert revoke``)
+        signs the "revoked" responses ahead of the first request.
+        """
+        self.cache.evict(serials)
+        with self._lock:
+            self._to_presign.extend(serials[:_PRESIGN_QUEUE])
+
+    def presign_revoked(self, *, now: datetime | None = None) -> int:
+        """Sign and store the queued revoked serials' responses (SHA-1 CertIDs); how many were signed."""
+        moment = (now or utcnow()).replace(microsecond=0)
+        done = 0
+        while True:
+            with self._lock:
+                if not self._to_presign:
+                    return done
+                serial = self._to_presign.popleft()
+            with self._db.reader() as connection:
+                found = connection.execute(_ISSUER_OF_QUERY, {"serial": serial}).first()
+            if found is None:
+                continue
+            authority_id, name, kind, pem = found
+            name_hash, key_hash = issuer_hashes(x509.load_pem_x509_certificate(pem.encode()), _PRESIGN_HASH)
+            issuer = _Issuer(int(authority_id), str(name), kind == "root")
+            if issuer.authority_id not in self._responders and self._load(issuer, moment) is None:
+                continue  # nobody asked this CA yet: its responder certificate is made on the first request
+            self._answer(OcspQuery(int(serial, 16), name_hash, key_hash, _PRESIGN_HASH), issuer, moment)
+            done += 1
 
     def respond(self, request_der: bytes, *, now: datetime | None = None) -> OcspAnswer:
         """Answer a DER OCSPRequest; never raises for bad input (RFC 6960 2.3 error statuses)."""
@@ -138,14 +223,18 @@ class OcspResponder:
             return _error(x509_ocsp.OCSPResponseStatus.INTERNAL_ERROR)
 
     def _answer(self, query: OcspQuery, issuer: _Issuer, now: datetime) -> OcspAnswer:
-        status, revoked_at, reason = self._status(issuer, query.serial)
-        key = (issuer.authority_id, query.serial, query.hash_algorithm.name, status, revoked_at, reason)
         if query.nonce is None:
-            with self._lock:
-                cached = self._responses.get(key)
-            metrics.count_ocsp_cache(cached is not None and now < cached[1] + REUSE_FOR)
-            if cached is not None and now < cached[1] + REUSE_FOR:
-                return OcspAnswer(cached[0], "successful", status, cached[2])
+            self.cache.sync()
+            stored = self.cache.peek(_key(issuer, query), now)
+            if stored is not None:
+                metrics.count_ocsp_cache(True)
+                return _cached_answer(stored)
+        status, revoked_at, reason = self._status(issuer, query.serial)
+        if query.nonce is None:
+            stored = self.cache.load(_key(issuer, query), status.value, now)
+            metrics.count_ocsp_cache(stored is not None)
+            if stored is not None:
+                return _cached_answer(stored)
         responder = self._responder(issuer, now)
         next_update = now + RESPONSE_VALIDITY
         der = build_response(query, status, responder=responder.certificate, signer=responder.signer,
@@ -153,11 +242,9 @@ class OcspResponder:
                              reason=REASONS.get(reason) if reason else None)
         if query.nonce is not None:
             return OcspAnswer(der, "successful", status, None)
-        with self._lock:
-            if len(self._responses) >= _CACHE_LIMIT:
-                self._responses.clear()
-            self._responses[key] = (der, now, next_update)
-        return OcspAnswer(der, "successful", status, next_update)
+        stored = StoredResponse(der, status.value, now, next_update)
+        self.cache.store(_key(issuer, query), stored)
+        return _cached_answer(stored)
 
     # -- status -------------------------------------------------------------------------
 
@@ -278,6 +365,15 @@ class OcspResponder:
         log.info("issued OCSP responder certificate %s for %s", issued.serial_hex, authority.name)
         return _Responder(_row_id(authority), cert, signer)
 
+
+
+def _key(issuer: _Issuer, query: OcspQuery) -> CacheKey:
+    return issuer.authority_id, format(query.serial, "x"), query.hash_algorithm.name
+
+
+def _cached_answer(stored: StoredResponse) -> OcspAnswer:
+    return OcspAnswer(stored.der, "successful", CertStatus(stored.cert_status), stored.next_update,
+                      stored.this_update)
 
 
 def _error(status: x509_ocsp.OCSPResponseStatus) -> OcspAnswer:

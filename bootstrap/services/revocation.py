@@ -1,9 +1,12 @@
 """Revoke certificates (by serial, device or enrollment profile), block and re-admit devices.
 
-A revocation, its audit events and the new CRLs of the CAs concerned commit in one
-transaction: when :class:`RevocationService` returns, OCSP already answers
-"revoked" and the CRL already lists the serial; when CRL signing fails, nothing
-was revoked and the caller may retry.
+A revocation is a conditional UPDATE of the certificate row, a ``revoked_certificate``
+row naming the CRL partition the certificate points to, the deletion of its stored
+OCSP responses and audit events - one short transaction, whatever the number of
+certificates revoked before. When :class:`RevocationService` returns, OCSP answers
+"revoked" (this replica at once, the others within their OCSP cache's sync interval);
+the CRLs follow from the background publisher (:mod:`bootstrap.services.crl_publisher`),
+which this service wakes.
 
 Revoking a device (or every device of a profile) also sets its status to
 ``blocked``: a blocked device cannot enroll or re-enroll - by any method, EST
@@ -13,19 +16,28 @@ revoked certificates stay revoked.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import update
+from cryptography import x509
+from sqlalchemy import delete, update
 from sqlmodel import Session, col, select
 
 from bootstrap.errors import Conflict, InvalidRequest, NotFound
 from bootstrap.services.audit import append_event
-from bootstrap.services.crl import CrlService
+from bootstrap.services.crl import scope_of_certificate
 from bootstrap.services.issuance import Requester
 from bootstrap.store.db import Database
-from bootstrap.store.models import CertificateRow, DeviceRow, EnrollmentProfileRow, utcnow
+from bootstrap.store.models import (
+    AuthorityRow,
+    CertificateRow,
+    DeviceRow,
+    EnrollmentProfileRow,
+    OcspResponseRow,
+    RevokedRow,
+    utcnow,
+)
 from pki.revocation import parse_reason, reason_name
 
 __all__ = ["RevocationOutcome", "RevocationService", "is_device_blocked", "normalize_serial"]
@@ -61,7 +73,7 @@ class RevocationOutcome:
     already_revoked: tuple[str, ...] = ()
     #: Devices now blocked.
     blocked: tuple[str, ...] = ()
-    #: The new full CRL number per CA name.
+    #: CRLs published for it on demand (scope -> number); empty when the background publisher does it.
     crl_numbers: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, object]:
@@ -72,9 +84,10 @@ class RevocationOutcome:
 class RevocationService:
     """Revocation, device blocking and re-admission, and the expiry report."""
 
-    def __init__(self, database: Database, crls: CrlService) -> None:
+    def __init__(self, database: Database, *, on_revoked: Callable[[Sequence[str]], None] | None = None) -> None:
         self._db = database
-        self._crls = crls
+        #: Called after each revocation commits with the serials revoked (OCSP cache, CRL publisher).
+        self.on_revoked = on_revoked
 
     def revoke_certificate(self, serial: str, reason: str, requester: Requester, *,
                            now: datetime | None = None) -> RevocationOutcome:
@@ -84,7 +97,6 @@ class RevocationService:
             NotFound: no certificate with that serial.
             Conflict: it is revoked already.
             ProfileError: an unknown reason.
-            SignerError: the CRL could not be signed (nothing was revoked).
         """
         parse_reason(reason)
         wanted = normalize_serial(serial)
@@ -95,7 +107,8 @@ class RevocationService:
             if row.status == "revoked":
                 raise Conflict(f"certificate {wanted} was revoked on {_iso(row.revoked_at)}"
                                f" ({row.revocation_reason})", field="serial")
-            return self._revoke(session, [row], reason, requester, devices=(), now=now)
+            outcome = self._revoke(session, [row], reason, requester, devices=(), now=now)
+        return self._committed(outcome)
 
     def revoke_device(self, dev_id: str, reason: str, requester: Requester, *,
                       now: datetime | None = None) -> RevocationOutcome:
@@ -110,7 +123,8 @@ class RevocationService:
             rows = _live(session, col(CertificateRow.device_id) == dev_id, now)
             if device is None and not rows and not _any_certificate(session, dev_id):
                 raise NotFound(f"no device and no certificate with DevID {dev_id!r}", field="dev_id")
-            return self._revoke(session, rows, reason, requester, devices=[device] if device else [], now=now)
+            outcome = self._revoke(session, rows, reason, requester, devices=[device] if device else [], now=now)
+        return self._committed(outcome)
 
     def revoke_profile(self, profile: str, reason: str, requester: Requester, *,
                        now: datetime | None = None) -> RevocationOutcome:
@@ -133,7 +147,12 @@ class RevocationService:
                          request_id=requester.request_id,
                          detail={"reason": outcome.reason, "certificates": len(outcome.revoked),
                                  "devices": len(outcome.blocked)})
-            return outcome
+        return self._committed(outcome)
+
+    def _committed(self, outcome: RevocationOutcome) -> RevocationOutcome:
+        if outcome.revoked and self.on_revoked is not None:
+            self.on_revoked(outcome.revoked)
+        return outcome
 
     def _revoke(self, session: Session, rows: Sequence[CertificateRow], reason: str, requester: Requester, *,
                 devices: Sequence[DeviceRow], now: datetime | None) -> RevocationOutcome:
@@ -151,6 +170,9 @@ class RevocationService:
             ).rowcount
             (revoked if changed == 1 else already).append(row.serial_hex)
             if changed == 1:
+                session.add(RevokedRow(authority_id=row.authority_id, serial_hex=row.serial_hex,
+                                       scope=_scope(session, row), revoked_at=moment, reason=name,
+                                       not_after=row.not_after))
                 append_event(session, actor=requester.actor, action="cert.revoke", outcome="success",
                              target=row.serial_hex, request_id=requester.request_id,
                              detail={"reason": name, "device_id": row.device_id, "profile": row.profile})
@@ -162,11 +184,11 @@ class RevocationService:
                 blocked.append(device.dev_id)
                 append_event(session, actor=requester.actor, action="device.block", outcome="success",
                              target=device.dev_id, request_id=requester.request_id, detail={"reason": name})
+        if revoked:
+            # A stored "good" response must not outlive the revocation (RFC 5019 responses are reused).
+            session.exec(delete(OcspResponseRow).where(col(OcspResponseRow.serial_hex).in_(revoked)))
         session.flush()
-        authority_ids = {row.authority_id for row in rows if row.serial_hex in set(revoked)}
-        numbers = self._crls.rebuild_in(session, authority_ids, actor=requester.actor,
-                                        request_id=requester.request_id, now=moment)
-        return RevocationOutcome(name, tuple(revoked), tuple(already), tuple(blocked), numbers)
+        return RevocationOutcome(name, tuple(revoked), tuple(already), tuple(blocked))
 
     def revoke_superseded(self, *, now: datetime | None = None) -> RevocationOutcome:
         """Revoke (reason ``superseded``) the certificates whose supersede grace is over.
@@ -179,7 +201,8 @@ class RevocationService:
             rows = _live(session, col(CertificateRow.supersede_at) <= moment, moment)
             if not rows:
                 return RevocationOutcome("superseded")
-            return self._revoke(session, rows, "superseded", Requester("system:supersede"), devices=(), now=moment)
+            outcome = self._revoke(session, rows, "superseded", Requester("system:supersede"), devices=(), now=moment)
+        return self._committed(outcome)
 
     def readmit_device(self, dev_id: str, requester: Requester) -> None:
         """Let a blocked device enroll again (status ``registered``).
@@ -227,6 +250,16 @@ def _live(session: Session, condition: object, now: datetime | None) -> list[Cer
         col(CertificateRow.not_after) > (now or utcnow()),
     )
     return list(session.exec(query.with_for_update()))
+
+
+def _scope(session: Session, row: CertificateRow) -> str:
+    """The CRL scope ``row``'s certificate names in its CRL distribution point."""
+    cache: dict[int, str] = session.info.setdefault("authority_names", {})
+    issuer = cache.get(row.authority_id)
+    if issuer is None:
+        issuer = session.exec(select(AuthorityRow.name).where(AuthorityRow.id == row.authority_id)).one()
+        cache[row.authority_id] = issuer
+    return scope_of_certificate(x509.load_pem_x509_certificate(row.pem.encode()), issuer)
 
 
 def _any_certificate(session: Session, dev_id: str) -> bool:

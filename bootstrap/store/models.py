@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, LargeBinary, UniqueConstraint
+from sqlalchemy import JSON, Index, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 __all__ = [
@@ -31,7 +31,9 @@ __all__ = [
     "FactoryStationRow",
     "LoginThrottleRow",
     "ManufacturerCaRow",
+    "OcspResponseRow",
     "OcspSignerRow",
+    "RevokedRow",
     "UsedNonceRow",
     "utcnow",
 ]
@@ -358,13 +360,18 @@ class CrlRow(SQLModel, table=True):
     """
 
     __tablename__ = "crl"
-    __table_args__ = (UniqueConstraint("authority_id", "number", name="uq_crl_authority_number"),)
+    __table_args__ = (UniqueConstraint("authority_id", "number", name="uq_crl_authority_number"),
+                      Index("ix_crl_scope", "authority_id", "kind", "scope", "number"))
 
     id: int | None = Field(default=None, primary_key=True)
     authority_id: int = Field(foreign_key="authority.id", index=True)
     number: int
-    #: full | delta
-    kind: str = Field(max_length=8)
+    #: full | delta | partition
+    kind: str = Field(max_length=16)
+    #: What it covers, as its file is named: the CA's name (full, delta) or ``<CA>-p<N>``.
+    scope: str = Field(default="", max_length=96)
+    #: The highest ``revoked_certificate.id`` this CRL took into account.
+    log_upto: int = 0
     #: Delta CRLs: the number of the full CRL they update (deltaCRLIndicator).
     base_number: int | None = None
     this_update: datetime
@@ -372,6 +379,50 @@ class CrlRow(SQLModel, table=True):
     entries: int = 0
     der: bytes | None = Field(default=None, sa_type=LargeBinary)
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class RevokedRow(SQLModel, table=True):
+    """A revoked certificate as CRLs list it, written with the revocation; the CRL builder's input.
+
+    Rows only ever get added (in ``id`` order), so ``id`` doubles as a change feed: the
+    CRL builder and every replica's OCSP cache read what is new since the last ``id`` they saw.
+    """
+
+    __tablename__ = "revoked_certificate"
+    __table_args__ = (Index("ix_revoked_scope", "authority_id", "scope"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    authority_id: int = Field(foreign_key="authority.id")
+    serial_hex: str = Field(unique=True, max_length=64)
+    #: The CRL partition the certificate's CRL distribution point names (``<CA>-p<N>``),
+    #: or the CA's name for a certificate that names the complete CRL.
+    scope: str = Field(max_length=96)
+    #: Indexed: every replica's OCSP cache reads the revocations of the last minutes.
+    revoked_at: datetime = Field(index=True)
+    reason: str = Field(max_length=32)
+    #: The certificate's notAfter: expired certificates leave the CRLs (RFC 5280 3.3).
+    not_after: datetime = Field(index=True)
+
+
+class OcspResponseRow(SQLModel, table=True):
+    """A signed OCSP response without nonce (RFC 5019), kept per serial and CertID hash.
+
+    Every replica serves the same bytes until nextUpdate; a revocation deletes the row
+    in its own transaction, so a "good" response never outlives the revocation.
+    """
+
+    __tablename__ = "ocsp_response"
+    __table_args__ = (UniqueConstraint("authority_id", "serial_hex", "hash_algorithm", name="uq_ocsp_response"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    authority_id: int = Field(foreign_key="authority.id")
+    serial_hex: str = Field(max_length=64)
+    hash_algorithm: str = Field(max_length=16)
+    #: good | revoked | unknown
+    cert_status: str = Field(max_length=8)
+    this_update: datetime
+    next_update: datetime = Field(index=True)
+    der: bytes = Field(sa_type=LargeBinary)
 
 
 class OcspSignerRow(SQLModel, table=True):

@@ -133,6 +133,8 @@ async def bootstrap_complete(request: Request) -> Response:
     {"name": "expiring_within_days", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 3650}},
     {"name": "limit", "in": "query", "schema": {"type": "integer", "default": 100}},
     {"name": "offset", "in": "query", "schema": {"type": "integer", "default": 0}},
+    {"name": "after", "in": "query", "description": "keyset cursor: next_after of the previous page",
+     "schema": {"type": "integer", "minimum": 0}},
     {"name": "profile", "in": "query", "schema": {"type": "string"}}])
 async def list_certificates(request: Request) -> Response:
     """Certificates, newest first; with ``expiring_within_days``, valid ones expiring soonest first."""
@@ -144,8 +146,12 @@ async def list_certificates(request: Request) -> Response:
         rows = await run_in_threadpool(runtime.revocation.expiring, _int(request, "expiring_within_days", 0),
                                        limit=limit)
     else:
+        after = request.query_params.get("after")
         rows = await run_in_threadpool(runtime.issuance.list, limit=limit, offset=_int(request, "offset", 0),
-                                       profile=request.query_params.get("profile"))
+                                       profile=request.query_params.get("profile"),
+                                       after=_int(request, "after", 0) if after is not None else None)
+        if len(rows) == limit and rows and rows[-1].id is not None:
+            return JSONResponse({"certificates": [certificate_json(r) for r in rows], "next_after": rows[-1].id})
     return JSONResponse({"certificates": [certificate_json(r) for r in rows]})
 
 

@@ -1,15 +1,19 @@
 """CRLs and OCSP over HTTP, for relying parties (DM servers, data repositories, TLS stacks).
 
-* ``GET /crl/<CA>.crl`` and ``/crl/<CA>-delta.crl``: DER CRLs, ``application/pkix-crl``
-  (RFC 5280 4.2.1.13 / RFC 2585), from the CRL service's cache; ETag is the CRL number.
+* ``GET /crl/<CA>.crl``, ``/crl/<CA>-delta.crl`` and ``/crl/<CA>-p<N>.crl`` (a partition):
+  DER CRLs, ``application/pkix-crl`` (RFC 5280 4.2.1.13 / RFC 2585), as the background
+  publisher stored them (never built here); ETag is the CRL number.
 * ``POST /ocsp`` (``application/ocsp-request``) and ``GET /ocsp/<url-encoded base64>``
   (RFC 6960 A.1): ``application/ocsp-response``. Errors the OCSP way (RFC 6960 2.3):
   HTTP 200 with malformedRequest / unauthorized / tryLater. Responses without a nonce
-  are cacheable until nextUpdate (RFC 5019 6.2); with a nonce, not at all.
+  are pre-signed and cacheable until nextUpdate, Last-Modified = thisUpdate (RFC 5019
+  6.2); a GET this process holds in memory is answered on the event loop. With a
+  nonce, not cacheable at all.
 """
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from email.utils import format_datetime
 
@@ -39,13 +43,13 @@ def _runtime(request: Request) -> Runtime:
 
 
 async def crl(request: Request) -> Response:
-    """``/crl/{file}``: the full (``<CA>.crl``) or delta (``<CA>-delta.crl``) CRL of one of our CAs."""
+    """``/crl/{file}``: the full, delta or partition CRL of one of our CAs."""
     file = str(request.path_params["file"])
     if not file.endswith(".crl"):
-        raise NotFound("CRLs are served as /crl/<CA name>.crl and /crl/<CA name>-delta.crl")
-    stem = file.removesuffix(".crl")
-    issuer, kind = (stem.removesuffix("-delta"), "delta") if stem.endswith("-delta") else (stem, "full")
-    published = await run_in_threadpool(_runtime(request).crls.current, issuer, kind)
+        raise NotFound("CRLs are served as /crl/<CA name>.crl, <CA name>-delta.crl and <CA name>-p<N>.crl")
+    crls = _runtime(request).crls
+    issuer, kind, scope = await run_in_threadpool(crls.resolve, file.removesuffix(".crl"))
+    published = await run_in_threadpool(crls.current, issuer, kind, scope)
     etag = f'"{issuer}-{published.number}"'
     now = utcnow()
     max_age = max(0, min(CRL_MAX_AGE, int((published.next_update - now).total_seconds())))
@@ -72,8 +76,12 @@ async def ocsp_post(request: Request) -> Response:
 async def ocsp_get(request: Request) -> Response:
     """``GET /ocsp/{request}``: the DER OCSPRequest, base64 and URL-encoded (RFC 6960 A.1.1)."""
     # The raw path keeps %2F and '+' as the client sent them; path_params would decode them.
-    raw = request.scope.get("raw_path", request.url.path.encode()).decode("latin-1")
+    raw = (request.scope.get("raw_path") or request.url.path.encode()).decode("latin-1")
     encoded = raw.split("?", 1)[0].split("/ocsp/", 1)[-1]
+    # A pre-signed response this process holds answers without a thread or the database.
+    cached = _runtime(request).ocsp.respond_cached(encoded)
+    if cached is not None:
+        return _ocsp_response(cached)
     try:
         der = decode_get_request(encoded)
     except OcspRequestError:
@@ -83,20 +91,25 @@ async def ocsp_get(request: Request) -> Response:
 
 async def _answer(request: Request, der: bytes) -> Response:
     answer: OcspAnswer = await run_in_threadpool(_runtime(request).ocsp.respond, der)
+    return _ocsp_response(answer)
+
+
+def _ocsp_response(answer: OcspAnswer) -> Response:
     headers = {"X-OCSP-Response-Status": answer.response_status}
     if answer.cache_until is not None:
-        now = utcnow()
-        max_age = max(0, int((answer.cache_until - now).total_seconds()))
+        max_age = max(0, int((answer.cache_until - utcnow()).total_seconds()))
         headers.update({
             "Cache-Control": f"public, max-age={max_age}, no-transform, must-revalidate",
             "Expires": _http_date(answer.cache_until),
-            "Last-Modified": _http_date(now),
+            # RFC 5019 6.2: Last-Modified is the response's thisUpdate.
+            "Last-Modified": _http_date(answer.produced_at or utcnow()),
         })
     else:
         headers["Cache-Control"] = "no-store"
     return Response(answer.der, media_type=OCSP_RESPONSE, headers=headers)
 
 
+@functools.lru_cache(maxsize=4096)  # pre-signed responses repeat their dates on every hit
 def _http_date(moment: datetime) -> str:
     return format_datetime(moment, usegmt=True)
 

@@ -6,11 +6,14 @@ import json
 from collections.abc import Callable
 
 import pytest
+from starlette.testclient import TestClient
 from typer.testing import CliRunner, Result
 
+from bootstrap.app import create_app
 from bootstrap.cli import app
 from bootstrap.runtime import Runtime
 from pki.authority import IssuedCertificate
+from tests.revocation.conftest import ADMIN
 
 
 def dm(runtime: Runtime, *args: str) -> Result:
@@ -71,3 +74,42 @@ def test_expiring(runtime: Runtime, device_cert: Callable[[str], IssuedCertifica
     text = dm(runtime, "cert", "expiring", "--days", "366").stdout
     assert issued.serial_hex in text
     assert "no certificate expires within 5 days" in dm(runtime, "cert", "expiring", "--days", "5").stdout
+
+
+def test_cert_list_pages_with_a_keyset_cursor(runtime: Runtime,
+                                              device_cert: Callable[[str], IssuedCertificate]) -> None:
+    serials = [device_cert(f"IMEI:61000000000000{n}").serial_hex for n in range(5)]
+    first = dm(runtime, "cert", "list", "--profile", "device", "--limit", "2", "--json")
+    assert first.exit_code == 0, first.output
+    assert [c["serial"] for c in json.loads(first.stdout)] == serials[::-1][:2]  # newest first
+    cursor = first.stderr.strip().rsplit(" ", 1)[-1]
+    assert first.stderr.startswith("next page: --after ")
+    second = dm(runtime, "cert", "list", "--profile", "device", "--limit", "2", "--after", cursor, "--json")
+    assert [c["serial"] for c in json.loads(second.stdout)] == serials[::-1][2:4]
+    bad = dm(runtime, "cert", "list", "--after", "-1")
+    assert bad.exit_code != 0
+
+
+def test_publish_crls_on_demand(runtime: Runtime, device_cert: Callable[[str], IssuedCertificate]) -> None:
+    nothing = dm(runtime, "ca", "publish-crls")
+    assert nothing.exit_code == 0 and "every CRL is up to date" in nothing.stdout
+    issued = device_cert("IMEI:620000000000001")
+    runtime.revocation.revoke_certificate(issued.serial_hex, "superseded", ADMIN)  # as the API does: no CRL yet
+    published = json.loads(dm(runtime, "ca", "publish-crls", "--json").stdout)["published"]
+    partition = f"issuing-1-p{issued.certificate.serial_number % 16}"
+    assert {"issuing-1", "issuing-1-delta", partition} == set(published)
+    everything = json.loads(dm(runtime, "ca", "publish-crls", "--force", "--json").stdout)["published"]
+    assert {"root", "root-delta", "issuing-1", "issuing-1-delta", "issuing-1-p15"} <= set(everything)
+
+
+def test_certificates_api_pages_with_next_after(runtime: Runtime,
+                                                device_cert: Callable[[str], IssuedCertificate]) -> None:
+    serials = [device_cert(f"IMEI:63000000000000{n}").serial_hex for n in range(3)]
+    token = runtime.tokens.create("lister", ["auditor"], actor="test")
+    with TestClient(create_app(runtime=runtime)) as client:
+        headers = {"Authorization": f"Bearer {token}"}
+        first = client.get("/api/v1/certificates?profile=device&limit=2", headers=headers).json()
+        assert [c["serial"] for c in first["certificates"]] == serials[::-1][:2]
+        second = client.get(f"/api/v1/certificates?profile=device&limit=2&after={first['next_after']}",
+                            headers=headers).json()
+        assert [c["serial"] for c in second["certificates"]] == serials[:1] and "next_after" not in second

@@ -9,6 +9,7 @@ import ssl
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from urllib.parse import quote
 
@@ -90,7 +91,13 @@ def test_ocsp_get_post_caching_and_nonce(server: LiveServer, tmp_path: Path) -> 
     got = server.curl(f"/ocsp/{encoded}")
     assert got.status == 200 and got.headers["content-type"] == "application/ocsp-response"
     assert "max-age=" in got.headers["cache-control"] and "public" in got.headers["cache-control"]
-    assert ocsp.load_der_ocsp_response(got.body).certificate_status is ocsp.OCSPCertStatus.GOOD
+    answer = ocsp.load_der_ocsp_response(got.body)
+    assert answer.certificate_status is ocsp.OCSPCertStatus.GOOD
+    # RFC 5019 6.2: Last-Modified is thisUpdate; Expires is nextUpdate. A pre-signed response is reused.
+    assert parsedate_to_datetime(got.headers["last-modified"]) == answer.this_update_utc
+    assert parsedate_to_datetime(got.headers["expires"]) == answer.next_update_utc
+    again = server.curl(f"/ocsp/{encoded}")
+    assert again.body == got.body and again.headers["last-modified"] == got.headers["last-modified"]
     nonced = (ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, CERT_ID_HASH)
               .add_extension(x509.OCSPNonce(b"z" * 32), critical=False).build().public_bytes(Encoding.DER))
     posted = server.curl("/ocsp", "-H", "Content-Type: application/ocsp-request", data=nonced)
@@ -136,7 +143,9 @@ def test_crl_verifies_lists_the_serial_and_openssl_verify_refuses(server: LiveSe
     assert "verify OK" in checked.stdout + checked.stderr
     listed = checked.stdout.replace(":", "").upper()
     assert bad.serial.upper() in listed and good.serial.upper() not in listed
-    assert "Superseded" in checked.stdout and "Issuing Distribution Point" in checked.stdout
+    # The complete CRL: no issuingDistributionPoint, so it applies to every certificate of the CA
+    # (partitioned or not); partitions carry one (test_crl_chain.py).
+    assert "Superseded" in checked.stdout and "Issuing Distribution Point" not in checked.stdout
     refused = openssl("verify", "-crl_check", "-CAfile", server.root_pem, "-untrusted", server.issuing_pem,
                       "-CRLfile", crl, bad.cert, check=False)
     assert refused.returncode != 0 and "certificate revoked" in refused.stdout + refused.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -26,7 +27,7 @@ from pki.ocsp import (
     parse_request,
     unsuccessful,
 )
-from pki.revocation import RevokedEntry, build_crl, parse_reason, reason_name
+from pki.revocation import RevokedEntry, build_crl, encode_crl, parse_reason, reason_name
 from pki.signers import LocalSigner, Signer
 from tests.revocation.helpers import CERT_ID_HASH, Hierarchy, OpaqueSigner, hierarchy_of, openssl, pem, write
 
@@ -112,6 +113,40 @@ def test_a_large_crl_is_built_in_one_pass() -> None:
     crl = build_crl(h.issuing.certificate, h.issuing.signer, entries, number=1, this_update=NOW,
                     next_update=NOW + timedelta(days=1))
     assert len(crl) == 20_000 and crl.is_signature_valid(h.issuing.certificate.public_key())  # type: ignore[arg-type]
+
+
+Entry = tuple[int, datetime, x509.ReasonFlags | None]
+# Serials of every length class, the high bit set or not, each reason, UTCTime and GeneralizedTime.
+_ENTRIES: list[Entry] = [
+    (1, NOW, None), (127, NOW, x509.ReasonFlags.unspecified), (128, NOW, x509.ReasonFlags.key_compromise),
+    (255, NOW - timedelta(days=3), x509.ReasonFlags.ca_compromise), (1 << 63, NOW, x509.ReasonFlags.superseded),
+    ((1 << 159) - 1, NOW, x509.ReasonFlags.affiliation_changed),
+    (1 << 158 | 12345, datetime(2051, 1, 2, 3, 4, 5, tzinfo=UTC), x509.ReasonFlags.cessation_of_operation),
+    (4242, datetime(1999, 12, 31, 23, 59, 59, tzinfo=UTC), x509.ReasonFlags.privilege_withdrawn),
+    (4243, NOW, x509.ReasonFlags.aa_compromise),
+]
+
+
+@pytest.mark.parametrize("kind", SIGNER_KINDS)
+@pytest.mark.parametrize("key_type", KEY_TYPES)
+@pytest.mark.parametrize("entries", [_ENTRIES, [], [(n, NOW, x509.ReasonFlags.superseded) for n in range(1, 3000)]],
+                         ids=["kinds", "empty", "3000"])
+def test_encode_crl_matches_cryptographys_encoding(tmp_path: Path, key_type: KeyType, kind: str,
+                                                   entries: list[Entry]) -> None:
+    """The hand-encoded entries give the very TBSCertList cryptography encodes (DER is canonical)."""
+    h = hierarchy_of(key_type)
+    signer = _signer(kind, h.issuing.signer)  # type: ignore[arg-type]
+    options: dict[str, Any] = {"number": 9, "this_update": NOW, "next_update": NOW + timedelta(days=1),
+                               "distribution_point": "http://pki.dmboot.test/crl/issuing-p3.crl"}
+    expected = build_crl(h.issuing.certificate, signer, [RevokedEntry(*e) for e in entries], **options)
+    der = encode_crl(h.issuing.certificate, signer, entries, **options)
+    crl = x509.load_der_x509_crl(der)
+    assert crl.tbs_certlist_bytes == expected.tbs_certlist_bytes
+    assert crl.is_signature_valid(h.issuing.certificate.public_key())  # type: ignore[arg-type]
+    crl_file = write(tmp_path, "crl.der", der)
+    checked = openssl("crl", "-inform", "DER", "-in", crl_file, "-noout", "-verify",
+                      "-CAfile", write(tmp_path, "chain.pem", pem(h.issuing.certificate, h.root)))
+    assert "verify OK" in checked.stderr + checked.stdout
 
 
 @pytest.mark.parametrize(("given_name", "expected"), [

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -13,13 +15,15 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
-from sqlmodel import select
+from sqlmodel import col, select
 
 from bootstrap.errors import Conflict, InvalidRequest, NotFound
 from bootstrap.runtime import Runtime
 from bootstrap.services.crl import CrlService
+from bootstrap.services.crl_publisher import CrlPublisher
+from bootstrap.services.ocsp import RESPONSE_VALIDITY, OcspResponder
 from bootstrap.services.revocation import is_device_blocked, normalize_serial
-from bootstrap.store.models import AuditEvent, CertificateRow, CrlRow, DeviceRow, OcspSignerRow
+from bootstrap.store.models import AuditEvent, CertificateRow, CrlRow, DeviceRow, OcspResponseRow, OcspSignerRow
 from pki.authority import IssuedCertificate
 from pki.errors import ProfileError
 from pki.keys import KeyType
@@ -32,6 +36,16 @@ DeviceCert = Callable[[str], IssuedCertificate]
 
 def _crl(runtime: Runtime, kind: str = "full") -> x509.CertificateRevocationList:
     return x509.load_der_x509_crl(runtime.crls.current("issuing-1", kind).der)
+
+
+def _publish(runtime: Runtime, **kwargs: Any) -> dict[str, int]:
+    """What ``dmboot ca publish-crls`` and the background publisher do: one pass."""
+    kwargs.setdefault("full_after", timedelta(0))
+    return runtime.crl_publisher.publish(**kwargs).numbers
+
+
+def _number(crl: x509.CertificateRevocationList) -> int:
+    return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
 
 
 def _events(runtime: Runtime, action: str) -> list[AuditEvent]:
@@ -51,16 +65,17 @@ def _ocsp(runtime: Runtime, issued: IssuedCertificate, *, nonce: bytes | None = 
 # -- revoke by serial -----------------------------------------------------------------------
 
 
-def test_revoke_by_serial_publishes_crl_and_ocsp_at_once(runtime: Runtime, device_cert: DeviceCert) -> None:
+def test_revoke_answers_ocsp_at_once_and_the_publisher_lists_it(runtime: Runtime, device_cert: DeviceCert) -> None:
     issued = device_cert("IMEI:100000000000001")
     assert _ocsp(runtime, issued).certificate_status is ocsp.OCSPCertStatus.GOOD
     before = _crl(runtime)
     outcome = runtime.revocation.revoke_certificate(issued.serial_hex.upper(), "keyCompromise", ADMIN)
     assert outcome.revoked == (issued.serial_hex,) and outcome.reason == "keyCompromise"
+    assert outcome.crl_numbers == {}  # revoking builds no CRL ...
+    assert _number(_crl(runtime)) == _number(before)  # ... and neither does serving one
+    numbers = _publish(runtime)
     crl = _crl(runtime)
-    number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
-    assert number == outcome.crl_numbers["issuing-1"] > before.extensions.get_extension_for_class(
-        x509.CRLNumber).value.crl_number
+    assert _number(crl) == numbers["issuing-1"] > _number(before)
     entry = crl.get_revoked_certificate_by_serial_number(issued.certificate.serial_number)
     assert entry is not None
     assert entry.extensions.get_extension_for_class(x509.CRLReason).value.reason is x509.ReasonFlags.key_compromise
@@ -105,6 +120,7 @@ def test_revoke_device_revokes_live_certs_and_blocks(runtime: Runtime, fleet: st
     with runtime.database.session() as session:
         assert is_device_blocked(session, dev_id)
         assert not is_device_blocked(session, "IMEI:100000000000004")
+    _publish(runtime)
     crl = _crl(runtime)
     assert {r.serial_number for r in crl} >= {first.certificate.serial_number, second.certificate.serial_number}
     assert [e.target for e in _events(runtime, "device.block")] == [dev_id]
@@ -152,21 +168,29 @@ def test_crl_is_served_from_the_cache_not_rebuilt(runtime: Runtime) -> None:
     for _ in range(20):
         assert runtime.crls.current("issuing-1") is first
     with runtime.database.session() as session:
-        assert len(list(session.exec(select(CrlRow)))) == 2  # one full, one delta
+        issuing_id = runtime.authorities.active_row(session).id
+        kinds = [k for k in session.exec(select(CrlRow.kind).where(CrlRow.authority_id == issuing_id))]
+    # `dmboot init` published one full, one delta and a CRL per partition (16 by default).
+    assert sorted(set(kinds)) == ["delta", "full", "partition"]
+    assert kinds.count("full") == kinds.count("delta") == 1 and kinds.count("partition") == 16
 
 
-def test_crl_rebuilt_before_next_update(runtime: Runtime) -> None:
+def test_the_publisher_rebuilds_before_next_update_and_only_then(runtime: Runtime) -> None:
     first = runtime.crls.current("issuing-1")
     assert first.this_update < first.refresh_at < first.next_update
-    later = runtime.crls.current("issuing-1", now=first.refresh_at + timedelta(seconds=1))
-    assert later.number > first.number and later.next_update > first.next_update
+    assert _publish(runtime, now=first.this_update + timedelta(minutes=5)) == {}  # nothing due
+    numbers = _publish(runtime, now=first.refresh_at + timedelta(seconds=1))
+    assert {"issuing-1", "issuing-1-delta", "issuing-1-p0", "root"} <= set(numbers)
+    later = runtime.crls.current("issuing-1")
+    assert later.number == numbers["issuing-1"] > first.number and later.next_update > first.next_update
 
 
 def test_another_replica_sees_the_new_crl(runtime: Runtime, device_cert: DeviceCert) -> None:
-    replica = CrlService(runtime.database, runtime.authorities, runtime.settings.public_url)
+    replica = CrlService(runtime.database)
     seen = replica.current("issuing-1")
     issued = device_cert("IMEI:100000000000006")
     runtime.revocation.revoke_certificate(issued.serial_hex, "superseded", ADMIN)
+    _publish(runtime)
     fresh = replica.current("issuing-1")
     assert fresh.number > seen.number
     assert x509.load_der_x509_crl(fresh.der).get_revoked_certificate_by_serial_number(
@@ -174,34 +198,40 @@ def test_another_replica_sees_the_new_crl(runtime: Runtime, device_cert: DeviceC
 
 
 def test_crl_numbers_stay_unique_and_monotonic_under_concurrency(runtime: Runtime) -> None:
-    numbers: list[int] = []
     errors: list[BaseException] = []
-    replicas = [CrlService(runtime.database, runtime.authorities, runtime.settings.public_url) for _ in range(6)]
+    replicas = [CrlPublisher(runtime.database, runtime.authorities, runtime.settings.public_url) for _ in range(6)]
 
-    def rebuild(service: CrlService) -> None:
+    def publish(publisher: CrlPublisher) -> None:
         try:
             for _ in range(3):
-                numbers.append(service.rebuild("issuing-1", actor="test"))
+                publisher.publish(force=True)
         except BaseException as exc:  # reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=rebuild, args=(r,)) for r in replicas]
+    threads = [threading.Thread(target=publish, args=(r,)) for r in replicas]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert not errors, errors
-    assert len(numbers) == len(set(numbers)) == 18
     with runtime.database.session() as session:
         issuing_id = runtime.authorities.active_row(session).id
-        rows = list(session.exec(select(CrlRow.number, CrlRow.kind).where(CrlRow.authority_id == issuing_id)))
-    assert len({n for n, _ in rows}) == len(rows)
+        rows = list(session.exec(select(CrlRow.number, CrlRow.kind, CrlRow.scope, CrlRow.der)
+                                 .where(CrlRow.authority_id == issuing_id).order_by(col(CrlRow.id))))
+    assert len({n for n, _, _, _ in rows}) == len(rows)
+    assert [n for n, _, _, _ in rows] == sorted(n for n, _, _, _ in rows)  # written in number order
+    served = [(kind, scope) for _, kind, scope, der in rows if der is not None]
+    assert len(served) == len(set(served)) == 18  # one newest CRL per scope keeps its DER
 
 
 def test_delta_crl_lists_revocations_since_its_base(runtime: Runtime, device_cert: DeviceCert) -> None:
     base = runtime.crls.current("issuing-1")
     issued = device_cert("IMEI:100000000000007")
     runtime.revocation.revoke_certificate(issued.serial_hex, "keyCompromise", ADMIN)
+    # In the background the complete CRL waits (FULL_AFTER); the delta and the partition do not.
+    numbers = _publish(runtime, full_after=timedelta(hours=1))
+    assert "issuing-1" not in numbers and "issuing-1-delta" in numbers
+    assert runtime.crls.current("issuing-1").number == base.number
     delta = _crl(runtime, "delta")
     indicator = delta.extensions.get_extension_for_class(x509.DeltaCRLIndicator).value
     assert indicator.crl_number == base.number  # the oldest unexpired full CRL
@@ -209,22 +239,26 @@ def test_delta_crl_lists_revocations_since_its_base(runtime: Runtime, device_cer
     full = _crl(runtime)
     assert full.extensions.get_extension_for_class(x509.FreshestCRL).value[0].full_name == [
         x509.UniformResourceIdentifier("https://dmboot.test/crl/issuing-1-delta.crl")]
-    assert full.extensions.get_extension_for_class(x509.IssuingDistributionPoint).value.full_name == \
-        delta.extensions.get_extension_for_class(x509.IssuingDistributionPoint).value.full_name
+    for complete in (full, delta):  # the same (complete) scope: no issuingDistributionPoint
+        with pytest.raises(x509.ExtensionNotFound):
+            complete.extensions.get_extension_for_class(x509.IssuingDistributionPoint)
 
 
 def test_expired_certificates_leave_the_crl(runtime: Runtime, device_cert: DeviceCert) -> None:
     issued = device_cert("IMEI:100000000000008")
     runtime.revocation.revoke_certificate(issued.serial_hex, "keyCompromise", ADMIN)
-    after_expiry = issued.certificate.not_valid_after_utc + timedelta(days=1)
-    runtime.crls.rebuild("issuing-1", actor="test", now=after_expiry)
-    crl = x509.load_der_x509_crl(runtime.crls.current("issuing-1", now=after_expiry).der)
-    assert crl.get_revoked_certificate_by_serial_number(issued.certificate.serial_number) is None
+    _publish(runtime)
+    assert _crl(runtime).get_revoked_certificate_by_serial_number(issued.certificate.serial_number) is not None
+    _publish(runtime, now=issued.certificate.not_valid_after_utc + timedelta(days=1))
+    assert _crl(runtime).get_revoked_certificate_by_serial_number(issued.certificate.serial_number) is None
 
 
 def test_root_crl_and_unknown_ca(runtime: Runtime) -> None:
     root = x509.load_der_x509_crl(runtime.crls.current("root").der)
     assert len(root) == 0 and root.issuer.rfc4514_string().endswith("Root CA")
+    idp = root.extensions.get_extension_for_class(x509.IssuingDistributionPoint)
+    # CA certificates only, and no URL: it applies to the root itself and to every issuing CA.
+    assert idp.critical and idp.value.only_contains_ca_certs and idp.value.full_name is None
     with pytest.raises(NotFound):
         runtime.crls.current("nope")
 
@@ -321,3 +355,76 @@ def test_expiring(runtime: Runtime, device_cert: DeviceCert) -> None:
     assert serials == [r.serial_hex for r in sorted(soon, key=lambda r: r.not_after)]
     with pytest.raises(InvalidRequest):
         runtime.revocation.expiring(-1)
+
+
+# -- pre-signed OCSP responses ---------------------------------------------------------------
+
+
+def test_pre_signed_responses_are_shared_and_a_revocation_replaces_them(runtime: Runtime,
+                                                                        device_cert: DeviceCert) -> None:
+    issued = device_cert("IMEI:100000000000015")
+    request = ocsp.OCSPRequestBuilder().add_certificate(issued.certificate, issued.chain[0], CERT_ID_HASH).build()
+    der = request.public_bytes(Encoding.DER)
+    assert runtime.ocsp.respond_cached(der) is None  # nothing signed yet: the caller takes the slow path
+    signed = runtime.ocsp.respond(der)
+    assert runtime.ocsp.respond_cached(der) == signed  # now from memory, without the database
+    replica = OcspResponder(runtime.database, runtime.authorities, runtime.store, "dm-bootstrap", sync_seconds=0)
+    assert replica.respond(der).der == signed.der  # the same bytes from the table, not signed again
+    assert signed.produced_at is not None and signed.cache_until == signed.produced_at + RESPONSE_VALIDITY
+    runtime.revocation.revoke_certificate(issued.serial_hex, "keyCompromise", ADMIN)
+    assert runtime.ocsp.respond_cached(der) is None  # evicted here at once
+    assert runtime.ocsp.respond(der).cert_status is CertStatus.REVOKED
+    # The other replica learns it from the revocation feed at its next sync (here: every request).
+    assert replica.respond(der).cert_status is CertStatus.REVOKED
+    with runtime.database.session() as session:
+        stored = list(session.exec(select(OcspResponseRow.cert_status).where(
+            OcspResponseRow.serial_hex == issued.serial_hex)))
+    assert stored == ["revoked"]
+
+
+def test_nonce_requests_are_signed_live_and_not_stored(runtime: Runtime, device_cert: DeviceCert) -> None:
+    issued = device_cert("IMEI:100000000000016")
+    request = (ocsp.OCSPRequestBuilder().add_certificate(issued.certificate, issued.chain[0], CERT_ID_HASH)
+               .add_extension(x509.OCSPNonce(b"0123456789abcdef"), critical=False).build())
+    der = request.public_bytes(Encoding.DER)
+    first, second = runtime.ocsp.respond(der), runtime.ocsp.respond(der)
+    assert runtime.ocsp.respond_cached(der) is None
+    assert first.cache_until is None and second.cache_until is None  # not cacheable
+    with runtime.database.session() as session:
+        assert list(session.exec(select(OcspResponseRow))) == []
+
+
+def test_the_background_publisher_lists_a_revocation(runtime: Runtime, device_cert: DeviceCert) -> None:
+    issued = device_cert("IMEI:100000000000017")
+    scope = f"issuing-1-p{issued.certificate.serial_number % 16}"
+    before = runtime.crls.current("issuing-1", "partition", scope).number
+    runtime.crl_publisher.start()
+    try:
+        runtime.revocation.revoke_certificate(issued.serial_hex, "superseded", ADMIN)  # wakes the publisher
+        deadline = time.monotonic() + 120  # a wait for the thread, not a timing assertion
+        while runtime.crls.current("issuing-1", "partition", scope).number == before:
+            assert time.monotonic() < deadline, "the background publisher did not publish"
+            time.sleep(0.05)
+    finally:
+        runtime.crl_publisher.stop()
+    partition = x509.load_der_x509_crl(runtime.crls.current("issuing-1", "partition", scope).der)
+    assert partition.get_revoked_certificate_by_serial_number(issued.certificate.serial_number) is not None
+
+
+def test_a_revocation_queues_its_response_to_be_signed_before_anyone_asks(runtime: Runtime,
+                                                                         device_cert: DeviceCert) -> None:
+    issued, other = device_cert("IMEI:100000000000018"), device_cert("IMEI:100000000000019")
+    runtime.revocation.revoke_certificate(other.serial_hex, "keyCompromise", ADMIN)
+    assert runtime.ocsp.presign_revoked() == 0  # no OCSP responder yet: not made for this
+    assert _ocsp(runtime, other).certificate_status is ocsp.OCSPCertStatus.REVOKED  # the first request makes it
+    runtime.revocation.revoke_certificate(issued.serial_hex, "keyCompromise", ADMIN)
+    assert runtime.ocsp.presign_revoked() == 1
+    with runtime.database.session() as session:
+        [stored] = list(session.exec(select(OcspResponseRow).where(OcspResponseRow.serial_hex == issued.serial_hex)))
+    assert stored.cert_status == "revoked" and stored.hash_algorithm == "sha1"
+    request = ocsp.OCSPRequestBuilder().add_certificate(issued.certificate, issued.chain[0], CERT_ID_HASH).build()
+    answer = runtime.ocsp.respond(request.public_bytes(Encoding.DER))
+    assert answer.der == stored.der  # served as pre-signed
+    response = ocsp.load_der_ocsp_response(answer.der)
+    assert response.certificate_status is ocsp.OCSPCertStatus.REVOKED
+    assert response.revocation_reason is x509.ReasonFlags.key_compromise
