@@ -87,6 +87,7 @@ def test_expiring_certificates_and_the_crl(served: tuple[TestClient, str], runti
                                                  Requester(ADMIN), validity=timedelta(days=days))
         serials[days] = issued.serial_hex
     runtime.revocation.revoke_certificate(serials[60], "keyCompromise", Requester(ADMIN))
+    runtime.crl_publisher.publish(force=True)  # CRLs are published in the background; publish this one now
     samples = scrape(url)
     # Certificates ending in 5 and 20 days (the service's own TLS certificate lasts longer; the revoked one is out).
     assert value(samples, "dmboot_certificates_expiring", days="7") == 1
