@@ -22,6 +22,8 @@ from bootstrap.cli import admin, audit, ca, cert, config, dm1, factory, secrets,
 from bootstrap.cli.common import emit_json, handled, load_settings, open_runtime, state
 from bootstrap.cli.secrets import check_hierarchy_keys, with_ca_keys
 from bootstrap.runtime import Runtime
+from bootstrap.server_port import check_port_free
+from bootstrap.settings import port_mismatch
 from pki.keys import KeyType
 
 __all__ = ["app", "main"]
@@ -41,17 +43,21 @@ app.add_typer(tokens.app, name="token")
 config.register(app)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"dmboot {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _options(
     data_dir: Annotated[Path | None, typer.Option("--data-dir", envvar="DMBOOT_DATA_DIR",
                                                    help="Data directory (default ./data).")] = None,
     config: Annotated[Path | None, typer.Option("--config", envvar="DMBOOT_CONFIG",
                                                  help="Config file (default <data dir>/dmboot.toml).")] = None,
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
+                                          help="Print the version and exit.")] = False,
 ) -> None:
-    if version:
-        typer.echo(f"dmboot {__version__}")
-        raise typer.Exit()
     state.data_dir, state.config = data_dir, config
 
 
@@ -67,10 +73,14 @@ def init(
     ca_keys: Annotated[str | None, typer.Option(
         "--ca-keys", help="Where CA keys live: embedded, vault-transit (never leave Vault) or vault-kv. "
         "vault-* use the [vault] settings (DMBOOT_VAULT_ADDR, DMBOOT_VAULT_TOKEN...).")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port written to the config (default 8443).")] = None,
+    public_url: Annotated[str | None, typer.Option(
+        "--public-url", help="Base URL devices reach the service at (default https://localhost:<port>).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Create the data directory, config, database schema, CA hierarchy and TLS certificate."""
-    settings = load_settings(ca_key_type=KeyType.parse(key_type) if key_type else None)
+    settings = load_settings(ca_key_type=KeyType.parse(key_type) if key_type else None, port=port,
+                             public_url=public_url)
     if ca_keys is not None:
         settings = with_ca_keys(settings, ca_keys)
     runtime, report = Runtime.initialize(settings)
@@ -103,6 +113,9 @@ def serve(
     from bootstrap import server
 
     settings = load_settings(host=host, port=port, workers=workers)
+    if (mismatch := port_mismatch(settings)) is not None:
+        typer.secho(f"warning: {mismatch}", fg=typer.colors.YELLOW, err=True)
+    check_port_free(settings.host, settings.port)
     runtime, report = Runtime.initialize(settings, actor="cli:serve")
     for item in report.created:
         typer.echo(f"created {item}")
@@ -111,6 +124,8 @@ def serve(
     runtime.close()
     if state.config is not None:  # workers read settings from the environment
         os.environ["DMBOOT_CONFIG"] = str(state.config.resolve())
+    # ... including what the command line chose, so the app's URLs follow --port too.
+    os.environ.update(DMBOOT_HOST=settings.host, DMBOOT_PORT=str(settings.port), DMBOOT_PUBLIC_URL=settings.public_url)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s",
                         force=True)  # replaces main()'s errors-only setup
     typer.echo(f"dm-bootstrap serving on https://{settings.host}:{settings.port}  (CA chain: /ca/chain.pem)")
