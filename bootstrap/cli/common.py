@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import getpass
 import json
 import os
 import warnings
@@ -19,7 +20,7 @@ from bootstrap.secrets.embedded import EmbeddedKeystoreWarning
 from bootstrap.settings import Settings, load_with_sources
 from pki.errors import PkiError
 
-__all__ = ["State", "emit_json", "fail", "handled", "load_settings", "load_settings_with_sources",
+__all__ = ["State", "cli_actor", "emit_json", "fail", "handled", "load_settings", "load_settings_with_sources",
            "no_data_dir_message", "open_runtime", "state"]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -49,6 +50,15 @@ def load_settings_with_sources(**overrides: Any) -> tuple[Settings, dict[str, st
     if state.data_dir is not None:
         sources["data_dir"] = "command line"
     return settings, sources
+
+
+def cli_actor() -> str:
+    """The audit actor of a command: ``cli:<login user>`` (docs/audit.md)."""
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no passwd entry, no LOGNAME: still an actor
+        user = "unknown"
+    return f"cli:{user}"
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from cryptography import x509
 
-from bootstrap.cli.common import emit_json, handled, open_runtime
+from bootstrap.cli.common import cli_actor, emit_json, handled, open_runtime
 from bootstrap.errors import DmBootstrapError
 from bootstrap.services.config import ProfileSpec
 from bootstrap.store.models import DataRepositoryRow, DmServerRow
@@ -23,7 +23,6 @@ from pki.authority import fingerprint
 
 __all__ = ["register"]
 
-ACTOR = "cli:admin"
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print as JSON.")]
 
 server_app = typer.Typer(help="DM servers devices are bootstrapped to (DMAcc SrvID, SrvURI).", no_args_is_help=True)
@@ -81,7 +80,7 @@ def server_add(
 ) -> None:
     """Register a DM server."""
     with open_runtime() as runtime:
-        row = runtime.config.add_server(server_id, name, url, _read(anchor, "anchor"), actor=ACTOR)
+        row = runtime.config.add_server(server_id, name, url, _read(anchor, "anchor"), actor=cli_actor())
     emit_json(_server_record(row)) if as_json else typer.echo(f"added DM server {row.server_id} ({row.url})")
 
 
@@ -97,7 +96,7 @@ def server_list(as_json: JsonOpt = False) -> None:
 def _issue(kind: str, ident: str, csr: Path, out: Path | None, as_json: bool) -> None:
     text = _read(csr, "CSR") or ""
     with open_runtime() as runtime:
-        issued = runtime.config.issue_server_certificate(kind, ident, text, actor=ACTOR)
+        issued = runtime.config.issue_server_certificate(kind, ident, text, actor=cli_actor())
     if out is not None:
         out.write_text(issued.chain_pem)
     if as_json:
@@ -131,7 +130,7 @@ def repo_add(
 ) -> None:
     """Register a data repository."""
     with open_runtime() as runtime:
-        row = runtime.config.add_repository(name, url, _read(anchor, "anchor"), actor=ACTOR)
+        row = runtime.config.add_repository(name, url, _read(anchor, "anchor"), actor=cli_actor())
     emit_json(_server_record(row)) if as_json else typer.echo(f"added data repository {row.name} ({row.url})")
 
 
@@ -195,7 +194,7 @@ def profile_add(
                            key_types=tuple(key_type or ("p256", "p384", "ed25519")), delivery=delivery,
                            validity_days=validity_days, dmacc=dmacc, extra_mos=mos, description=description)
     with open_runtime() as runtime:
-        view = runtime.config.add_profile(spec, actor=ACTOR)
+        view = runtime.config.add_profile(spec, actor=cli_actor())
     emit_json(view.to_json()) if as_json else typer.echo(
         f"added profile {name} (servers {', '.join(view.dm_servers)}; attestation {', '.join(view.row.attestation)})")
 
@@ -246,7 +245,7 @@ def device_add(
         idevid_fingerprint = fingerprint(x509.load_pem_x509_certificate((_read(idevid_cert, "IDevID") or "").encode()))
     with open_runtime() as runtime:
         view = runtime.devices.register(dev_id, profile, idevid_fingerprint=idevid_fingerprint, dm_server=dm_server,
-                                        actor=ACTOR)
+                                        actor=cli_actor())
     emit_json(view.to_json()) if as_json else typer.echo(f"registered {dev_id} in profile {profile}")
 
 
@@ -281,7 +280,7 @@ def device_show(dev_id: Annotated[str, typer.Argument(help="DevID.")], as_json: 
 
 def _set_status(dev_id: str, status: str) -> None:
     with open_runtime() as runtime:
-        runtime.devices.update(dev_id, status=status, actor=ACTOR)
+        runtime.devices.update(dev_id, status=status, actor=cli_actor())
     typer.echo(f"{dev_id}: {status}")
 
 
@@ -310,7 +309,7 @@ def enroll_token_create(
     """Create a one-time enrollment token. It is printed once and never stored."""
     with open_runtime() as runtime:
         view, token = runtime.devices.create_token(profile=profile, dev_id=dev_id, ttl=timedelta(hours=ttl_hours),
-                                                   actor=ACTOR)
+                                                   actor=cli_actor())
     if as_json:
         emit_json({**view.to_json(), "token": token})
         return
@@ -345,7 +344,7 @@ def maker_add(
 ) -> None:
     """Trust a manufacturer CA for IDevID attestation."""
     with open_runtime() as runtime:
-        row = runtime.config.add_manufacturer_ca(name, _read(cert, "certificate") or "", actor=ACTOR)
+        row = runtime.config.add_manufacturer_ca(name, _read(cert, "certificate") or "", actor=cli_actor())
     emit_json({"name": row.name, "fingerprint": row.fingerprint}) if as_json else typer.echo(
         f"trusted manufacturer CA {row.name} {row.fingerprint}")
 
@@ -365,7 +364,7 @@ def maker_list(as_json: JsonOpt = False) -> None:
 def maker_disable(name: Annotated[str, typer.Argument(help="Manufacturer CA name.")]) -> None:
     """Stop trusting a manufacturer CA (its IDevIDs are refused)."""
     with open_runtime() as runtime:
-        runtime.config.set_manufacturer_ca_enabled(name, False, actor=ACTOR)
+        runtime.config.set_manufacturer_ca_enabled(name, False, actor=cli_actor())
     typer.echo(f"disabled {name}")
 
 
@@ -375,7 +374,7 @@ def group_key_create(profile: Annotated[str, typer.Argument(help="Enrollment pro
                      as_json: JsonOpt = False) -> None:
     """Create the profile's 256-bit group key in the secret store (it never leaves it)."""
     with open_runtime() as runtime:
-        ref = runtime.devices.create_group_key(profile, actor=ACTOR)
+        ref = runtime.devices.create_group_key(profile, actor=cli_actor())
     emit_json({"profile": profile, "ref": ref}) if as_json else typer.echo(f"group key for {profile}: {ref}")
 
 
@@ -391,7 +390,7 @@ def group_key_derive(
     ids = list(dev_ids or []) + [line.strip() for line in (_read(from_file, "DevID") or "").splitlines()
                                  if line.strip()]
     with open_runtime() as runtime:
-        keys = runtime.devices.export_device_keys(profile, ids, actor=ACTOR)
+        keys = runtime.devices.export_device_keys(profile, ids, actor=cli_actor())
     if as_json:
         emit_json(keys)
         return

@@ -29,7 +29,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from bootstrap.cli.common import emit_json, fail, handled, open_runtime
+from bootstrap.cli.common import cli_actor, emit_json, fail, handled, open_runtime
 from bootstrap.cli.factory_output import BUNDLES, write_report_and_sums
 from bootstrap.cli.factory_run import (
     DeviceWriter,
@@ -234,7 +234,7 @@ def station_add(
 ) -> None:
     """Pin a station's client certificate to a factory-line principal (new token, or --token-name)."""
     with open_runtime() as runtime:
-        row, token = runtime.factory.stations.add(name, cert.read_text(), actor="cli:admin", token_name=token_name,
+        row, token = runtime.factory.stations.add(name, cert.read_text(), actor=cli_actor(), token_name=token_name,
                                                   allowed_profiles=profile, device_quota=quota)
     if as_json:
         emit_json({"name": row.name, "fingerprint": row.cert_fingerprint, "subject": row.subject, "token": token})
@@ -265,6 +265,6 @@ def station_list(as_json: Annotated[bool, typer.Option("--json", help="Print as 
 def station_remove(name: Annotated[str, typer.Argument(help="Station name.")]) -> None:
     """Unpin a station's certificate (its token stays; revoke it with `dmboot token revoke`)."""
     with open_runtime() as runtime:
-        runtime.factory.stations.remove(name, actor="cli:admin")
+        runtime.factory.stations.remove(name, actor=cli_actor())
     typer.echo(f"removed station {name}")
 

@@ -19,7 +19,7 @@ import typer
 
 from bootstrap import __version__
 from bootstrap.cli import admin, audit, ca, cert, config, dm1, factory, secrets, tokens
-from bootstrap.cli.common import emit_json, handled, load_settings, open_runtime, state
+from bootstrap.cli.common import cli_actor, emit_json, handled, load_settings, open_runtime, state
 from bootstrap.cli.secrets import check_hierarchy_keys, with_ca_keys
 from bootstrap.runtime import Runtime
 from bootstrap.server_port import check_port_free
@@ -83,7 +83,7 @@ def init(
                              public_url=public_url)
     if ca_keys is not None:
         settings = with_ca_keys(settings, ca_keys)
-    runtime, report = Runtime.initialize(settings)
+    runtime, report = Runtime.initialize(settings, actor=cli_actor())
     runtime.close()
     hierarchy = report.hierarchy
     if hierarchy is not None and not hierarchy.created and ca_keys is not None:
@@ -116,7 +116,7 @@ def serve(
     if (mismatch := port_mismatch(settings)) is not None:
         typer.secho(f"warning: {mismatch}", fg=typer.colors.YELLOW, err=True)
     check_port_free(settings.host, settings.port)
-    runtime, report = Runtime.initialize(settings, actor="cli:serve")
+    runtime, report = Runtime.initialize(settings, actor=cli_actor())
     for item in report.created:
         typer.echo(f"created {item}")
     tls = runtime.tls

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from bootstrap.cli.common import emit_json, handled, open_runtime
+from bootstrap.cli.common import cli_actor, emit_json, handled, open_runtime
 
 app = typer.Typer(help="API tokens (Bearer) for admin clients and factory stations.", no_args_is_help=True)
 
@@ -31,7 +31,7 @@ def token_create(
         token = runtime.tokens.create(
             name,
             role,
-            actor="cli:admin",
+            actor=cli_actor(),
             ttl=timedelta(days=ttl_days) if ttl_days else None,
             allowed_profiles=profile,
             device_quota=quota,
@@ -48,5 +48,5 @@ def token_create(
 def token_revoke(name: Annotated[str, typer.Argument(help="The token's name.")]) -> None:
     """Revoke an API token."""
     with open_runtime() as runtime:
-        runtime.tokens.revoke(name, actor="cli:admin")
+        runtime.tokens.revoke(name, actor=cli_actor())
     typer.echo(f"revoked {name}")

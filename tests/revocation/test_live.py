@@ -165,7 +165,7 @@ def test_stdlib_tls_server_with_the_crl_refuses_the_revoked_device(server: LiveS
     """A DM server built on Python's ssl, loaded with our CRL, refuses a revoked device's handshake."""
     good = issue_device(server, tmp_path, "IMEI:430000000000001")
     bad = issue_device(server, tmp_path, "IMEI:430000000000002")
-    server.dmboot("cert", "revoke", "--device", "IMEI:430000000000002", "--reason", "keyCompromise")
+    server.dmboot("cert", "revoke", "--device", "IMEI:430000000000002", "--reason", "keyCompromise", "--yes")
     crl = fetch_crl(server, tmp_path)
     # The DM server's own certificate, from our CA.
     key = tmp_path / "dm.key"
