@@ -18,8 +18,9 @@ from typing import Annotated, Any
 import typer
 
 from bootstrap import __version__
-from bootstrap.cli import admin, audit, ca, cert, config, dm1, factory, secrets, tokens
+from bootstrap.cli import admin, audit, ca, cert, config, dm1, factory, secrets, settings_show, tokens
 from bootstrap.cli.common import cli_actor, emit_json, handled, load_settings, open_runtime, state
+from bootstrap.cli.help_text import tidy
 from bootstrap.cli.secrets import check_hierarchy_keys, with_ca_keys
 from bootstrap.runtime import Runtime
 from bootstrap.server_port import check_port_free
@@ -40,6 +41,7 @@ app.add_typer(dm1.app, name="dm1")
 app.add_typer(factory.app, name="factory")
 app.add_typer(secrets.app, name="secrets")
 app.add_typer(tokens.app, name="token")
+app.add_typer(settings_show.app, name="config")
 config.register(app)
 
 
@@ -155,6 +157,6 @@ def main() -> None:
     # call) would blur that line. `serve` installs its own logging.
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     try:
-        app()
+        tidy(typer.main.get_command(app))(prog_name="dmboot")
     except KeyboardInterrupt:
         sys.exit(130)
