@@ -88,3 +88,11 @@ def test_missing_data_dir_names_the_absolute_path_and_how_to_point_at_it(tmp_pat
     line = result.stderr.strip()
     assert line.startswith(f"error: no data directory at {tmp_path / 'data'} (a relative path")
     assert "--data-dir DIR" in line and "DMBOOT_DATA_DIR" in line and "with a new CA" in line
+
+
+def test_version_imports_neither_the_database_layer_nor_cryptography() -> None:
+    probe = ("import sys; sys.argv = ['dmboot', '--version']; from bootstrap.cli import main; main(); "
+             "print(sorted(m for m in ('sqlalchemy', 'cryptography', 'typer', 'bootstrap.runtime')"
+             " if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.splitlines() == ["dmboot 0.1.0", "[]"]
