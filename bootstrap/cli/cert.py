@@ -11,8 +11,9 @@ import typer
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from bootstrap.cli.common import cli_actor, emit_json, handled, open_runtime
+from bootstrap.cli.common import cli_actor, emit_json, handled, open_runtime, shown_of_total
 from bootstrap.errors import DmBootstrapError
+from bootstrap.services.console_queries import count_certificates
 from bootstrap.services.issuance import Requester
 from bootstrap.store.models import CertificateRow
 from pki.revocation import parse_reason
@@ -42,11 +43,20 @@ def _cert_record(row: CertificateRow) -> dict[str, Any]:
 @handled
 def cert_issue(
     csr: Annotated[Path, typer.Option("--csr", help="PKCS#10 request, PEM or DER.", exists=False)],
-    profile: Annotated[str, typer.Option("--profile", help="device, dm-server, data-repository, ocsp-signer.")],
+    cert_profile: Annotated[str | None, typer.Option(
+        "--cert-profile", help="Certificate profile: device, dm-server, data-repository, ocsp-signer.")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Write the PEM chain here instead of stdout.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the issued certificate as JSON.")] = False,
+    old_profile: Annotated[str | None, typer.Option("--profile", hidden=True)] = None,
 ) -> None:
-    """Issue a certificate for a CSR under a profile."""
+    """Issue a certificate for a CSR under a certificate profile."""
+    if old_profile is not None:
+        # Elsewhere --profile names an enrollment profile; here it meant a certificate profile.
+        typer.secho("warning: `cert issue --profile` is deprecated; use --cert-profile", fg=typer.colors.YELLOW,
+                    err=True)
+    profile = cert_profile or old_profile
+    if profile is None or (cert_profile and old_profile):
+        raise DmBootstrapError("name the certificate profile once, with --cert-profile")
     if not csr.is_file():
         raise DmBootstrapError(f"CSR file {csr} does not exist")
     with open_runtime() as runtime:
@@ -80,6 +90,7 @@ def cert_list(
     """List issued certificates, newest first."""
     with open_runtime() as runtime:
         rows = runtime.issuance.list(limit=limit, profile=profile)
+        total = count_certificates(runtime.database, profile=profile) if not as_json else 0
     if as_json:
         emit_json([_cert_record(r) for r in rows])
         return
@@ -87,6 +98,7 @@ def cert_list(
         typer.echo("no certificates")
     for r in rows:
         typer.echo(f"{r.serial_hex:<42} {r.profile:<16} {r.status:<8} {r.not_after:%Y-%m-%d}  {r.subject}")
+    shown_of_total(len(rows), total, "certificates")
 
 
 @app.command("show")

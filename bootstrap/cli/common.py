@@ -21,7 +21,7 @@ from bootstrap.settings import Settings, load_with_sources
 from pki.errors import PkiError
 
 __all__ = ["State", "cli_actor", "emit_json", "fail", "handled", "load_settings", "load_settings_with_sources",
-           "no_data_dir_message", "open_runtime", "state"]
+           "no_data_dir_message", "open_runtime", "shown_of_total", "state"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -105,6 +105,12 @@ def no_data_dir_message(data_dir: Path) -> str:
     hint = (" (a relative path, read from the current directory)" if not data_dir.is_absolute() else "")
     return (f"no data directory at {where}{hint}; if it exists elsewhere pass --data-dir DIR or set "
             "DMBOOT_DATA_DIR, otherwise `dmboot init` creates a new one (with a new CA) here")
+
+
+def shown_of_total(shown: int, total: int, what: str) -> None:
+    """The total under a listing (on stderr, so pipes get the rows alone): no listing stops silently."""
+    more = "; --limit N shows more" if shown < total else ""
+    typer.echo(f"{shown} of {total} {what}{more}", err=True)
 
 
 def emit_json(data: Any) -> None:

@@ -15,9 +15,10 @@ from typing import Annotated, Any
 import typer
 from cryptography import x509
 
-from bootstrap.cli.common import cli_actor, emit_json, handled, open_runtime
+from bootstrap.cli.common import cli_actor, emit_json, handled, open_runtime, shown_of_total
 from bootstrap.errors import DmBootstrapError
 from bootstrap.services.config import ProfileSpec
+from bootstrap.services.console_queries import count_devices
 from bootstrap.store.models import DataRepositoryRow, DmServerRow
 from pki.authority import fingerprint
 
@@ -261,8 +262,12 @@ def device_list(
     """List or search devices."""
     with open_runtime() as runtime:
         views = [v.to_json() for v in runtime.devices.search(q=q, status=status, profile=profile, limit=limit)]
-    emit_json(views) if as_json else _print_rows(views, ("dev_id", "profile", "status", "current_serial"),
-                                                 "no devices")
+        total = count_devices(runtime.database, q=q, status=status, profile=profile) if not as_json else 0
+    if as_json:
+        emit_json(views)
+        return
+    _print_rows(views, ("dev_id", "profile", "status", "current_serial"), "no devices")
+    shown_of_total(len(views), total, "devices")
 
 
 @device_app.command("show")

@@ -11,9 +11,10 @@ from sqlalchemy import func
 from sqlmodel import Session, col, or_, select
 
 from bootstrap.store.db import Database
-from bootstrap.store.models import AuditEvent, CertificateRow, DeviceRow
+from bootstrap.store.models import AuditEvent, CertificateRow, DeviceRow, EnrollmentProfileRow
 
-__all__ = ["ENROLL_ACTIONS", "Dashboard", "dashboard", "device_certificates", "device_history"]
+__all__ = ["ENROLL_ACTIONS", "Dashboard", "count_certificates", "count_devices", "dashboard", "device_certificates",
+           "device_history"]
 
 #: Audit actions that are a device enrolling (DM 2.0, JSON API and EST).
 ENROLL_ACTIONS = ("device.enroll", "est.enroll", "est.reenroll")
@@ -80,3 +81,27 @@ def device_history(database: Database, dev_id: str, serials: list[str], *, limit
     with database.session() as session:
         return list(session.exec(select(AuditEvent).where(or_(*targets))
                                  .order_by(col(AuditEvent.seq).desc()).limit(limit)))
+
+
+def count_certificates(database: Database, *, profile: str | None = None) -> int:
+    """How many certificates (of certificate profile ``profile``) there are: the total beside a listing."""
+    query = select(func.count()).select_from(CertificateRow)
+    if profile:
+        query = query.where(CertificateRow.profile == profile)
+    with database.session() as session:
+        return _count(session, query)
+
+
+def count_devices(database: Database, *, q: str | None = None, status: str | None = None,
+                  profile: str | None = None) -> int:
+    """How many devices match what :meth:`DeviceService.search` filters by."""
+    query = select(func.count()).select_from(DeviceRow)
+    if q:
+        query = query.where(col(DeviceRow.dev_id).contains(q, autoescape=True))
+    if status:
+        query = query.where(DeviceRow.status == status)
+    if profile:
+        query = query.join(EnrollmentProfileRow, col(EnrollmentProfileRow.id) == DeviceRow.profile_id).where(
+            EnrollmentProfileRow.name == profile)
+    with database.session() as session:
+        return _count(session, query)

@@ -78,3 +78,32 @@ def test_token_list_shows_tokens_but_never_the_secret(data_dir: Path) -> None:
     text = dmboot(data_dir, "token", "list")
     assert "ci-bot" in text.stdout and "active" in text.stdout and "1 tokens" in text.stdout
     assert secret not in listed.stdout + text.stdout
+
+
+def test_cert_issue_takes_cert_profile_and_the_old_spelling_warns(data_dir: Path, tmp_path: Path) -> None:
+    from tests.factories import make_csr
+
+    (tmp_path / "req.pem").write_bytes(make_csr("IMEI:490154203237518"))
+    new = dmboot(data_dir, "cert", "issue", "--csr", str(tmp_path / "req.pem"), "--cert-profile", "device", "--json")
+    assert new.exit_code == 0, new.output
+    assert json.loads(new.stdout)["profile"] == "device" and "deprecated" not in new.stderr
+    (tmp_path / "req2.pem").write_bytes(make_csr("IMEI:490154203237519"))
+    old = dmboot(data_dir, "cert", "issue", "--csr", str(tmp_path / "req2.pem"), "--profile", "device", "--json")
+    assert old.exit_code == 0, old.output
+    assert old.stderr.strip() == "warning: `cert issue --profile` is deprecated; use --cert-profile"
+
+
+def test_listings_say_how_many_there_are(data_dir: Path, tmp_path: Path) -> None:
+    from tests.factories import make_csr
+
+    for i in range(3):
+        (tmp_path / f"r{i}.pem").write_bytes(make_csr(f"IMEI:49015420323750{i}"))
+        assert dmboot(data_dir, "cert", "issue", "--csr", str(tmp_path / f"r{i}.pem"), "--cert-profile",
+                      "device").exit_code == 0
+    listed = dmboot(data_dir, "cert", "list", "--limit", "2")
+    assert listed.exit_code == 0, listed.output
+    assert len(listed.stdout.splitlines()) == 2
+    # 3 devices + the service's own TLS certificate (dm-server), issued by init.
+    assert listed.stderr.strip() == "2 of 4 certificates; --limit N shows more"
+    devices = dmboot(data_dir, "device", "list")
+    assert devices.exit_code == 0 and devices.stderr.strip() == "0 of 0 devices"
