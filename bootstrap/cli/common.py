@@ -20,8 +20,10 @@ from bootstrap.secrets.embedded import EmbeddedKeystoreWarning
 from bootstrap.settings import Settings, load_with_sources
 from pki.errors import PkiError
 
-__all__ = ["State", "cli_actor", "emit_json", "fail", "handled", "load_settings", "load_settings_with_sources",
-           "no_data_dir_message", "open_runtime", "shown_of_total", "state"]
+__all__ = [
+    "State", "cli_actor", "emit_json", "fail", "handled", "keystore_warning_once", "load_settings",
+    "load_settings_with_sources", "no_data_dir_message", "open_runtime", "shown_of_total", "state"
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -31,6 +33,7 @@ class State:
 
     data_dir: Path | None = None
     config: Path | None = None
+    quiet: bool = False
 
 
 state = State()
@@ -97,6 +100,23 @@ def open_runtime(settings: Settings | None = None) -> Iterator[Runtime]:
         yield runtime
     finally:
         runtime.close()
+
+
+@contextmanager
+def keystore_warning_once(settings: Settings) -> Iterator[None]:
+    """Show the embedded-keystore warning once per data directory (never with ``--quiet``)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", EmbeddedKeystoreWarning)
+        yield
+    marker = settings.data_dir / ".keystore-warning-shown"
+    for warning in caught:
+        if not issubclass(warning.category, EmbeddedKeystoreWarning):
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+        elif not state.quiet and not marker.exists():
+            typer.secho(f"warning: {warning.message} (shown once for this data directory)",
+                        fg=typer.colors.YELLOW, err=True)
+            if settings.data_dir.is_dir():
+                marker.touch()
 
 
 def no_data_dir_message(data_dir: Path) -> str:

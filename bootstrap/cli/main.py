@@ -19,7 +19,15 @@ import typer
 
 from bootstrap import __version__
 from bootstrap.cli import admin, audit, ca, cert, config, dm1, factory, secrets, settings_show, tokens
-from bootstrap.cli.common import cli_actor, emit_json, handled, load_settings, open_runtime, state
+from bootstrap.cli.common import (
+    cli_actor,
+    emit_json,
+    handled,
+    keystore_warning_once,
+    load_settings,
+    open_runtime,
+    state,
+)
 from bootstrap.cli.help_text import tidy
 from bootstrap.cli.secrets import check_hierarchy_keys, with_ca_keys
 from bootstrap.runtime import Runtime
@@ -59,8 +67,11 @@ def _options(
                                                  help="Config file (default <data dir>/dmboot.toml).")] = None,
     version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
                                           help="Print the version and exit.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No warnings; errors only.")] = False,
 ) -> None:
-    state.data_dir, state.config = data_dir, config
+    state.data_dir, state.config, state.quiet = data_dir, config, quiet
+    if quiet:
+        warnings.simplefilter("ignore")
 
 
 # -- init / serve ------------------------------------------------------------------
@@ -85,7 +96,8 @@ def init(
                              public_url=public_url)
     if ca_keys is not None:
         settings = with_ca_keys(settings, ca_keys)
-    runtime, report = Runtime.initialize(settings, actor=cli_actor())
+    with keystore_warning_once(settings):
+        runtime, report = Runtime.initialize(settings, actor=cli_actor())
     runtime.close()
     hierarchy = report.hierarchy
     if hierarchy is not None and not hierarchy.created and ca_keys is not None:
@@ -118,7 +130,8 @@ def serve(
     if (mismatch := port_mismatch(settings)) is not None:
         typer.secho(f"warning: {mismatch}", fg=typer.colors.YELLOW, err=True)
     check_port_free(settings.host, settings.port)
-    runtime, report = Runtime.initialize(settings, actor=cli_actor())
+    with keystore_warning_once(settings):
+        runtime, report = Runtime.initialize(settings, actor=cli_actor())
     for item in report.created:
         typer.echo(f"created {item}")
     tls = runtime.tls

@@ -96,3 +96,17 @@ def test_version_imports_neither_the_database_layer_nor_cryptography() -> None:
              " if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.splitlines() == ["dmboot 0.1.0", "[]"]
+
+
+def test_keystore_warning_once_per_data_dir_and_never_with_quiet(tmp_path: Path) -> None:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("DMBOOT_")}  # key file, no passphrase
+
+    def init(*args: str) -> str:
+        done = subprocess.run([*DMBOOT, *args, "init"], cwd=tmp_path, env=environ, capture_output=True, text=True,
+                              check=True)
+        return done.stderr
+
+    first, again = init("--data-dir", "a"), init("--data-dir", "a")
+    assert first.count("warning: embedded keystore") == 1 and "shown once" in first
+    assert "warning" not in again
+    assert "warning" not in init("--quiet", "--data-dir", "b")
