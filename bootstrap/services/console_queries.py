@@ -13,8 +13,8 @@ from sqlmodel import Session, col, or_, select
 from bootstrap.store.db import Database
 from bootstrap.store.models import AuditEvent, CertificateRow, DeviceRow, EnrollmentProfileRow
 
-__all__ = ["ENROLL_ACTIONS", "Dashboard", "count_certificates", "count_devices", "dashboard", "device_certificates",
-           "device_history"]
+__all__ = ["ENROLL_ACTIONS", "Dashboard", "count_certificates", "count_devices", "dashboard",
+           "device_certificates", "device_history", "search_certificates"]
 
 #: Audit actions that are a device enrolling (DM 2.0, JSON API and EST).
 ENROLL_ACTIONS = ("device.enroll", "est.enroll", "est.reenroll")
@@ -105,3 +105,23 @@ def count_devices(database: Database, *, q: str | None = None, status: str | Non
             EnrollmentProfileRow.name == profile)
     with database.session() as session:
         return _count(session, query)
+
+
+def search_certificates(database: Database, q: str = "", *, limit: int = 50,
+                        offset: int = 0) -> tuple[list[CertificateRow], int]:
+    """Certificates by serial (hex, any case, colons allowed), SHA-256 fingerprint or DevID, newest first.
+
+    A serial or fingerprint matches exactly; a DevID matches as a substring. Empty ``q``:
+    all certificates. Returns one page and the total that matched.
+    """
+    query = select(CertificateRow)
+    counted = select(func.count()).select_from(CertificateRow)
+    if q:
+        bare = q.strip().lower().replace(":", "").removeprefix("sha256").removeprefix("0x")
+        condition = or_(CertificateRow.serial_hex == bare.lstrip("0"),
+                        col(CertificateRow.fingerprint).in_((bare, f"sha256:{bare}")),
+                        col(CertificateRow.device_id).contains(q.strip(), autoescape=True))
+        query, counted = query.where(condition), counted.where(condition)
+    query = query.order_by(col(CertificateRow.id).desc()).offset(max(offset, 0)).limit(min(max(limit, 1), 500))
+    with database.session() as session:
+        return list(session.exec(query)), _count(session, counted)

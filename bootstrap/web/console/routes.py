@@ -10,7 +10,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from bootstrap.web.console import access_pages, config_pages, device_pages, login, subscriber_pages
+from bootstrap.web.console import access_pages, cert_pages, config_pages, device_pages, login, subscriber_pages
 from bootstrap.web.console.security import SecurityHeadersMiddleware
 
 __all__ = ["routes"]
@@ -45,6 +45,8 @@ def routes() -> list[BaseRoute]:
         Route("/devices", device_pages.devices, methods=["GET"]),
         Route("/devices/{dev_id:path}/revoke", device_pages.device_revoke, methods=["POST"]),
         Route("/devices/{dev_id:path}", device_pages.device_detail, methods=["GET"]),
+        Route("/certificates", cert_pages.certificates, methods=["GET"]),
+        Route("/certificates/{serial}/revoke", cert_pages.certificate_revoke, methods=["POST"]),
         Route("/claim-codes", device_pages.claim_codes, methods=["GET"]),
         Route("/claim-codes", device_pages.claim_code_create, methods=["POST"]),
         Route("/audit", access_pages.audit, methods=["GET"]),

@@ -1,0 +1,91 @@
+"""The Certificates page in a real browser: search by DevID, serial and fingerprint; revoke by serial.
+
+Screenshots are kept in test-artifacts/console-certificates/.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.console.test_browser import CHROMIUM, CHROMIUM_ARGS, PASSWORD, REVOKED, server
+
+__all__ = ["server"]  # the fixture: a real `dmboot serve` with alice and one device certificate
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console-certificates"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def page(server: str) -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)
+    ARTIFACTS.mkdir(parents=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        context = browser.new_context(ignore_https_errors=True, base_url=server,
+                                      viewport={"width": 1280, "height": 900})
+        tab = context.new_page()
+        tab.goto("/console/login")
+        tab.fill("input[name=username]", "alice")
+        tab.fill("input[name=password]", PASSWORD)
+        tab.click("button:has-text('Log in')")
+        tab.wait_for_url("**/console/")
+        yield tab
+        context.close()
+        browser.close()
+
+
+def _shot(page: object, name: str) -> None:
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)  # type: ignore[attr-defined]
+
+
+def _rows(page: object) -> list[list[str]]:
+    cells = page.eval_on_selector_all(  # type: ignore[attr-defined]
+        "main table tr", "rows => rows.slice(1).map(r => [...r.cells].map(c => c.innerText.trim()))")
+    return [r for r in cells if len(r) > 1]
+
+
+def test_search_and_revoke_by_serial(page: object) -> None:
+    p = page
+    p.click("nav a:has-text('Certificates')")  # type: ignore[attr-defined]
+    p.wait_for_url("**/console/certificates")  # type: ignore[attr-defined]
+    everything = _rows(p)
+    assert len(everything) >= 2  # the service's TLS certificate and the device's
+    assert p.inner_text("#cert-total") == f"{len(everything)} certificates"  # type: ignore[attr-defined]
+    _shot(p, "01-all")
+
+    p.fill("input[name=q]", REVOKED)  # type: ignore[attr-defined]
+    p.click("button:has-text('Search')")  # type: ignore[attr-defined]
+    (row,) = _rows(p)
+    serial, fingerprint = row[0], row[6]
+    assert row[3] == REVOKED and row[4] == "valid"
+    assert p.inner_text("#cert-total") == "1 certificate"  # type: ignore[attr-defined]
+    for query in (serial.upper(), fingerprint, fingerprint.removeprefix("sha256:")):
+        p.goto(f"/console/certificates?q={query}")  # type: ignore[attr-defined]
+        assert [r[0] for r in _rows(p)] == [serial], query
+    _shot(p, "02-found")
+
+    # A wrong confirmation: an error page that says what to type, not a bare "Invalid request".
+    p.click("summary:has-text('Revoke')")  # type: ignore[attr-defined]
+    p.fill("input[name=confirm]", "not-the-serial")  # type: ignore[attr-defined]
+    with p.expect_navigation() as wrong:  # type: ignore[attr-defined]
+        p.click("form.revoke button:has-text('Revoke')")  # type: ignore[attr-defined]
+    assert wrong.value.status == 400
+    assert f"type the serial {serial} to revoke it" in p.inner_text("main")  # type: ignore[attr-defined]
+    _shot(p, "03-wrong-confirmation")
+
+    p.goto(f"/console/certificates?q={serial}")  # type: ignore[attr-defined]
+    p.click("summary:has-text('Revoke')")  # type: ignore[attr-defined]
+    p.select_option("select[name=reason]", "keyCompromise")  # type: ignore[attr-defined]
+    p.fill("input[name=confirm]", serial)  # type: ignore[attr-defined]
+    p.click("form.revoke button:has-text('Revoke')")  # type: ignore[attr-defined]
+    p.wait_for_url("**revoked=1")  # type: ignore[attr-defined]
+    assert "Revoked; the CRLs are republished." in p.inner_text("main")  # type: ignore[attr-defined]
+    assert _rows(p)[0][4] == "revoked"
+    _shot(p, "04-revoked")
