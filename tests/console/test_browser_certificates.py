@@ -89,3 +89,23 @@ def test_search_and_revoke_by_serial(page: object) -> None:
     assert "Revoked; the CRLs are republished." in p.inner_text("main")  # type: ignore[attr-defined]
     assert _rows(p)[0][4] == "revoked"
     _shot(p, "04-revoked")
+
+
+def test_dashboard_reads_right_and_fits(page: object, server: str) -> None:
+    import httpx
+
+    # Failures from devices the service could not identify (no DevID): they must not read "device:None".
+    for body in (b"{}", b'{"csr": "x"}'):
+        httpx.post(f"{server}/api/v1/enroll", content=body, headers={"Content-Type": "application/json"},
+                   verify=False)  # noqa: S501 - the failure is the point, not the TLS
+    p = page
+    p.goto("/console/")  # type: ignore[attr-defined]
+    text = p.inner_text("main")  # type: ignore[attr-defined]
+    assert "device:None" not in text and "\tNone\n" not in text and "None\t" not in text
+    import re
+
+    assert not re.search(r"(?m)^1\s+(certificates|enrollments|failures)\b", text), text
+    overflow = p.evaluate(  # type: ignore[attr-defined]
+        "() => document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0
+    _shot(p, "05-dashboard")
