@@ -47,6 +47,7 @@ NAV = (
     ("/console/claim-codes", "Claim codes", "devices:read"),
     ("/console/audit", "Audit", "audit:read"),
     ("/console/admins", "Admins", "roles:manage"),
+    ("/console/tokens", "API tokens", "roles:manage"),
 )
 
 

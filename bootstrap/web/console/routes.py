@@ -10,7 +10,15 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from bootstrap.web.console import access_pages, cert_pages, config_pages, device_pages, login, subscriber_pages
+from bootstrap.web.console import (
+    access_pages,
+    cert_pages,
+    config_pages,
+    device_pages,
+    login,
+    subscriber_pages,
+    token_pages,
+)
 from bootstrap.web.console.security import SecurityHeadersMiddleware
 
 __all__ = ["routes"]
@@ -51,6 +59,9 @@ def routes() -> list[BaseRoute]:
         Route("/claim-codes", device_pages.claim_code_create, methods=["POST"]),
         Route("/audit", access_pages.audit, methods=["GET"]),
         Route("/audit/verify", access_pages.audit_verify, methods=["GET"]),
+        Route("/tokens", token_pages.tokens, methods=["GET"]),
+        Route("/tokens", token_pages.token_create, methods=["POST"]),
+        Route("/tokens/{name}/revoke", token_pages.token_revoke, methods=["POST"]),
         Route("/admins", access_pages.admins, methods=["GET"]),
         Route("/admins", access_pages.admin_create, methods=["POST"]),
         Route("/admins/{username}/roles", access_pages.admin_roles, methods=["POST"]),

@@ -1,6 +1,7 @@
-"""The Certificates page in a real browser: search by DevID, serial and fingerprint; revoke by serial.
+"""New console pages in a real browser: Certificates (search by DevID, serial, fingerprint; revoke by
+serial), the dashboard corrected, API tokens (create, shown once, revoke).
 
-Screenshots are kept in test-artifacts/console-certificates/.
+Screenshots are kept in test-artifacts/console-admin-pages/.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from tests.console.test_browser import CHROMIUM, CHROMIUM_ARGS, PASSWORD, REVOKE
 
 __all__ = ["server"]  # the fixture: a real `dmboot serve` with alice and one device certificate
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console-certificates"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console-admin-pages"
 
 pytestmark = pytest.mark.slow
 
@@ -109,3 +110,30 @@ def test_dashboard_reads_right_and_fits(page: object, server: str) -> None:
         "() => document.documentElement.scrollWidth - document.documentElement.clientWidth")
     assert overflow <= 0
     _shot(p, "05-dashboard")
+
+
+def test_api_tokens_page_creates_shows_once_and_revokes(page: object) -> None:
+    p = page
+    p.click("nav a:has-text('API tokens')")  # type: ignore[attr-defined]
+    p.wait_for_url("**/console/tokens")  # type: ignore[attr-defined]
+    _shot(p, "06-tokens")
+    # A factory-line token with no profile could provision nothing: refused, with the reason.
+    p.fill("#token-form input[name=name]", "line-9")  # type: ignore[attr-defined]
+    p.check("#token-form input[value=factory-line]")  # type: ignore[attr-defined]
+    p.click("#token-form button:has-text('Create token')")  # type: ignore[attr-defined]
+    assert "needs at least one enrollment profile" in p.inner_text("[role=alert]")  # type: ignore[attr-defined]
+    _shot(p, "07-token-refused")
+    p.check("#token-form input[value=factory-line]")  # type: ignore[attr-defined]
+    p.fill("#token-form input[name=profiles]", "fleet")  # type: ignore[attr-defined]
+    p.click("#token-form button:has-text('Create token')")  # type: ignore[attr-defined]
+    token = p.inner_text("#new-token").strip()  # type: ignore[attr-defined]
+    assert token.startswith("dmb_") or len(token) > 30
+    _shot(p, "08-token-shown-once")
+    p.click("a:has-text('Back to API tokens')")  # type: ignore[attr-defined]
+    assert token not in p.content()  # type: ignore[attr-defined]
+    row = next(r for r in _rows(p) if r[0] == "line-9")
+    assert row[1] == "factory-line" and row[2] == "fleet" and "active" in row[7]
+    p.click("tr:has(td:text-is('line-9')) button:has-text('Revoke')")  # type: ignore[attr-defined]
+    p.wait_for_url("**revoked=line-9")  # type: ignore[attr-defined]
+    assert next(r for r in _rows(p) if r[0] == "line-9")[7] == "revoked"
+    _shot(p, "09-token-revoked")
