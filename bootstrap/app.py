@@ -10,7 +10,21 @@ from starlette.middleware import Middleware
 
 from bootstrap.runtime import Runtime
 from bootstrap.settings import Settings
-from bootstrap.web import access_api, api, console, dm, dm1, enroll, est, factory, lifecycle, openapi, pkix, status
+from bootstrap.web import (
+    access_api,
+    api,
+    api_reference,
+    console,
+    dm,
+    dm1,
+    enroll,
+    est,
+    factory,
+    lifecycle,
+    openapi,
+    pkix,
+    status,
+)
 from bootstrap.web.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from bootstrap.web.problems import exception_handlers
 
@@ -33,8 +47,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     app = Starlette(
         routes=[*status.routes(), *dm.routes(), *api.routes(), *enroll.routes(), *pkix.routes(), *est.routes(),
-                *lifecycle.routes(), *access_api.routes(), *openapi.routes(), *console.routes(),
-                *factory.routes(), *dm1.routes()],
+                *lifecycle.routes(), *access_api.routes(), *openapi.routes(), *api_reference.routes(),
+                *console.routes(), *factory.routes(), *dm1.routes()],
         middleware=[
             Middleware(RequestIdMiddleware),
             Middleware(BodyLimitMiddleware, limit=settings.max_body_bytes,
