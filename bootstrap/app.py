@@ -10,7 +10,21 @@ from starlette.middleware import Middleware
 
 from bootstrap.runtime import Runtime
 from bootstrap.settings import Settings
-from bootstrap.web import access_api, api, console, dm, dm1, enroll, est, factory, lifecycle, openapi, pkix, status
+from bootstrap.web import (
+    access_api,
+    api,
+    api_reference,
+    console,
+    dm,
+    dm1,
+    enroll,
+    est,
+    factory,
+    lifecycle,
+    openapi,
+    pkix,
+    status,
+)
 from bootstrap.web.middleware import BodyLimitMiddleware
 from bootstrap.web.observe import ObserveMiddleware
 from bootstrap.web.problems import exception_handlers
@@ -37,7 +51,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app = Starlette(
         # Relying parties' routes (OCSP, CRLs) first: Starlette tries routes in order, on every request.
         routes=[*status.routes(), *pkix.routes(), *dm.routes(), *api.routes(), *enroll.routes(), *est.routes(),
-                *lifecycle.routes(), *access_api.routes(), *openapi.routes(), *console.routes(),
+                *lifecycle.routes(), *access_api.routes(), *openapi.routes(), *api_reference.routes(),
+                *console.routes(),
                 *factory.routes(), *dm1.routes()],
         middleware=[
             Middleware(ObserveMiddleware),

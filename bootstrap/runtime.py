@@ -213,12 +213,20 @@ def _config_text(settings: Settings) -> str:
 
 host = "{settings.host}"
 port = {settings.port}
-public_url = "{settings.public_url}"
+{_public_url_line(settings)}
 server_names = {list(settings.server_names)!r}
 organization = "{settings.organization}"
 ca_key_type = "{settings.ca_key_type.value}"
 secrets_backend = "{settings.secrets_backend}"
 """.replace("'", '"') + _vault_config_text(settings)
+
+
+def _public_url_line(settings: Settings) -> str:
+    """``public_url`` pinned only when it is not the one that follows ``port``."""
+    derived = f"https://localhost:{settings.port}"
+    if settings.public_url == derived:
+        return f'# public_url = "{derived}"   # unset: https://localhost:<port>, following port'
+    return f'public_url = "{settings.public_url}"'
 
 
 def _vault_config_text(settings: Settings) -> str:

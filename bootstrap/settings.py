@@ -17,11 +17,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from bootstrap.errors import ConfigurationError
 from pki.keys import KeyType
 
-__all__ = ["CA_KEY_CHOICES", "Secret", "Settings", "VaultSettings"]
+__all__ = ["CA_KEY_CHOICES", "Secret", "Settings", "VaultSettings", "load_with_sources", "port_mismatch"]
 
 #: Where CA keys live, as ``dmboot init --ca-keys`` names it.
 CA_KEY_CHOICES = ("embedded", "vault-transit", "vault-kv")
@@ -148,17 +149,7 @@ class Settings:
         Raises:
             ConfigurationError: a value that cannot be used, naming the key.
         """
-        env = dict(os.environ if environ is None else environ)
-        data_dir = Path(env.get("DMBOOT_DATA_DIR", "data"))
-        path = config_file or Path(env.get("DMBOOT_CONFIG") or data_dir / "dmboot.toml")
-        document = _read_toml(path)
-        if "data_dir" in document and "DMBOOT_DATA_DIR" not in env:
-            data_dir = Path(str(document["data_dir"]))
-        top = _section(cls, document, env, "DMBOOT_", skip={"vault", "data_dir"})
-        vault = _section(VaultSettings, document.get("vault", {}), env, "DMBOOT_VAULT_", skip=set())
-        settings = cls(data_dir=data_dir, vault=VaultSettings(**vault), **top)
-        settings.validate()
-        return settings
+        return load_with_sources(environ, config_file)[0]
 
     def validate(self) -> None:
         if self.secrets_backend not in ("embedded", "vault"):
@@ -184,6 +175,54 @@ class Settings:
             raise ConfigurationError("public_url must be an http(s) URL", field="public_url")
 
 
+def load_with_sources(
+    environ: Mapping[str, str] | None = None, config_file: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> tuple[Settings, dict[str, str]]:
+    """Settings as :meth:`Settings.load` reads them, with CLI ``overrides`` and where each value came from.
+
+    ``public_url`` set nowhere follows the port in effect (``https://localhost:<port>``), so
+    ``serve --port`` keeps the URLs put in certificates and bootstrap packages on that port.
+
+    Raises:
+        ConfigurationError: a value that cannot be used, naming the key.
+    """
+    env = dict(os.environ if environ is None else environ)
+    sources: dict[str, str] = {}
+    data_dir = Path(env.get("DMBOOT_DATA_DIR", "data"))
+    sources["data_dir"] = "environment DMBOOT_DATA_DIR" if "DMBOOT_DATA_DIR" in env else "default"
+    path = config_file or Path(env.get("DMBOOT_CONFIG") or data_dir / "dmboot.toml")
+    document = _read_toml(path)
+    if "data_dir" in document and "DMBOOT_DATA_DIR" not in env:
+        data_dir, sources["data_dir"] = Path(str(document["data_dir"])), f"config file {path}"
+    top = _section(Settings, document, env, "DMBOOT_", skip={"vault", "data_dir"}, sources=sources, path=path)
+    vault = _section(VaultSettings, document.get("vault", {}), env, "DMBOOT_VAULT_", skip=set(),
+                     sources=sources, path=path, label="vault.")
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            top[name], sources[name] = value, "command line"
+    if "public_url" not in top:
+        top["public_url"] = f"https://localhost:{top.get('port', Settings.port)}"
+        sources["public_url"] = "derived from port"
+    settings = Settings(data_dir=data_dir, vault=VaultSettings(**vault), **top)
+    settings.validate()
+    return settings, sources
+
+
+def port_mismatch(settings: Settings) -> str | None:
+    """Why the public URL may not reach this listener, or ``None`` when it should.
+
+    A public URL on another port than the listen port is right only behind a proxy
+    that forwards it; with no ``trusted_proxies`` that is likely a mistake.
+    """
+    url = urlsplit(settings.public_url)
+    public_port = url.port or (443 if url.scheme == "https" else 80)
+    if public_port == settings.port or settings.trusted_proxies:
+        return None
+    return (f"listening on port {settings.port} but public_url {settings.public_url} names port {public_port} "
+            "(no trusted_proxies): devices will be sent URLs on the other port; set public_url or --port")
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     if not path.exists():
         return {}
@@ -194,15 +233,18 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 def _section(
-    kind: type[Any], document: Mapping[str, Any], env: Mapping[str, str], prefix: str, skip: set[str]
+    kind: type[Any], document: Mapping[str, Any], env: Mapping[str, str], prefix: str, skip: set[str],
+    *, sources: dict[str, str], path: Path, label: str = "",
 ) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for f in fields(kind):
         if f.name in skip:
             continue
-        raw = env.get(prefix + f.name.upper(), document.get(f.name))
+        variable = prefix + f.name.upper()
+        raw = env.get(variable, document.get(f.name))
         if raw is not None:
             values[f.name] = _convert(f.name, str(f.type), raw)
+            sources[label + f.name] = f"environment {variable}" if variable in env else f"config file {path}"
     return values
 
 

@@ -72,7 +72,7 @@ def test_init_with_vault_transit_remembers_the_choice(
     csr = tmp_path / "req.pem"
     csr.write_bytes(make_csr("IMEI:490154203237518"))
     out = tmp_path / "chain.pem"
-    dm(env, "cert", "issue", "--csr", str(csr), "--profile", "device", "--out", str(out))
+    dm(env, "cert", "issue", "--csr", str(csr), "--cert-profile", "device", "--out", str(out))
     leaf, issuing = x509.load_pem_x509_certificates(out.read_bytes())
     root = dm(env, "ca", "show", "--pem").stdout.encode()
     openssl_verify(tmp_path, leaf, trusted=root, untrusted=out.read_bytes())

@@ -76,6 +76,9 @@ class TokenService:
         if unknown or not roles:
             raise InvalidRequest(f"unknown or missing roles {unknown}; known: {', '.join(sorted(ROLES))}",
                                  field="roles")
+        if "factory-line" in roles and not allowed_profiles:
+            raise InvalidRequest("a factory-line token needs at least one enrollment profile (--profile): without"
+                                 " one it can provision nothing", field="allowed_profiles")
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         with self._db.session() as session:
             if session.exec(select(ApiTokenRow).where(ApiTokenRow.name == name)).first():

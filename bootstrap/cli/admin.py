@@ -7,13 +7,12 @@ needs no role - but the last security-admin still cannot be demoted or disabled.
 
 from __future__ import annotations
 
-import getpass
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from bootstrap.cli.common import emit_json, fail, handled, open_runtime
+from bootstrap.cli.common import cli_actor, emit_json, fail, handled, open_runtime
 
 app = typer.Typer(help="Human admins of the web console: roles, passwords, TOTP.", no_args_is_help=True)
 totp_app = typer.Typer(help="Time-based one-time passwords (RFC 6238) for console logins.", no_args_is_help=True)
@@ -23,13 +22,6 @@ app.add_typer(cert_app, name="cert")
 
 RoleOption = Annotated[list[str], typer.Option(
     "--role", help="security-admin, provisioning-admin, factory-line, auditor (repeat for more).")]
-
-
-def _actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):  # no passwd entry (containers)
-        return "cli:operator"
 
 
 def _password(password_file: Path | None) -> str:
@@ -52,7 +44,7 @@ def admin_create(
     """Create an admin (prompts for the password twice)."""
     password = _password(password_file)
     with open_runtime() as runtime:
-        info = runtime.admins.create(name, password, role, actor=_actor())
+        info = runtime.admins.create(name, password, role, actor=cli_actor())
     typer.echo(f"created admin {info.username} with roles {', '.join(info.roles)}")
 
 
@@ -76,7 +68,7 @@ def admin_list(as_json: Annotated[bool, typer.Option("--json", help="Print as JS
 def admin_grant(name: Annotated[str, typer.Argument()], role: Annotated[str, typer.Argument()]) -> None:
     """Give an admin one more role."""
     with open_runtime() as runtime:
-        info = runtime.admins.grant(name, role, actor=_actor())
+        info = runtime.admins.grant(name, role, actor=cli_actor())
     typer.echo(f"{info.username}: {', '.join(info.roles)}")
 
 
@@ -85,7 +77,7 @@ def admin_grant(name: Annotated[str, typer.Argument()], role: Annotated[str, typ
 def admin_revoke_role(name: Annotated[str, typer.Argument()], role: Annotated[str, typer.Argument()]) -> None:
     """Take a role away from an admin (not the last security-admin's)."""
     with open_runtime() as runtime:
-        info = runtime.admins.revoke_role(name, role, actor=_actor())
+        info = runtime.admins.revoke_role(name, role, actor=cli_actor())
     typer.echo(f"{info.username}: {', '.join(info.roles) or 'no roles'}")
 
 
@@ -94,7 +86,7 @@ def admin_revoke_role(name: Annotated[str, typer.Argument()], role: Annotated[st
 def admin_disable(name: Annotated[str, typer.Argument()]) -> None:
     """Disable an admin and end their console sessions."""
     with open_runtime() as runtime:
-        runtime.admins.set_disabled(name, True, actor=_actor())
+        runtime.admins.set_disabled(name, True, actor=cli_actor())
     typer.echo(f"disabled {name}")
 
 
@@ -103,7 +95,7 @@ def admin_disable(name: Annotated[str, typer.Argument()]) -> None:
 def admin_enable(name: Annotated[str, typer.Argument()]) -> None:
     """Enable a disabled admin again."""
     with open_runtime() as runtime:
-        runtime.admins.set_disabled(name, False, actor=_actor())
+        runtime.admins.set_disabled(name, False, actor=cli_actor())
     typer.echo(f"enabled {name}")
 
 
@@ -117,7 +109,7 @@ def admin_password(
     """Set a new password for an admin (ends their console sessions)."""
     password = _password(password_file)
     with open_runtime() as runtime:
-        runtime.admins.set_password(name, password, actor=_actor())
+        runtime.admins.set_password(name, password, actor=cli_actor())
     typer.echo(f"password of {name} changed")
 
 
@@ -129,7 +121,7 @@ def totp_enable(
 ) -> None:
     """Give an admin a new TOTP secret; print it and its otpauth:// URI once."""
     with open_runtime() as runtime:
-        secret, uri = runtime.admins.enable_totp(name, actor=_actor())
+        secret, uri = runtime.admins.enable_totp(name, actor=cli_actor())
     if as_json:
         emit_json({"username": name, "secret": secret, "uri": uri})
         return
@@ -143,7 +135,7 @@ def totp_enable(
 def totp_disable(name: Annotated[str, typer.Argument()]) -> None:
     """Stop asking an admin for TOTP codes."""
     with open_runtime() as runtime:
-        runtime.admins.disable_totp(name, actor=_actor())
+        runtime.admins.disable_totp(name, actor=cli_actor())
     typer.echo(f"TOTP disabled for {name}")
 
 
@@ -155,7 +147,7 @@ def cert_bind(
 ) -> None:
     """Let an admin log in to the console with this client certificate."""
     with open_runtime() as runtime:
-        digest = runtime.admins.bind_certificate(name, cert.read_bytes(), actor=_actor())
+        digest = runtime.admins.bind_certificate(name, cert.read_bytes(), actor=cli_actor())
     typer.echo(f"{name}: {digest}")
 
 
@@ -164,5 +156,5 @@ def cert_bind(
 def cert_unbind(name: Annotated[str, typer.Argument()]) -> None:
     """Forget an admin's client certificate."""
     with open_runtime() as runtime:
-        runtime.admins.bind_certificate(name, None, actor=_actor())
+        runtime.admins.bind_certificate(name, None, actor=cli_actor())
     typer.echo(f"{name}: no client certificate")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from bootstrap.cli.common import emit_json, handled, open_runtime
+from bootstrap.cli.common import cli_actor, emit_json, handled, open_runtime
 from bootstrap.errors import DmBootstrapError
 from bootstrap.secrets import KeyRef
 from bootstrap.store.models import AuthorityRow
@@ -74,8 +74,8 @@ def ca_rotate(
     """Bring in a new issuing CA signed by the root; the old one is retired but still verifies."""
     with open_runtime() as runtime:
         with runtime.database.session() as session:
-            rotation = runtime.authorities.rotate(session, "cli:admin", new_key=new_key)
-        runtime.crl_publisher.publish(actor="cli:admin")  # the new CA's CRLs, before anyone asks
+            rotation = runtime.authorities.rotate(session, cli_actor(), new_key=new_key)
+        runtime.crl_publisher.publish(actor=cli_actor())  # the new CA's CRLs, before anyone asks
     previous, current = rotation.previous, rotation.current
     if as_json:
         emit_json({"previous": previous.name, "current": current.name, "new_key": new_key,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -12,10 +13,12 @@ import typer
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from bootstrap.cli.common import emit_json, handled, open_runtime
+from bootstrap.cli.common import cli_actor, emit_json, handled, open_runtime, shown_of_total
 from bootstrap.errors import DmBootstrapError
+from bootstrap.services.console_queries import count_certificates
 from bootstrap.services.issuance import Requester
 from bootstrap.store.models import CertificateRow
+from pki.revocation import parse_reason
 
 app = typer.Typer(help="Issue and inspect certificates.", no_args_is_help=True)
 
@@ -44,15 +47,24 @@ def _cert_record(row: CertificateRow) -> dict[str, Any]:
 @handled
 def cert_issue(
     csr: Annotated[Path, typer.Option("--csr", help="PKCS#10 request, PEM or DER.", exists=False)],
-    profile: Annotated[str, typer.Option("--profile", help="device, dm-server, data-repository, ocsp-signer.")],
+    cert_profile: Annotated[str | None, typer.Option(
+        "--cert-profile", help="Certificate profile: device, dm-server, data-repository, ocsp-signer.")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Write the PEM chain here instead of stdout.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the issued certificate as JSON.")] = False,
+    old_profile: Annotated[str | None, typer.Option("--profile", hidden=True)] = None,
 ) -> None:
-    """Issue a certificate for a CSR under a profile."""
+    """Issue a certificate for a CSR under a certificate profile."""
+    if old_profile is not None:
+        # Elsewhere --profile names an enrollment profile; here it meant a certificate profile.
+        typer.secho("warning: `cert issue --profile` is deprecated; use --cert-profile", fg=typer.colors.YELLOW,
+                    err=True)
+    profile = cert_profile or old_profile
+    if profile is None or (cert_profile and old_profile):
+        raise DmBootstrapError("name the certificate profile once, with --cert-profile")
     if not csr.is_file():
         raise DmBootstrapError(f"CSR file {csr} does not exist")
     with open_runtime() as runtime:
-        issued = runtime.issuance.issue_from_csr(csr.read_bytes(), profile, Requester("cli:admin"))
+        issued = runtime.issuance.issue_from_csr(csr.read_bytes(), profile, Requester(cli_actor()))
     if out is not None:
         out.write_text(issued.chain_pem)
     if as_json:
@@ -84,6 +96,7 @@ def cert_list(
     """List issued certificates, newest first; page on with --after CURSOR."""
     with open_runtime() as runtime:
         rows = runtime.issuance.list(limit=limit, profile=profile, after=after)
+        total = count_certificates(runtime.database, profile=profile) if not as_json else 0
     if len(rows) == limit and rows[-1].id is not None:
         typer.echo(f"next page: --after {rows[-1].id}", err=True)
     if as_json:
@@ -94,6 +107,7 @@ def cert_list(
     for r in rows:
         note = f"  (superseded by {r.superseded_by})" if r.superseded_by else ""
         typer.echo(f"{r.serial_hex:<42} {r.profile:<16} {r.status:<8} {r.not_after:%Y-%m-%d}  {r.subject}{note}")
+    shown_of_total(len(rows), total, "certificates")
 
 
 @app.command("show")
@@ -136,15 +150,27 @@ def cert_revoke(
                                                          " cessationOfOperation, affiliationChanged,"
                                                          " privilegeWithdrawn, cACompromise, unspecified.")]
     = "unspecified",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="With --device/--profile: list what would be"
+                                                            " revoked and blocked; change nothing.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="With --device/--profile: do not ask for confirmation"
+                                                    " (for scripts).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
 ) -> None:
-    """Revoke certificates; the CRLs concerned are republished before this returns."""
+    """Revoke certificates; the CRLs concerned are republished before this returns.
+
+    Revoking by --device or --profile first says how many certificates and devices it
+    touches and asks (or needs --yes); --dry-run only lists them.
+    """
     chosen = [name for name, value in (("SERIAL", serial), ("--device", device), ("--profile", profile)) if value]
     if len(chosen) != 1:
         raise DmBootstrapError("name exactly one of SERIAL, --device DEVID or --profile NAME")
-    requester = Requester("cli:admin")
+    parse_reason(reason)  # a bad reason is the first thing to hear, before any preview
+    requester = Requester(cli_actor())
     with open_runtime() as runtime:
         service = runtime.revocation
+        if not serial and not _confirmed_bulk(service.preview(dev_id=device, profile=profile), chosen[0],
+                                              device or str(profile), dry_run=dry_run, yes=yes, as_json=as_json):
+            return
         if serial:
             outcome = service.revoke_certificate(serial, reason, requester)
         elif device:
@@ -170,12 +196,36 @@ def cert_revoke(
         typer.echo(f"published CRL {number}: {scope}")
 
 
+def _confirmed_bulk(preview: tuple[list[str], list[str]], option: str, value: str, *, dry_run: bool, yes: bool,
+                    as_json: bool) -> bool:
+    """Show what a bulk revocation touches; whether to go ahead (raises when it may not)."""
+    serials, dev_ids = preview
+    summary = f"{option} {value}: {len(serials)} certificates to revoke, {len(dev_ids)} devices to block"
+    if dry_run:
+        if as_json:
+            emit_json({"dry_run": True, "certificates": serials, "devices": dev_ids})
+        else:
+            typer.echo(f"dry run, nothing changed - {summary}")
+            for number in serials:
+                typer.echo(f"  would revoke {number}")
+            for dev_id in dev_ids:
+                typer.echo(f"  would block {dev_id}")
+        return False
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        raise DmBootstrapError(f"{summary}; confirm with --yes (or look first with --dry-run)")
+    if not typer.confirm(f"{summary}. Go ahead?", default=False, err=True):
+        raise DmBootstrapError("not confirmed; nothing revoked")
+    return True
+
+
 @app.command("readmit")
 @handled
 def cert_readmit(dev_id: Annotated[str, typer.Argument(help="The blocked device's DevID.")]) -> None:
     """Let a blocked (revoked) device enroll again."""
     with open_runtime() as runtime:
-        runtime.revocation.readmit_device(dev_id, Requester("cli:admin"))
+        runtime.revocation.readmit_device(dev_id, Requester(cli_actor()))
     typer.echo(f"re-admitted {dev_id}: it may enroll again")
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
+import getpass
 import json
 import os
 import warnings
@@ -17,10 +17,13 @@ import typer
 from bootstrap.errors import DmBootstrapError
 from bootstrap.runtime import Runtime
 from bootstrap.secrets.embedded import EmbeddedKeystoreWarning
-from bootstrap.settings import Settings
+from bootstrap.settings import Settings, load_with_sources
 from pki.errors import PkiError
 
-__all__ = ["State", "emit_json", "fail", "handled", "open_runtime", "load_settings", "state"]
+__all__ = [
+    "State", "cli_actor", "emit_json", "fail", "handled", "keystore_warning_once", "load_settings",
+    "load_settings_with_sources", "no_data_dir_message", "open_runtime", "shown_of_total", "state"
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -30,6 +33,7 @@ class State:
 
     data_dir: Path | None = None
     config: Path | None = None
+    quiet: bool = False
 
 
 state = State()
@@ -37,11 +41,27 @@ state = State()
 
 def load_settings(**overrides: Any) -> Settings:
     """Settings from the environment and the config file, with CLI overrides."""
+    return load_settings_with_sources(**overrides)[0]
+
+
+def load_settings_with_sources(**overrides: Any) -> tuple[Settings, dict[str, str]]:
+    """:func:`load_settings` and where each setting came from (``dmboot config show``)."""
     environ = dict(os.environ)
     if state.data_dir is not None:
         environ["DMBOOT_DATA_DIR"] = str(state.data_dir)
-    settings = Settings.load(environ, state.config)
-    return dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+    settings, sources = load_with_sources(environ, state.config, overrides)
+    if state.data_dir is not None:
+        sources["data_dir"] = "command line"
+    return settings, sources
+
+
+def cli_actor() -> str:
+    """The audit actor of a command: ``cli:<login user>`` (docs/audit.md)."""
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no passwd entry, no LOGNAME: still an actor
+        user = "unknown"
+    return f"cli:{user}"
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -70,7 +90,7 @@ def open_runtime(settings: Settings | None = None) -> Iterator[Runtime]:
     """The runtime of an initialized data directory."""
     settings = settings or load_settings()
     if not settings.data_dir.exists() and not settings.database_url:
-        raise DmBootstrapError(f"no data directory at {settings.data_dir}; run `dmboot init` first")
+        raise DmBootstrapError(no_data_dir_message(settings.data_dir))
     with warnings.catch_warnings():
         # The key-file warning is shown by `init` and `serve`; repeating it on every
         # read-only command would bury the output.
@@ -80,6 +100,37 @@ def open_runtime(settings: Settings | None = None) -> Iterator[Runtime]:
         yield runtime
     finally:
         runtime.close()
+
+
+@contextmanager
+def keystore_warning_once(settings: Settings) -> Iterator[None]:
+    """Show the embedded-keystore warning once per data directory (never with ``--quiet``)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", EmbeddedKeystoreWarning)
+        yield
+    marker = settings.data_dir / ".keystore-warning-shown"
+    for warning in caught:
+        if not issubclass(warning.category, EmbeddedKeystoreWarning):
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+        elif not state.quiet and not marker.exists():
+            typer.secho(f"warning: {warning.message} (shown once for this data directory)",
+                        fg=typer.colors.YELLOW, err=True)
+            if settings.data_dir.is_dir():
+                marker.touch()
+
+
+def no_data_dir_message(data_dir: Path) -> str:
+    """Where we looked and both ways out: point at the existing directory, or create one."""
+    where = data_dir.resolve()
+    hint = (" (a relative path, read from the current directory)" if not data_dir.is_absolute() else "")
+    return (f"no data directory at {where}{hint}; if it exists elsewhere pass --data-dir DIR or set "
+            "DMBOOT_DATA_DIR, otherwise `dmboot init` creates a new one (with a new CA) here")
+
+
+def shown_of_total(shown: int, total: int, what: str) -> None:
+    """The total under a listing (on stderr, so pipes get the rows alone): no listing stops silently."""
+    more = "; --limit N shows more" if shown < total else ""
+    typer.echo(f"{shown} of {total} {what}{more}", err=True)
 
 
 def emit_json(data: Any) -> None:

@@ -15,15 +15,15 @@ from typing import Annotated, Any
 import typer
 from cryptography import x509
 
-from bootstrap.cli.common import emit_json, handled, open_runtime
+from bootstrap.cli.common import cli_actor, emit_json, handled, open_runtime, shown_of_total
 from bootstrap.errors import DmBootstrapError
 from bootstrap.services.config import ProfileSpec
+from bootstrap.services.console_queries import count_devices
 from bootstrap.store.models import DataRepositoryRow, DmServerRow
 from pki.authority import fingerprint
 
 __all__ = ["register"]
 
-ACTOR = "cli:admin"
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print as JSON.")]
 
 server_app = typer.Typer(help="DM servers devices are bootstrapped to (DMAcc SrvID, SrvURI).", no_args_is_help=True)
@@ -81,7 +81,7 @@ def server_add(
 ) -> None:
     """Register a DM server."""
     with open_runtime() as runtime:
-        row = runtime.config.add_server(server_id, name, url, _read(anchor, "anchor"), actor=ACTOR)
+        row = runtime.config.add_server(server_id, name, url, _read(anchor, "anchor"), actor=cli_actor())
     emit_json(_server_record(row)) if as_json else typer.echo(f"added DM server {row.server_id} ({row.url})")
 
 
@@ -97,7 +97,7 @@ def server_list(as_json: JsonOpt = False) -> None:
 def _issue(kind: str, ident: str, csr: Path, out: Path | None, as_json: bool) -> None:
     text = _read(csr, "CSR") or ""
     with open_runtime() as runtime:
-        issued = runtime.config.issue_server_certificate(kind, ident, text, actor=ACTOR)
+        issued = runtime.config.issue_server_certificate(kind, ident, text, actor=cli_actor())
     if out is not None:
         out.write_text(issued.chain_pem)
     if as_json:
@@ -131,7 +131,7 @@ def repo_add(
 ) -> None:
     """Register a data repository."""
     with open_runtime() as runtime:
-        row = runtime.config.add_repository(name, url, _read(anchor, "anchor"), actor=ACTOR)
+        row = runtime.config.add_repository(name, url, _read(anchor, "anchor"), actor=cli_actor())
     emit_json(_server_record(row)) if as_json else typer.echo(f"added data repository {row.name} ({row.url})")
 
 
@@ -198,7 +198,7 @@ def profile_add(
                            server_keygen=server_keygen, validity_days=validity_days, dmacc=dmacc, extra_mos=mos,
                            description=description)
     with open_runtime() as runtime:
-        view = runtime.config.add_profile(spec, actor=ACTOR)
+        view = runtime.config.add_profile(spec, actor=cli_actor())
     emit_json(view.to_json()) if as_json else typer.echo(
         f"added profile {name} (servers {', '.join(view.dm_servers)}; attestation {', '.join(view.row.attestation)})")
 
@@ -249,7 +249,7 @@ def device_add(
         idevid_fingerprint = fingerprint(x509.load_pem_x509_certificate((_read(idevid_cert, "IDevID") or "").encode()))
     with open_runtime() as runtime:
         view = runtime.devices.register(dev_id, profile, idevid_fingerprint=idevid_fingerprint, dm_server=dm_server,
-                                        actor=ACTOR)
+                                        actor=cli_actor())
     emit_json(view.to_json()) if as_json else typer.echo(f"registered {dev_id} in profile {profile}")
 
 
@@ -265,8 +265,12 @@ def device_list(
     """List or search devices."""
     with open_runtime() as runtime:
         views = [v.to_json() for v in runtime.devices.search(q=q, status=status, profile=profile, limit=limit)]
-    emit_json(views) if as_json else _print_rows(views, ("dev_id", "profile", "status", "current_serial"),
-                                                 "no devices")
+        total = count_devices(runtime.database, q=q, status=status, profile=profile) if not as_json else 0
+    if as_json:
+        emit_json(views)
+        return
+    _print_rows(views, ("dev_id", "profile", "status", "current_serial"), "no devices")
+    shown_of_total(len(views), total, "devices")
 
 
 @device_app.command("show")
@@ -284,7 +288,7 @@ def device_show(dev_id: Annotated[str, typer.Argument(help="DevID.")], as_json: 
 
 def _set_status(dev_id: str, status: str) -> None:
     with open_runtime() as runtime:
-        runtime.devices.update(dev_id, status=status, actor=ACTOR)
+        runtime.devices.update(dev_id, status=status, actor=cli_actor())
     typer.echo(f"{dev_id}: {status}")
 
 
@@ -313,7 +317,7 @@ def enroll_token_create(
     """Create a one-time enrollment token. It is printed once and never stored."""
     with open_runtime() as runtime:
         view, token = runtime.devices.create_token(profile=profile, dev_id=dev_id, ttl=timedelta(hours=ttl_hours),
-                                                   actor=ACTOR)
+                                                   actor=cli_actor())
     if as_json:
         emit_json({**view.to_json(), "token": token})
         return
@@ -348,7 +352,7 @@ def maker_add(
 ) -> None:
     """Trust a manufacturer CA for IDevID attestation."""
     with open_runtime() as runtime:
-        row = runtime.config.add_manufacturer_ca(name, _read(cert, "certificate") or "", actor=ACTOR)
+        row = runtime.config.add_manufacturer_ca(name, _read(cert, "certificate") or "", actor=cli_actor())
     emit_json({"name": row.name, "fingerprint": row.fingerprint}) if as_json else typer.echo(
         f"trusted manufacturer CA {row.name} {row.fingerprint}")
 
@@ -368,7 +372,7 @@ def maker_list(as_json: JsonOpt = False) -> None:
 def maker_disable(name: Annotated[str, typer.Argument(help="Manufacturer CA name.")]) -> None:
     """Stop trusting a manufacturer CA (its IDevIDs are refused)."""
     with open_runtime() as runtime:
-        runtime.config.set_manufacturer_ca_enabled(name, False, actor=ACTOR)
+        runtime.config.set_manufacturer_ca_enabled(name, False, actor=cli_actor())
     typer.echo(f"disabled {name}")
 
 
@@ -378,7 +382,7 @@ def group_key_create(profile: Annotated[str, typer.Argument(help="Enrollment pro
                      as_json: JsonOpt = False) -> None:
     """Create the profile's 256-bit group key in the secret store (it never leaves it)."""
     with open_runtime() as runtime:
-        ref = runtime.devices.create_group_key(profile, actor=ACTOR)
+        ref = runtime.devices.create_group_key(profile, actor=cli_actor())
     emit_json({"profile": profile, "ref": ref}) if as_json else typer.echo(f"group key for {profile}: {ref}")
 
 
@@ -394,7 +398,7 @@ def group_key_derive(
     ids = list(dev_ids or []) + [line.strip() for line in (_read(from_file, "DevID") or "").splitlines()
                                  if line.strip()]
     with open_runtime() as runtime:
-        keys = runtime.devices.export_device_keys(profile, ids, actor=ACTOR)
+        keys = runtime.devices.export_device_keys(profile, ids, actor=cli_actor())
     if as_json:
         emit_json(keys)
         return

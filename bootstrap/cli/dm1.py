@@ -25,7 +25,7 @@ from typing import Annotated, Any
 
 import typer
 
-from bootstrap.cli.common import emit_json, handled, open_runtime
+from bootstrap.cli.common import cli_actor, emit_json, handled, open_runtime
 from bootstrap.cli.factory_run import read_manifest, safe_name
 from bootstrap.errors import DmBootstrapError
 from bootstrap.services.dm1 import Dm1Package
@@ -33,7 +33,6 @@ from bootstrap.services.dm1 import Dm1Package
 __all__ = ["app", "package_files"]
 
 app = typer.Typer(help="DM 1.x (SyncML DM) bootstrap files and credentials.", no_args_is_help=True)
-_ACTOR = "cli:dm1"
 
 
 def package_files(package: Dm1Package) -> dict[str, bytes]:
@@ -79,7 +78,7 @@ def write_packages(
         for row in rows:
             try:
                 package = runtime.dm1.package_for(row.dev_id, imsi=row.attributes.get("imsi"),
-                                                  pin=row.attributes.get("pin"), sec=sec, actor=_ACTOR)
+                                                  pin=row.attributes.get("pin"), sec=sec, actor=cli_actor())
             except DmBootstrapError as exc:
                 failed.append({"dev_id": row.dev_id, "error": type(exc).__name__, "reason": exc.message})
                 continue
@@ -104,5 +103,5 @@ def write_packages(
 def rotate(dev_id: Annotated[str, typer.Argument(help="The device's DevID.")]) -> None:
     """Replace a device's DM 1.x credentials; its DM server reads the new ones from the credential API."""
     with open_runtime() as runtime:
-        ref = runtime.dm1.rotate(dev_id, actor=_ACTOR)
+        ref = runtime.dm1.rotate(dev_id, actor=cli_actor())
     typer.echo(f"rotated {dev_id}: {ref.to_uri()}")

@@ -29,7 +29,8 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from bootstrap.cli.common import emit_json, fail, handled, open_runtime
+from bootstrap.cli.common import cli_actor, emit_json, fail, handled, open_runtime
+from bootstrap.cli.factory_output import BUNDLES, write_report_and_sums
 from bootstrap.cli.factory_run import (
     DeviceWriter,
     OutputDir,
@@ -38,6 +39,7 @@ from bootstrap.cli.factory_run import (
     read_manifest,
     run_local,
     run_remote,
+    safe_name,
 )
 from bootstrap.dm.ddf import DdfRegistry
 from bootstrap.factory_client import FactoryClient
@@ -116,6 +118,8 @@ def factory_run(
     client_key: Annotated[Path | None, typer.Option("--client-key", help="Station key (mTLS).")] = None,
     with_package: Annotated[bool, typer.Option("--package2", help="Also write package2.json (DM 2.0 package 2;"
                                                                   " about 1 ms of CPU per device).")] = False,
+    bundle: Annotated[str, typer.Option("--bundle", help="Per device also: pem (bundle.pem: key, certificate,"
+                                                        " CA) or p12 (bundle.p12); dir: the files alone.")] = "dir",
     as_json: Annotated[bool, typer.Option("--json", help="Print the final report as JSON.")] = False,
 ) -> None:
     """Provision every device of MANIFEST: certificate, chain, key (if generated) and bootstrap package.
@@ -124,6 +128,10 @@ def factory_run(
     """
     if key_format not in KEY_FORMATS:
         raise fail(f"--key-format must be one of {', '.join(KEY_FORMATS)}", 2)
+    if bundle not in BUNDLES:
+        raise fail(f"--bundle must be one of {', '.join(BUNDLES)}", 2)
+    if bundle != "dir" and key_format != "pkcs8":
+        raise fail("--bundle pem|p12 builds on PKCS#8 keys; leave --key-format at pkcs8", 2)
     key_type = KeyType.parse(keygen).value if keygen else None
     rows = read_manifest(manifest).rows
     output = OutputDir(out, profile, key_format)
@@ -135,18 +143,27 @@ def factory_run(
                          jobs=jobs)
     report = RunReport(profile=profile, out=str(out), total=len(rows), skipped=len(rows) - len(pending))
     started = time.perf_counter()
-    with _Bar(len(rows), report.skipped, as_json) as bar:
-        if url is None:
-            with open_runtime() as runtime:
-                writer = DeviceWriter(output, options.password, runtime.ddfs if with_package else None)
-                if pending:
-                    run_local(runtime, pending, output, writer, report, options, bar)
-        elif pending:
-            client = FactoryClient(url, token=_read_secret(token, token_file, "DMBOOT_FACTORY_TOKEN"), cacert=cacert,
-                                   client_cert=client_cert, client_key=client_key)
-            writer = DeviceWriter(output, options.password, DdfRegistry.load() if with_package else None)
-            asyncio.run(run_remote(client, pending, output, writer, report, options, bar))
+    try:
+        with _Bar(len(rows), report.skipped, as_json) as bar:
+            if url is None:
+                with open_runtime() as runtime:
+                    writer = DeviceWriter(output, options.password, runtime.ddfs if with_package else None)
+                    writer.bundle = bundle
+                    if pending:
+                        run_local(runtime, pending, output, writer, report, options, bar)
+            elif pending:
+                client = FactoryClient(url, token=_read_secret(token, token_file, "DMBOOT_FACTORY_TOKEN"),
+                                       cacert=cacert, client_cert=client_cert, client_key=client_key)
+                writer = DeviceWriter(output, options.password, DdfRegistry.load() if with_package else None)
+                writer.bundle = bundle
+                asyncio.run(run_remote(client, pending, output, writer, report, options, bar))
+    except KeyboardInterrupt:
+        complete = len(output.done())
+        typer.echo(f"interrupted: {complete}/{report.total} devices complete in {out} (their files are written and"
+                   " journaled); rerun the same command to resume - no device gets a second certificate", err=True)
+        raise typer.Exit(130) from None
     report.elapsed_s = time.perf_counter() - started
+    write_report_and_sums(out, output.journal_file, safe_name)
     _summary(report, as_json)
     if report.failed:
         raise typer.Exit(1)
@@ -175,7 +192,8 @@ def factory_register(
     method: Annotated[str, typer.Option("--method", help="token (one-time tokens) or group-key.")] = "token",
     ttl_days: Annotated[int, typer.Option("--ttl-days", help="Token lifetime in days.")] = 30,
     url: Annotated[str | None, typer.Option("--url", help="Remote service; default: local.")] = None,
-    token: Annotated[str | None, typer.Option("--token", help="Station API token.")] = None,
+    token: Annotated[str | None, typer.Option("--token", help="Station API token (or DMBOOT_FACTORY_TOKEN).")] = None,
+    token_file: Annotated[Path | None, typer.Option("--token-file", help="File holding the station token.")] = None,
     cacert: Annotated[Path | None, typer.Option("--cacert", help="CA bundle of the service.")] = None,
 ) -> None:
     """Register devices for first-boot enrollment; write their tokens or device keys to OUT once."""
@@ -190,7 +208,7 @@ def factory_register(
             with open_runtime() as runtime:
                 devices += [o.to_json() for o in runtime.factory.registrations.register(Station.local(), spec, part)]
         else:
-            client = FactoryClient(url, token=token or os.environ.get("DMBOOT_FACTORY_TOKEN"), cacert=cacert)
+            client = FactoryClient(url, token=_read_secret(token, token_file, "DMBOOT_FACTORY_TOKEN"), cacert=cacert)
             body = {"profile": profile, "method": method, "token_ttl_days": ttl_days, "devices": part}
             devices += asyncio.run(client.post_json("registrations", body))["devices"]
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -216,7 +234,7 @@ def station_add(
 ) -> None:
     """Pin a station's client certificate to a factory-line principal (new token, or --token-name)."""
     with open_runtime() as runtime:
-        row, token = runtime.factory.stations.add(name, cert.read_text(), actor="cli:admin", token_name=token_name,
+        row, token = runtime.factory.stations.add(name, cert.read_text(), actor=cli_actor(), token_name=token_name,
                                                   allowed_profiles=profile, device_quota=quota)
     if as_json:
         emit_json({"name": row.name, "fingerprint": row.cert_fingerprint, "subject": row.subject, "token": token})
@@ -247,6 +265,6 @@ def station_list(as_json: Annotated[bool, typer.Option("--json", help="Print as 
 def station_remove(name: Annotated[str, typer.Argument(help="Station name.")]) -> None:
     """Unpin a station's certificate (its token stays; revoke it with `dmboot token revoke`)."""
     with open_runtime() as runtime:
-        runtime.factory.stations.remove(name, actor="cli:admin")
+        runtime.factory.stations.remove(name, actor=cli_actor())
     typer.echo(f"removed station {name}")
 

@@ -43,6 +43,7 @@ from typing import Any, Protocol
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_private_key, pkcs12
 
+from bootstrap.cli.factory_output import bundle_files, certificate_facts
 from bootstrap.dm.ddf import DdfRegistry
 from bootstrap.errors import DmBootstrapError, InvalidRequest
 from bootstrap.factory_client import FactoryClient
@@ -54,7 +55,7 @@ from bootstrap.settings import Settings
 from pki.identity import check_dev_id
 
 __all__ = ["DeviceWriter", "Manifest", "ManifestRow", "OutputDir", "RunOptions", "RunReport", "read_manifest",
-           "run_local", "run_remote", "safe_name"]
+           "key_opens", "run_local", "run_remote", "safe_name"]
 
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 STATE = ".factory"
@@ -144,6 +145,7 @@ class OutputDir:
 
     def __init__(self, root: Path, profile: str, key_format: str) -> None:
         self.root = root
+        self._unwritten_run: tuple[Path, dict[str, Any]] | None = None
         self.state = root / STATE
         self.state.mkdir(parents=True, exist_ok=True, mode=0o700)
         run_file = self.state / "run.json"
@@ -153,9 +155,10 @@ class OutputDir:
                 raise DmBootstrapError(f"{root} holds a run of profile {run['profile']!r} with {run['key_format']}"
                                        " keys; resume it with the same options or use another --out")
         else:
+            # Written with the first journaled device: a run the service refused binds nothing.
             run = {"profile": profile, "key_format": key_format, "idempotency_key": f"run-{uuid.uuid4()}",
                    "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-            _atomic_write(run_file, json.dumps(run, indent=2).encode())
+            self._unwritten_run = (run_file, run)
         self.idempotency_key: str = run["idempotency_key"]
         self.key_format = key_format
         self.journal_file = self.state / "journal.ndjson"
@@ -186,6 +189,10 @@ class OutputDir:
         """Make the devices' files durable, then record the devices as complete."""
         if not entries:
             return
+        if self._unwritten_run is not None:
+            run_file, run = self._unwritten_run
+            _atomic_write(run_file, json.dumps(run, indent=2).encode())
+            self._unwritten_run = None
         os.sync()  # one flush per chunk: the files must be on disk before the journal says so
         with self.journal_file.open("ab") as handle:
             handle.write(b"".join(json.dumps(e, separators=(",", ":")).encode() + b"\n" for e in entries))
@@ -203,6 +210,7 @@ class DeviceWriter:
         self.template: dict[str, Any] = {}
         self.ddf_base_url = ""
         self.chains: dict[str, str] = {}
+        self.bundle = "dir"  # or pem / p12: one more file per device (factory_output)
 
     def write(self, outcome: ItemOutcome, keygen: bool) -> None:
         """Write the device's files.
@@ -224,11 +232,20 @@ class DeviceWriter:
         if self._registry is not None:
             _atomic_write(folder / "package2.json",
                           package2(content_from_json(content), self._registry, ddf_base_url=self.ddf_base_url))
+        if self.bundle != "dir":
+            key = (folder / "key.pem").read_bytes() if keygen else None
+            for name, data in bundle_files(self.bundle, cert_pem + chain, key, self._password).items():
+                _atomic_write(folder / name, data, mode=0o600)
 
     def _key(self, folder: Path, outcome: ItemOutcome, cert_pem: str) -> None:
         name = "key.p12" if self._out.key_format == "pkcs12" else "key.pem"
         path = folder / name
         if outcome.key is not None:
+            if outcome.status == "existing" and not key_opens(outcome.key, path.suffix, cert_pem, self._password):
+                raise DmBootstrapError(
+                    f"{outcome.dev_id}: the service redelivered the key it generated in an earlier run, encrypted"
+                    " under that run's password, not this one's; resume that run's --out, or pass its"
+                    " key-password with --password-file")
             _atomic_write(path, outcome.key, mode=0o600)
             return
         if path.exists() and key_matches(path, cert_pem, self._password):
@@ -246,8 +263,15 @@ def _split_pems(bundle: str) -> tuple[str, ...]:
 def key_matches(path: Path, cert_pem: str, password: bytes | None) -> bool:
     """Whether the encrypted key at ``path`` opens with ``password`` and belongs to ``cert_pem``."""
     try:
-        data = path.read_bytes()
-        if path.suffix == ".p12":
+        return key_opens(path.read_bytes(), path.suffix, cert_pem, password)
+    except OSError:
+        return False
+
+
+def key_opens(data: bytes, suffix: str, cert_pem: str, password: bytes | None) -> bool:
+    """Whether ``data`` (a ``.pem`` or ``.p12`` key) opens with ``password`` and belongs to ``cert_pem``."""
+    try:
+        if suffix == ".p12":
             key, _, _ = pkcs12.load_key_and_certificates(data, password)
         else:
             key = load_pem_private_key(data, password)
@@ -256,7 +280,7 @@ def key_matches(path: Path, cert_pem: str, password: bytes | None) -> bool:
         cert = x509.load_pem_x509_certificate(cert_pem.encode())
         mine = key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
         return mine == cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-    except (ValueError, TypeError, OSError):
+    except (ValueError, TypeError):
         return False
 
 
@@ -293,7 +317,8 @@ def tally(report: RunReport, outcome: ItemOutcome, write: Callable[[], None]) ->
             report.issued += 1
         else:
             report.existing += 1
-        return {"dev_id": outcome.dev_id, "serial": outcome.serial, "status": outcome.status}
+        assert outcome.certificate_pem is not None  # noqa: S101 - issued/existing
+        return {"dev_id": outcome.dev_id, "status": outcome.status, **certificate_facts(outcome.certificate_pem)}
     report.failed += 1
     error = outcome.error
     report.failures.append({"dev_id": outcome.dev_id, "error": f"{error.type}: {error.detail}" if error else "?"})

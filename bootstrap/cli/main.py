@@ -18,10 +18,21 @@ from typing import Annotated, Any
 import typer
 
 from bootstrap import __version__
-from bootstrap.cli import admin, audit, ca, cert, config, dm1, factory, secrets, tokens
-from bootstrap.cli.common import emit_json, handled, load_settings, open_runtime, state
+from bootstrap.cli import admin, audit, ca, cert, config, dm1, factory, secrets, settings_show, tokens
+from bootstrap.cli.common import (
+    cli_actor,
+    emit_json,
+    handled,
+    keystore_warning_once,
+    load_settings,
+    open_runtime,
+    state,
+)
+from bootstrap.cli.help_text import tidy
 from bootstrap.cli.secrets import check_hierarchy_keys, with_ca_keys
 from bootstrap.runtime import Runtime
+from bootstrap.server_port import check_port_free
+from bootstrap.settings import port_mismatch
 from pki.keys import KeyType
 
 __all__ = ["app", "main"]
@@ -38,7 +49,14 @@ app.add_typer(dm1.app, name="dm1")
 app.add_typer(factory.app, name="factory")
 app.add_typer(secrets.app, name="secrets")
 app.add_typer(tokens.app, name="token")
+app.add_typer(settings_show.app, name="config")
 config.register(app)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"dmboot {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
@@ -47,12 +65,13 @@ def _options(
                                                    help="Data directory (default ./data).")] = None,
     config: Annotated[Path | None, typer.Option("--config", envvar="DMBOOT_CONFIG",
                                                  help="Config file (default <data dir>/dmboot.toml).")] = None,
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
+                                          help="Print the version and exit.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No warnings; errors only.")] = False,
 ) -> None:
-    if version:
-        typer.echo(f"dmboot {__version__}")
-        raise typer.Exit()
-    state.data_dir, state.config = data_dir, config
+    state.data_dir, state.config, state.quiet = data_dir, config, quiet
+    if quiet:
+        warnings.simplefilter("ignore")
 
 
 # -- init / serve ------------------------------------------------------------------
@@ -67,13 +86,18 @@ def init(
     ca_keys: Annotated[str | None, typer.Option(
         "--ca-keys", help="Where CA keys live: embedded, vault-transit (never leave Vault) or vault-kv. "
         "vault-* use the [vault] settings (DMBOOT_VAULT_ADDR, DMBOOT_VAULT_TOKEN...).")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port written to the config (default 8443).")] = None,
+    public_url: Annotated[str | None, typer.Option(
+        "--public-url", help="Base URL devices reach the service at (default https://localhost:<port>).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Create the data directory, config, database schema, CA hierarchy and TLS certificate."""
-    settings = load_settings(ca_key_type=KeyType.parse(key_type) if key_type else None)
+    settings = load_settings(ca_key_type=KeyType.parse(key_type) if key_type else None, port=port,
+                             public_url=public_url)
     if ca_keys is not None:
         settings = with_ca_keys(settings, ca_keys)
-    runtime, report = Runtime.initialize(settings)
+    with keystore_warning_once(settings):
+        runtime, report = Runtime.initialize(settings, actor=cli_actor())
     runtime.close()
     hierarchy = report.hierarchy
     if hierarchy is not None and not hierarchy.created and ca_keys is not None:
@@ -108,8 +132,12 @@ def serve(
     settings = load_settings(host=host, port=port, workers=workers, log_format=log_format,
                              metrics_port=metrics_port)
     settings.validate()
+    if (mismatch := port_mismatch(settings)) is not None:
+        typer.secho(f"warning: {mismatch}", fg=typer.colors.YELLOW, err=True)
+    check_port_free(settings.host, settings.port)
     logs.configure(settings.log_format, settings.log_level)  # replaces main()'s errors-only setup
-    runtime, report = Runtime.initialize(settings, actor="cli:serve")
+    with keystore_warning_once(settings):
+        runtime, report = Runtime.initialize(settings, actor=cli_actor())
     for item in report.created:
         typer.echo(f"created {item}")
     tls = runtime.tls
@@ -117,6 +145,8 @@ def serve(
     runtime.close()
     if state.config is not None:  # workers read settings from the environment
         os.environ["DMBOOT_CONFIG"] = str(state.config.resolve())
+    # ... including what the command line chose, so the app's URLs follow --port too.
+    os.environ.update(DMBOOT_HOST=settings.host, DMBOOT_PORT=str(settings.port), DMBOOT_PUBLIC_URL=settings.public_url)
     typer.echo(f"dm-bootstrap serving on https://{settings.host}:{settings.port}  (CA chain: /ca/chain.pem)")
     server.run(settings, cert=str(tls.cert), key=str(tls.key), key_password=password)
 
@@ -144,6 +174,6 @@ def main() -> None:
     # call) would blur that line. `serve` installs its own logging.
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     try:
-        app()
+        tidy(typer.main.get_command(app))(prog_name="dmboot")
     except KeyboardInterrupt:
         sys.exit(130)

@@ -11,9 +11,10 @@ from sqlalchemy import func
 from sqlmodel import Session, col, or_, select
 
 from bootstrap.store.db import Database
-from bootstrap.store.models import AuditEvent, CertificateRow, DeviceRow
+from bootstrap.store.models import AuditEvent, CertificateRow, DeviceRow, EnrollmentProfileRow
 
-__all__ = ["ENROLL_ACTIONS", "Dashboard", "dashboard", "device_certificates", "device_history"]
+__all__ = ["ENROLL_ACTIONS", "Dashboard", "count_certificates", "count_devices", "dashboard",
+           "device_certificates", "device_history", "search_certificates"]
 
 #: Audit actions that are a device enrolling (DM 2.0, JSON API and EST).
 ENROLL_ACTIONS = ("device.enroll", "est.enroll", "est.reenroll")
@@ -43,8 +44,10 @@ def dashboard(database: Database, *, now: datetime | None = None) -> Dashboard:
     now = now or datetime.now(UTC)
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
     soon = now + timedelta(days=EXPIRING_DAYS)
+    # OCSP responder certificates live 30 days and the responder renews its own when a third
+    # of that is left (services/ocsp.py): they are always "within 30 days" and never an admin's job.
     expiring_where = (col(CertificateRow.status) == "valid", col(CertificateRow.not_after) > now,
-                      col(CertificateRow.not_after) <= soon)
+                      col(CertificateRow.not_after) <= soon, col(CertificateRow.profile) != "ocsp-signer")
     with database.session() as session:
         issued = _count(session, select(func.count()).select_from(CertificateRow)
                         .where(col(CertificateRow.created_at) >= midnight))
@@ -80,3 +83,47 @@ def device_history(database: Database, dev_id: str, serials: list[str], *, limit
     with database.session() as session:
         return list(session.exec(select(AuditEvent).where(or_(*targets))
                                  .order_by(col(AuditEvent.seq).desc()).limit(limit)))
+
+
+def count_certificates(database: Database, *, profile: str | None = None) -> int:
+    """How many certificates (of certificate profile ``profile``) there are: the total beside a listing."""
+    query = select(func.count()).select_from(CertificateRow)
+    if profile:
+        query = query.where(CertificateRow.profile == profile)
+    with database.session() as session:
+        return _count(session, query)
+
+
+def count_devices(database: Database, *, q: str | None = None, status: str | None = None,
+                  profile: str | None = None) -> int:
+    """How many devices match what :meth:`DeviceService.search` filters by."""
+    query = select(func.count()).select_from(DeviceRow)
+    if q:
+        query = query.where(col(DeviceRow.dev_id).contains(q, autoescape=True))
+    if status:
+        query = query.where(DeviceRow.status == status)
+    if profile:
+        query = query.join(EnrollmentProfileRow, col(EnrollmentProfileRow.id) == DeviceRow.profile_id).where(
+            EnrollmentProfileRow.name == profile)
+    with database.session() as session:
+        return _count(session, query)
+
+
+def search_certificates(database: Database, q: str = "", *, limit: int = 50,
+                        offset: int = 0) -> tuple[list[CertificateRow], int]:
+    """Certificates by serial (hex, any case, colons allowed), SHA-256 fingerprint or DevID, newest first.
+
+    A serial or fingerprint matches exactly; a DevID matches as a substring. Empty ``q``:
+    all certificates. Returns one page and the total that matched.
+    """
+    query = select(CertificateRow)
+    counted = select(func.count()).select_from(CertificateRow)
+    if q:
+        bare = q.strip().lower().replace(":", "").removeprefix("sha256").removeprefix("0x")
+        condition = or_(CertificateRow.serial_hex == bare.lstrip("0"),
+                        col(CertificateRow.fingerprint).in_((bare, f"sha256:{bare}")),
+                        col(CertificateRow.device_id).contains(q.strip(), autoescape=True))
+        query, counted = query.where(condition), counted.where(condition)
+    query = query.order_by(col(CertificateRow.id).desc()).offset(max(offset, 0)).limit(min(max(limit, 1), 500))
+    with database.session() as session:
+        return list(session.exec(query)), _count(session, counted)

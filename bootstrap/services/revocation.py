@@ -242,6 +242,28 @@ class RevocationService:
             return list(session.exec(query))
 
 
+    def preview(self, *, dev_id: str | None = None, profile: str | None = None,
+                now: datetime | None = None) -> tuple[list[str], list[str]]:
+        """What revoking ``dev_id`` or ``profile`` would do, changing nothing: (serials, DevIDs to block).
+
+        Raises:
+            NotFound: no enrollment profile of that name.
+        """
+        with self._db.session() as session:
+            if profile is not None:
+                group = session.exec(select(EnrollmentProfileRow).where(EnrollmentProfileRow.name == profile)).first()
+                if group is None:
+                    raise NotFound(f"no enrollment profile {profile!r}", field="profile")
+                dev_ids = list(session.exec(select(DeviceRow.dev_id).where(DeviceRow.profile_id == group.id)))
+            else:
+                dev_ids = list(session.exec(select(DeviceRow.dev_id).where(DeviceRow.dev_id == dev_id)))
+            wanted = dev_ids if profile is not None else [str(dev_id)]
+            query = select(CertificateRow.serial_hex).where(
+                col(CertificateRow.device_id).in_(wanted), CertificateRow.status == "valid",
+                col(CertificateRow.not_after) > (now or utcnow()))
+            return list(session.exec(query)) if wanted else [], dev_ids
+
+
 def _live(session: Session, condition: object, now: datetime | None) -> list[CertificateRow]:
     """Valid, unexpired certificates matching ``condition``, locked for the revocation."""
     query = select(CertificateRow).where(

@@ -15,7 +15,8 @@ from tests.support.admins import PASSWORD, make_admin
 
 @pytest.fixture
 def api(console_runtime: Runtime) -> Iterator[tuple[TestClient, dict[str, dict[str, str]]]]:
-    headers = {role: {"Authorization": "Bearer " + console_runtime.tokens.create(f"t-{role}", [role], actor="test")}
+    headers = {role: {"Authorization": "Bearer " + console_runtime.tokens.create(
+        f"t-{role}", [role], actor="test", allowed_profiles=["fleet"] if role == "factory-line" else None)}
                for role in ("security-admin", "provisioning-admin", "auditor", "factory-line")}
     with TestClient(create_app(runtime=console_runtime), base_url="https://testserver") as client:
         yield client, headers

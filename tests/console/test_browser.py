@@ -74,7 +74,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             "--password-file", str(root / "pw"))
     csr = root / "revoked.csr"
     csr.write_bytes(make_csr(REVOKED, uris=[device_uri(REVOKED)]))
-    _dmboot(env, "cert", "issue", "--csr", str(csr), "--profile", "device", "--out", str(root / "revoked.pem"))
+    _dmboot(env, "cert", "issue", "--csr", str(csr), "--cert-profile", "device", "--out", str(root / "revoked.pem"))
     log = (root / "serve.log").open("w")
     process = subprocess.Popen([sys.executable, "-m", "bootstrap", "serve", "--host", "127.0.0.1", "--port",
                                 str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -64,7 +64,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Runtime, T
 @pytest.fixture(scope="module")
 def bearer(world: tuple[Runtime, TestClient]) -> dict[str, dict[str, str]]:
     runtime, _ = world
-    return {role: {"Authorization": "Bearer " + runtime.tokens.create(f"matrix-{role}", [role], actor="test")}
+    return {role: {"Authorization": "Bearer " + runtime.tokens.create(
+        f"matrix-{role}", [role], actor="test", allowed_profiles=["fleet"] if role == "factory-line" else None)}
             for role in ROLE_NAMES}
 
 

@@ -30,7 +30,7 @@ def test_revoke_by_device_then_readmit(runtime: Runtime, fleet: str,
     dev_id = "IMEI:600000000000001"
     runtime.devices.register(dev_id, fleet, actor="test")
     issued = device_cert(dev_id)
-    result = dm(runtime, "cert", "revoke", "--device", dev_id, "--reason", "key_compromise", "--json")
+    result = dm(runtime, "cert", "revoke", "--device", dev_id, "--reason", "key_compromise", "--json", "--yes")
     assert result.exit_code == 0, result.output
     outcome = json.loads(result.stdout)
     assert outcome["revoked"] == [issued.serial_hex] and outcome["blocked_devices"] == [dev_id]
@@ -45,7 +45,7 @@ def test_revoke_by_profile_prints_what_it_did(runtime: Runtime, fleet: str,
                                               device_cert: Callable[[str], IssuedCertificate]) -> None:
     runtime.devices.register("IMEI:600000000000002", fleet, actor="test")
     issued = device_cert("IMEI:600000000000002")
-    result = dm(runtime, "cert", "revoke", "--profile", fleet, "--reason", "cessationOfOperation")
+    result = dm(runtime, "cert", "revoke", "--profile", fleet, "--reason", "cessationOfOperation", "--yes")
     assert result.exit_code == 0, result.output
     assert f"revoked {issued.serial_hex} (cessationOfOperation)" in result.stdout
     assert "blocked device IMEI:600000000000002" in result.stdout and "published CRL" in result.stdout
@@ -113,3 +113,32 @@ def test_certificates_api_pages_with_next_after(runtime: Runtime,
         second = client.get(f"/api/v1/certificates?profile=device&limit=2&after={first['next_after']}",
                             headers=headers).json()
         assert [c["serial"] for c in second["certificates"]] == serials[:1] and "next_after" not in second
+
+
+def test_bulk_revocation_dry_run_changes_nothing_and_the_real_one_needs_yes(
+        runtime: Runtime, fleet: str, device_cert: Callable[[str], IssuedCertificate]) -> None:
+    dev_ids = ["IMEI:600000000000011", "IMEI:600000000000012"]
+    for dev_id in dev_ids:
+        runtime.devices.register(dev_id, fleet, actor="test")
+    serials = sorted(device_cert(dev_id).serial_hex for dev_id in dev_ids)
+    dry = dm(runtime, "cert", "revoke", "--profile", fleet, "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    preview = json.loads(dry.stdout)
+    assert preview["dry_run"] is True and sorted(preview["certificates"]) == serials
+    assert set(dev_ids) <= set(preview["devices"])
+    assert all(json.loads(dm(runtime, "cert", "show", s, "--json").stdout)["status"] == "valid" for s in serials)
+    unconfirmed = dm(runtime, "cert", "revoke", "--profile", fleet)  # stdin is not a terminal: no prompt
+    assert unconfirmed.exit_code == 1
+    assert "certificates to revoke" in unconfirmed.stderr and "--yes" in unconfirmed.stderr
+    assert all(json.loads(dm(runtime, "cert", "show", s, "--json").stdout)["status"] == "valid" for s in serials)
+    done = dm(runtime, "cert", "revoke", "--profile", fleet, "--yes", "--json")
+    assert sorted(json.loads(done.stdout)["revoked"]) == serials
+
+
+def test_actor_is_cli_and_the_login_user(runtime: Runtime, fleet: str) -> None:
+    import getpass
+
+    dm(runtime, "device", "add", "IMEI:600000000000021", "--profile", fleet)
+    exported = dm(runtime, "audit", "export", "--action", "device.*")
+    actors = {json.loads(line)["actor"] for line in exported.stdout.splitlines()}
+    assert f"cli:{getpass.getuser()}" in actors and "cli:admin" not in actors

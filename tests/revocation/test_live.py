@@ -43,7 +43,7 @@ def issue_device(server: LiveServer, folder: Path, dev_id: str) -> Leaf:
     openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key,
             "-subj", f"/CN={dev_id}", "-out", csr)
     chain = folder / f"{dev_id}-chain.pem"
-    issued = json.loads(server.dmboot("cert", "issue", "--csr", str(csr), "--profile", "device",
+    issued = json.loads(server.dmboot("cert", "issue", "--csr", str(csr), "--cert-profile", "device",
                                       "--out", str(chain), "--json").stdout)
     cert = folder / f"{dev_id}.pem"
     cert.write_bytes(x509.load_pem_x509_certificates(chain.read_bytes())[0].public_bytes(Encoding.PEM))
@@ -174,13 +174,13 @@ def test_stdlib_tls_server_with_the_crl_refuses_the_revoked_device(server: LiveS
     """A DM server built on Python's ssl, loaded with our CRL, refuses a revoked device's handshake."""
     good = issue_device(server, tmp_path, "IMEI:430000000000001")
     bad = issue_device(server, tmp_path, "IMEI:430000000000002")
-    server.dmboot("cert", "revoke", "--device", "IMEI:430000000000002", "--reason", "keyCompromise")
+    server.dmboot("cert", "revoke", "--device", "IMEI:430000000000002", "--reason", "keyCompromise", "--yes")
     crl = fetch_crl(server, tmp_path)
     # The DM server's own certificate, from our CA.
     key = tmp_path / "dm.key"
     openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key,
             "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost", "-out", tmp_path / "dm.csr")
-    server.dmboot("cert", "issue", "--csr", str(tmp_path / "dm.csr"), "--profile", "dm-server",
+    server.dmboot("cert", "issue", "--csr", str(tmp_path / "dm.csr"), "--cert-profile", "dm-server",
                   "--out", str(tmp_path / "dm-chain.pem"))
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(tmp_path / "dm-chain.pem", key)

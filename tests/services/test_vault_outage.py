@@ -88,7 +88,7 @@ class Service:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DMBOOT_", "BAO_", "VAULT_"))}
         env |= {"DMBOOT_DATA_DIR": str(self.settings.data_dir), "DMBOOT_DATABASE_URL": self.settings.database_url,
                 "DMBOOT_VAULT_TOKEN": self.token, "DMBOOT_VAULT_TIMEOUT": "5"}
-        return subprocess.run([*DMBOOT, "cert", "issue", "--csr", str(csr), "--profile", "device", "--json"],
+        return subprocess.run([*DMBOOT, "cert", "issue", "--csr", str(csr), "--cert-profile", "device", "--json"],
                               capture_output=True, text=True, env=env, check=False)
 
 

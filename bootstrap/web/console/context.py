@@ -45,9 +45,11 @@ NAV = (
     ("/console/servers", "Servers", "config:read"),
     ("/console/profiles", "Profiles", "config:read"),
     ("/console/devices", "Devices", "devices:read"),
+    ("/console/certificates", "Certificates", "certs:read"),
     ("/console/claim-codes", "Claim codes", "devices:read"),
     ("/console/audit", "Audit", "audit:read"),
     ("/console/admins", "Admins", "roles:manage"),
+    ("/console/tokens", "API tokens", "roles:manage"),
 )
 
 

@@ -8,12 +8,15 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from bootstrap.errors import Conflict, InvalidRequest, NotFound
-from bootstrap.services.console_queries import device_certificates, device_history
+from bootstrap.services.console_queries import count_devices, device_certificates, device_history
 from bootstrap.services.devices import DEVICE_STATUSES
 from bootstrap.services.issuance import Requester
 from bootstrap.web.console.context import ConsoleUser, page, render, request_id, runtime_of
 
 __all__ = ["claim_code_create", "claim_codes", "device_detail", "device_revoke", "devices"]
+
+#: Devices per page of the device list.
+DEVICE_PAGE = 100
 
 #: Reasons an operator picks from when revoking a device (RFC 5280 CRLReason names).
 REVOKE_REASONS = ("keyCompromise", "cessationOfOperation", "affiliationChanged", "superseded",
@@ -26,9 +29,13 @@ async def devices(request: Request, user: ConsoleUser) -> Response:
     params = request.query_params
     q, status, profile = params.get("q", "").strip(), params.get("status", ""), params.get("profile", "")
     runtime = runtime_of(request)
-    found = runtime.devices.search(q=q or None, status=status or None, profile=profile or None, limit=200)
+    offset = int(params["offset"]) if params.get("offset", "").isdigit() else 0
+    filters = {"q": q or None, "status": status or None, "profile": profile or None}
+    found = runtime.devices.search(**filters, limit=DEVICE_PAGE, offset=offset)
+    total = count_devices(runtime.database, **filters)
     return render(request, "devices.html", user, devices=found, q=q, status=status, profile=profile,
-                  statuses=DEVICE_STATUSES, profiles=[p.row.name for p in runtime.config.list_profiles()])
+                  statuses=DEVICE_STATUSES, profiles=[p.row.name for p in runtime.config.list_profiles()],
+                  total=total, offset=offset, page_size=DEVICE_PAGE)
 
 
 @page("devices:read")

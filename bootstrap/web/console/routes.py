@@ -10,7 +10,15 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from bootstrap.web.console import access_pages, config_pages, device_pages, login, subscriber_pages
+from bootstrap.web.console import (
+    access_pages,
+    cert_pages,
+    config_pages,
+    device_pages,
+    login,
+    subscriber_pages,
+    token_pages,
+)
 from bootstrap.web.console.context import off_loop
 from bootstrap.web.console.security import SecurityHeadersMiddleware
 
@@ -46,10 +54,15 @@ def routes() -> list[BaseRoute]:
         Route("/devices", off_loop(device_pages.devices), methods=["GET"]),
         Route("/devices/{dev_id:path}/revoke", off_loop(device_pages.device_revoke), methods=["POST"]),
         Route("/devices/{dev_id:path}", off_loop(device_pages.device_detail), methods=["GET"]),
+        Route("/certificates", off_loop(cert_pages.certificates), methods=["GET"]),
+        Route("/certificates/{serial}/revoke", off_loop(cert_pages.certificate_revoke), methods=["POST"]),
         Route("/claim-codes", off_loop(device_pages.claim_codes), methods=["GET"]),
         Route("/claim-codes", off_loop(device_pages.claim_code_create), methods=["POST"]),
         Route("/audit", off_loop(access_pages.audit), methods=["GET"]),
         Route("/audit/verify", off_loop(access_pages.audit_verify), methods=["GET"]),
+        Route("/tokens", off_loop(token_pages.tokens), methods=["GET"]),
+        Route("/tokens", off_loop(token_pages.token_create), methods=["POST"]),
+        Route("/tokens/{name}/revoke", off_loop(token_pages.token_revoke), methods=["POST"]),
         Route("/admins", off_loop(access_pages.admins), methods=["GET"]),
         Route("/admins", off_loop(access_pages.admin_create), methods=["POST"]),
         Route("/admins/{username}/roles", off_loop(access_pages.admin_roles), methods=["POST"]),
