@@ -96,7 +96,7 @@ def ca_publish_crls(
 ) -> None:
     """Publish the CRLs that are due now (`dmboot serve` does it in the background)."""
     with open_runtime() as runtime:
-        report = runtime.crl_publisher.publish(full_after=timedelta(0), force=force, actor="cli:admin")
+        report = runtime.crl_publisher.publish(full_after=timedelta(0), force=force, actor=cli_actor())
     if as_json:
         emit_json({"published": report.numbers, "skipped": list(report.skipped)})
         return

@@ -178,7 +178,7 @@ def cert_revoke(
         else:
             outcome = service.revoke_profile(str(profile), reason, requester)
         if outcome.revoked:  # on demand: the CRLs list it when this command returns
-            published = runtime.crl_publisher.publish(full_after=timedelta(0), actor="cli:admin").numbers
+            published = runtime.crl_publisher.publish(full_after=timedelta(0), actor=cli_actor()).numbers
             runtime.ocsp.presign_revoked()
             outcome = dataclasses.replace(outcome, crl_numbers=published)
     if as_json:
