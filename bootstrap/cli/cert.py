@@ -97,9 +97,10 @@ def cert_list(
     with open_runtime() as runtime:
         rows = runtime.issuance.list(limit=limit, profile=profile, after=after)
         total = count_certificates(runtime.database, profile=profile) if not as_json else 0
-    if len(rows) == limit and rows[-1].id is not None:
-        typer.echo(f"next page: --after {rows[-1].id}", err=True)
+    next_page = f"--after {rows[-1].id}" if len(rows) == limit and rows[-1].id is not None else None
     if as_json:
+        if next_page:
+            typer.echo(f"next page: {next_page}", err=True)
         emit_json([_cert_record(r) for r in rows])
         return
     if not rows:
@@ -107,7 +108,7 @@ def cert_list(
     for r in rows:
         note = f"  (superseded by {r.superseded_by})" if r.superseded_by else ""
         typer.echo(f"{r.serial_hex:<42} {r.profile:<16} {r.status:<8} {r.not_after:%Y-%m-%d}  {r.subject}{note}")
-    shown_of_total(len(rows), total, "certificates")
+    shown_of_total(len(rows), total, "certificates", next_page=next_page)
 
 
 @app.command("show")

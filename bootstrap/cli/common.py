@@ -127,9 +127,9 @@ def no_data_dir_message(data_dir: Path) -> str:
             "DMBOOT_DATA_DIR, otherwise `dmboot init` creates a new one (with a new CA) here")
 
 
-def shown_of_total(shown: int, total: int, what: str) -> None:
+def shown_of_total(shown: int, total: int, what: str, *, next_page: str | None = None) -> None:
     """The total under a listing (on stderr, so pipes get the rows alone): no listing stops silently."""
-    more = "; --limit N shows more" if shown < total else ""
+    more = f"; next page: {next_page}" if next_page else "; --limit N shows more" if shown < total else ""
     typer.echo(f"{shown} of {total} {what}{more}", err=True)
 
 

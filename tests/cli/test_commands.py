@@ -104,6 +104,6 @@ def test_listings_say_how_many_there_are(data_dir: Path, tmp_path: Path) -> None
     assert listed.exit_code == 0, listed.output
     assert len(listed.stdout.splitlines()) == 2
     # 3 devices + the service's own TLS certificate (dm-server), issued by init.
-    assert listed.stderr.strip() == "2 of 4 certificates; --limit N shows more"
+    assert listed.stderr.strip() == "2 of 4 certificates; next page: --after 3"
     devices = dmboot(data_dir, "device", "list")
     assert devices.exit_code == 0 and devices.stderr.strip() == "0 of 0 devices"
