@@ -47,6 +47,7 @@ from bootstrap.errors import (
     NotFound,
     PermissionDenied,
 )
+from bootstrap.failures import failure_log
 from bootstrap.secrets.base import SecretStore
 from bootstrap.services.audit import append_event
 from bootstrap.services.authorities import AuthorityDirectory
@@ -232,8 +233,8 @@ class EnrollmentService:
                              request_id=request_id,
                              detail={"method": str(method)[:32], "channel": channel, "error": type(exc).__name__,
                                      "reason": reason[:500]})
-        except Exception:  # the original error matters more; the log keeps this one
-            log.exception("could not record the refused enrollment of %s", name)
+        except Exception as failed:  # the original error matters more; the log counts this one
+            failure_log.record("audit of a refused enrollment", failed)
 
     # -- after enrollment -----------------------------------------------------------------
 

@@ -15,9 +15,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from bootstrap import errors as e
+from bootstrap.failures import failure_log
 from pki import errors as p
 
-__all__ = ["PROBLEM_TYPE", "exception_handlers", "problem", "status_of"]
+__all__ = ["PROBLEM_TYPE", "exception_handlers", "problem", "request_id_of", "status_of"]
 
 log = logging.getLogger(__name__)
 
@@ -82,32 +83,36 @@ async def _domain_error(request: Request, exc: Exception) -> Response:
     if status in (429, 503):
         headers["Retry-After"] = str(retry_after or 30)
     if status >= 500:
-        log.warning("request failed: %s: %s", type(exc).__name__, exc)
+        failure_log.record(slug, exc)
     detail = getattr(exc, "message", str(exc))
     return problem(status, slug, title, detail, instance=request.url.path, headers=headers,
-                   field=getattr(exc, "field", None), request_id=_request_id(request))
+                   field=getattr(exc, "field", None), request_id=request_id_of(request))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)  # noqa: S101 - registered for HTTPException only
     slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
     return problem(exc.status_code, slug, str(exc.detail), str(exc.detail), instance=request.url.path,
-                   headers=dict(exc.headers or {}), request_id=_request_id(request))
+                   headers=dict(exc.headers or {}), request_id=request_id_of(request))
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s", request.url.path)
     return problem(500, "internal", "Internal error", "An unexpected error occurred; it has been logged.",
-                   instance=request.url.path, request_id=_request_id(request))
+                   instance=request.url.path, request_id=request_id_of(request))
 
 
-def _request_id(request: Request) -> str | None:
+def request_id_of(request: Request) -> str | None:
     value = request.scope.get("state", {}).get("request_id")
     return str(value) if value else None
 
 
 def exception_handlers() -> dict[Any, Any]:
+    """Handlers by class: domain errors, HTTP errors, the database driver's errors, then anything else."""
+    from bootstrap.web import outages  # it renders with problem() from here
+
     return {
+        **outages.handlers(),
         e.DmBootstrapError: _domain_error,
         p.PkiError: _domain_error,
         HTTPException: _http_error,
