@@ -11,6 +11,7 @@ from starlette.middleware import Middleware
 from bootstrap.runtime import Runtime
 from bootstrap.settings import Settings
 from bootstrap.web import access_api, api, console, dm, dm1, enroll, est, factory, lifecycle, openapi, pkix, status
+from bootstrap.web.guards import NulGuardMiddleware
 from bootstrap.web.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from bootstrap.web.problems import exception_handlers
 
@@ -37,6 +38,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                 *factory.routes(), *dm1.routes()],
         middleware=[
             Middleware(RequestIdMiddleware),
+            Middleware(NulGuardMiddleware),
             Middleware(BodyLimitMiddleware, limit=settings.max_body_bytes,
                        overrides={factory.PREFIX: settings.factory_max_body_bytes}),
         ],

@@ -23,6 +23,7 @@ from bootstrap.services.audit_query import AuditFilter, event_json, search_event
 from bootstrap.services.audit_verify import verify_chain
 from bootstrap.web.auth import authorize
 from bootstrap.web.openapi import API_PREFIX, operation
+from bootstrap.web.params import SEQ_MAX, optional_int_param, page_limit
 
 __all__ = ["read_json", "routes"]
 
@@ -194,13 +195,6 @@ _AUDIT_PARAMS = [
 ]
 
 
-def _int_param(request: Request, name: str) -> int | None:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return None
-    if not raw.isdigit():
-        raise InvalidRequest(f"{name} must be a positive integer", field=name)
-    return int(raw)
 
 
 @operation(permission="audit:read", tags=["audit"], parameters=_AUDIT_PARAMS,
@@ -210,8 +204,9 @@ async def list_audit(request: Request) -> Response:
     """Audit events, newest first, filtered."""
     authorize(request, "audit:read")
     where = AuditFilter.parse(dict(request.query_params))
-    limit = _int_param(request, "limit") or 100
-    events = search_events(_runtime(request).database, where, limit=limit, before_seq=_int_param(request, "before"))
+    limit = page_limit(request)
+    before = optional_int_param(request, "before", minimum=1, maximum=SEQ_MAX)
+    events = search_events(_runtime(request).database, where, limit=limit, before_seq=before)
     next_before = events[-1].seq if len(events) == min(limit, 1000) and events else None
     return JSONResponse({"events": [event_json(e) for e in events], "next_before": next_before})
 

@@ -28,6 +28,7 @@ from bootstrap.services.issuance import Requester
 from bootstrap.store.models import CertificateRow
 from bootstrap.web.auth import authorize
 from bootstrap.web.openapi import operation
+from bootstrap.web.params import int_param, page_limit
 
 __all__ = ["certificate_json", "routes"]
 
@@ -112,25 +113,17 @@ async def list_certificates(request: Request) -> Response:
     """Certificates, newest first; with ``expiring_within_days``, valid ones expiring soonest first."""
     await run_in_threadpool(authorize, request, "certs:read")
     runtime = _runtime(request)
-    limit = _int(request, "limit", 100)
+    limit = page_limit(request)
     days = request.query_params.get("expiring_within_days")
     if days is not None:
-        rows = await run_in_threadpool(runtime.revocation.expiring, _int(request, "expiring_within_days", 0),
-                                       limit=limit)
+        within = int_param(request, "expiring_within_days", 0, maximum=36600)
+        rows = await run_in_threadpool(runtime.revocation.expiring, within, limit=limit)
     else:
-        rows = await run_in_threadpool(runtime.issuance.list, limit=limit, offset=_int(request, "offset", 0),
+        rows = await run_in_threadpool(runtime.issuance.list, limit=limit, offset=int_param(request, "offset", 0),
                                        profile=request.query_params.get("profile"))
     return JSONResponse({"certificates": [certificate_json(r) for r in rows]})
 
 
-def _int(request: Request, name: str, default: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise InvalidRequest(f"{name} must be an integer", field=name) from None
 
 
 def certificate_json(row: CertificateRow) -> dict[str, Any]:
