@@ -70,7 +70,8 @@ def test_anonymous_reads(client: TestClient, path: str) -> None:
     _bad_request(client.get(path))
 
 
-@pytest.mark.parametrize(("method", "path", "body"), JSON_BODIES, ids=[f"{m} {p} {sorted(b)}" for m, p, b in JSON_BODIES])
+@pytest.mark.parametrize(("method", "path", "body"), JSON_BODIES,
+                         ids=[f"{m} {p} {sorted(b)}" for m, p, b in JSON_BODIES])
 def test_json_bodies(client: TestClient, admin: dict[str, str], method: str, path: str, body: dict[str, Any]) -> None:
     _bad_request(client.request(method, path, json=body, headers=admin))
 
