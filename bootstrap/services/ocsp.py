@@ -72,6 +72,8 @@ class OcspAnswer:
     cert_status: CertStatus | None = None
     #: Until when caches may keep it (None: not cacheable - errors and nonced responses).
     cache_until: datetime | None = None
+    #: thisUpdate of the response: HTTP Last-Modified (RFC 5019 6.2).
+    this_update: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,7 @@ class OcspResponder:
             with self._lock:
                 cached = self._responses.get(key)
             if cached is not None and now < cached[1] + REUSE_FOR:
-                return OcspAnswer(cached[0], "successful", status, cached[2])
+                return OcspAnswer(cached[0], "successful", status, cached[2], cached[1])
         responder = self._responder(issuer, now)
         next_update = now + RESPONSE_VALIDITY
         der = build_response(query, status, responder=responder.certificate, signer=responder.signer,
@@ -149,7 +151,7 @@ class OcspResponder:
             if len(self._responses) >= _CACHE_LIMIT:
                 self._responses.clear()
             self._responses[key] = (der, now, next_update)
-        return OcspAnswer(der, "successful", status, next_update)
+        return OcspAnswer(der, "successful", status, next_update, now)
 
     # -- status -------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from email.utils import format_datetime
 
@@ -85,12 +86,15 @@ async def _answer(request: Request, der: bytes) -> Response:
     answer: OcspAnswer = await run_in_threadpool(_runtime(request).ocsp.respond, der)
     headers = {"X-OCSP-Response-Status": answer.response_status}
     if answer.cache_until is not None:
+        # RFC 5019 6.2: Last-Modified = thisUpdate, Expires = nextUpdate, an ETag, and a
+        # max-age no later than nextUpdate.
         now = utcnow()
         max_age = max(0, int((answer.cache_until - now).total_seconds()))
         headers.update({
             "Cache-Control": f"public, max-age={max_age}, no-transform, must-revalidate",
             "Expires": _http_date(answer.cache_until),
-            "Last-Modified": _http_date(now),
+            "Last-Modified": _http_date(answer.this_update or now),
+            "ETag": '"' + hashlib.sha256(answer.der).hexdigest()[:32] + '"',
         })
     else:
         headers["Cache-Control"] = "no-store"
