@@ -13,12 +13,14 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Match
 
 from bootstrap import errors as e
 from bootstrap.failures import failure_log
 from pki import errors as p
 
-__all__ = ["PROBLEM_TYPE", "exception_handlers", "problem", "request_id_of", "status_of"]
+__all__ = ["PROBLEM_TYPE", "MethodNotAllowed", "exception_handlers", "generic_refusal", "problem", "request_id_of",
+           "status_of"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,38 @@ _TABLE: dict[type[BaseException], tuple[int, str, str]] = {
 }
 
 
+# Device-facing channels: a refused device learns that it was refused and how to authenticate,
+# never why (a used token, an unknown DevID, a profile without a group key would each tell an
+# unauthenticated caller something about our state). The reason stays in the audit event and
+# the log. Path prefix -> (the one detail of that channel, classes that get it).
+_GENERIC_REFUSALS: dict[str, tuple[str, tuple[type[Exception], ...]]] = {
+    "/api/v1/enroll": ("enrollment refused: send a valid enrollment token, a dmboot-hmac signature or a "
+                       "client certificate for this DevID", (e.AuthenticationFailed, e.PermissionDenied)),
+    "/dm/": ("bootstrap refused: the device credential does not authorize this DevID",
+             (e.AuthenticationFailed, e.PermissionDenied)),
+    "/dm1/": ("bootstrap refused: the device credential does not authorize this DevID",
+              (e.AuthenticationFailed, e.PermissionDenied)),
+    "/.well-known/est/": ("EST refused: send HTTP Basic with a valid enrollment token, or a client certificate "
+                          "this service accepts", (e.AuthenticationFailed, e.PermissionDenied)),
+    "/api/v1/factory/": ("factory stations authenticate with a valid API token or station certificate",
+                         (e.AuthenticationFailed,)),
+}
+
+
+def generic_refusal(path: str, exc: BaseException) -> str | None:
+    """The one detail a device channel gives for ``exc``, or None when ``exc`` may be told as it is.
+
+    TooManyAttempts (429, with Retry-After) and a station's QuotaExceeded stay specific.
+    """
+    if isinstance(exc, e.TooManyAttempts | e.QuotaExceeded):
+        return None
+    for prefix, (detail, classes) in _GENERIC_REFUSALS.items():
+        if path.startswith(prefix) and isinstance(exc, classes):
+            log.info("refused on %s: %s: %s", path, type(exc).__name__, getattr(exc, "message", exc))
+            return detail
+    return None
+
+
 def problem(status: int, slug: str, title: str, detail: str, *, instance: str | None = None,
             headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
     """A problem+json response."""
@@ -77,6 +111,10 @@ def status_of(exc: BaseException) -> tuple[int, str, str]:
 
 
 async def _domain_error(request: Request, exc: Exception) -> Response:
+    generic = generic_refusal(request.url.path, exc)
+    if generic is not None:
+        return problem(401, "authentication-failed", "Authentication failed", generic, instance=request.url.path,
+                       request_id=request_id_of(request))
     status, slug, title = _lookup(exc)
     headers: dict[str, str] = {}
     retry_after = getattr(exc, "retry_after", None)
@@ -89,11 +127,32 @@ async def _domain_error(request: Request, exc: Exception) -> Response:
                    field=getattr(exc, "field", None), request_id=request_id_of(request))
 
 
+class MethodNotAllowed(HTTPException):
+    """A 405 whose Allow header the handler knows better than the router."""
+
+    def __init__(self, *allowed: str) -> None:
+        super().__init__(405, headers={"Allow": ", ".join(allowed)})
+
+
+def _allowed(request: Request) -> str:
+    # Starlette answers 405 from the first route whose path matched and lists only that route's
+    # methods; a path served by several routes (GET here, POST there) allows all of theirs.
+    methods: set[str] = set()
+    for route in getattr(request.app, "routes", []):
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)  # noqa: S101 - registered for HTTPException only
     slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405 and not isinstance(exc, MethodNotAllowed):
+        headers["Allow"] = _allowed(request) or headers.get("Allow", "")
     return problem(exc.status_code, slug, str(exc.detail), str(exc.detail), instance=request.url.path,
-                   headers=dict(exc.headers or {}), request_id=request_id_of(request))
+                   headers=headers, request_id=request_id_of(request))
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
