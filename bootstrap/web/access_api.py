@@ -29,6 +29,8 @@ __all__ = ["read_json", "routes"]
 
 _ROLES = {"type": "array", "items": {"type": "string",
                                      "enum": ["security-admin", "provisioning-admin", "factory-line", "auditor"]}}
+#: Roles in a request: at least one (an admin or token with no role could do nothing; the code refuses it).
+_ROLES_GIVEN = {**_ROLES, "minItems": 1, "uniqueItems": True}
 _ADMIN = {"type": "object", "properties": {
     "username": {"type": "string"}, "roles": _ROLES, "totp_enabled": {"type": "boolean"},
     "disabled": {"type": "boolean"}, "cert_fingerprint": {"type": ["string", "null"]},
@@ -102,7 +104,7 @@ async def list_admins(request: Request) -> Response:
 @operation(permission="roles:manage", tags=["access"], responses={201: _ADMIN}, request={
     "type": "object", "required": ["username", "password", "roles"],
     "properties": {"username": {"type": "string"}, "password": {"type": "string", "minLength": 12},
-                   "roles": _ROLES}})
+                   "roles": _ROLES_GIVEN}})
 async def create_admin(request: Request) -> Response:
     """Create a human admin."""
     principal = authorize(request, "roles:manage")
@@ -121,7 +123,7 @@ async def get_admin(request: Request) -> Response:
 
 
 @operation(permission="roles:manage", tags=["access"], responses={200: _ADMIN}, request={
-    "type": "object", "properties": {"roles": _ROLES, "disabled": {"type": "boolean"}},
+    "type": "object", "properties": {"roles": _ROLES_GIVEN, "disabled": {"type": "boolean"}},
     "description": "roles replaces the admin's roles; disabled disables or re-enables the admin"})
 async def update_admin(request: Request) -> Response:
     """Change an admin's roles or disable them.
@@ -156,7 +158,7 @@ async def list_tokens(request: Request) -> Response:
 
 @operation(permission="roles:manage", tags=["access"], request={
     "type": "object", "required": ["name", "roles"],
-    "properties": {"name": {"type": "string"}, "roles": _ROLES, "ttl_days": {"type": "integer", "minimum": 1},
+    "properties": {"name": {"type": "string"}, "roles": _ROLES_GIVEN, "ttl_days": {"type": "integer", "minimum": 1},
                    "allowed_profiles": {"type": "array", "items": {"type": "string"}},
                    "device_quota": {"type": "integer", "minimum": 0}}},
     responses={201: {"type": "object", "properties": {"name": {"type": "string"}, "token": {"type": "string"}},

@@ -26,6 +26,7 @@ from bootstrap.services.config import ProfileSpec
 from bootstrap.store.models import DataRepositoryRow, DmServerRow, ManufacturerCaRow
 from bootstrap.web.auth import authorize
 from bootstrap.web.params import TTL_SECONDS_MAX, bounded_int, int_param, page_limit
+from bootstrap.web.problems import MethodNotAllowed
 from pki.authority import IssuedCertificate, fingerprint
 
 __all__ = ["JSON", "field", "media_type", "parse_json", "read_json", "request_id", "routes"]
@@ -289,6 +290,8 @@ async def get_device(request: Request) -> Response:
 
 async def update_device(request: Request) -> Response:
     """Block (``status: blocked``), re-admit (``registered``), or choose the DM server."""
+    if str(request.path_params["dev_id"]).endswith(("/readmit", "/revoke")):
+        raise MethodNotAllowed("POST")  # the device's actions, not a device named ".../readmit"
     principal = authorize(request, "devices:write")
     body = await read_json(request)
     view = await _call(_runtime(request).devices.update, request.path_params["dev_id"],

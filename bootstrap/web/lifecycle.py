@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bootstrap.errors import InvalidRequest
+from bootstrap.errors import InvalidRequest, UnsupportedMediaType
 from bootstrap.runtime import Runtime
 from bootstrap.services.issuance import Requester
 from bootstrap.store.models import CertificateRow
@@ -57,6 +57,9 @@ async def _reason(request: Request) -> str:
     body = await request.body()
     if not body.strip():
         return "unspecified"
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/json":
+        raise UnsupportedMediaType(f"send the reason as application/json, not {kind or 'no content type'}")
     try:
         document = json.loads(body)
     except ValueError:
