@@ -166,7 +166,7 @@ def _with_challenge(handler: Callable[[Request], Awaitable[Response]]) -> Callab
             return problem(401, "authentication-failed", "Authentication failed",
                            generic_refusal(request.url.path, exc) or exc.message,
                            instance=request.url.path, headers={"WWW-Authenticate": _REALM},
-                           request_id=_request_id(request))
+                           field=exc.field, request_id=_request_id(request))
 
     wrapped.__name__ = handler.__name__
     wrapped.__doc__ = handler.__doc__

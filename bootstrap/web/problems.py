@@ -55,19 +55,21 @@ _TABLE: dict[type[BaseException], tuple[int, str, str]] = {
 }
 
 
-# Device-facing channels: a refused device learns that it was refused and how to authenticate,
-# never why (a used token, an unknown DevID, a profile without a group key would each tell an
+# Device-facing channels: a device that fails to authenticate learns that it was refused and how
+# to authenticate, never why (a used token, an unknown DevID, a profile without a group key would each tell an
 # unauthenticated caller something about our state). The reason stays in the audit event and
-# the log. Path prefix -> (the one detail of that channel, classes that get it).
+# the log. The field (which header or member) stays: it names no state. A caller that did
+# authenticate and may not do something (PermissionDenied, 403) is told why.
+# Path prefix -> (the one detail of that channel, classes that get it).
 _GENERIC_REFUSALS: dict[str, tuple[str, tuple[type[Exception], ...]]] = {
     "/api/v1/enroll": ("enrollment refused: send a valid enrollment token, a dmboot-hmac signature or a "
-                       "client certificate for this DevID", (e.AuthenticationFailed, e.PermissionDenied)),
+                       "client certificate for this DevID", (e.AuthenticationFailed,)),
     "/dm/": ("bootstrap refused: the device credential does not authorize this DevID",
-             (e.AuthenticationFailed, e.PermissionDenied)),
+             (e.AuthenticationFailed,)),
     "/dm1/": ("bootstrap refused: the device credential does not authorize this DevID",
-              (e.AuthenticationFailed, e.PermissionDenied)),
+              (e.AuthenticationFailed,)),
     "/.well-known/est/": ("EST refused: send HTTP Basic with a valid enrollment token, or a client certificate "
-                          "this service accepts", (e.AuthenticationFailed, e.PermissionDenied)),
+                          "this service accepts", (e.AuthenticationFailed,)),
     "/api/v1/factory/": ("factory stations authenticate with a valid API token or station certificate",
                          (e.AuthenticationFailed,)),
 }
@@ -114,7 +116,7 @@ async def _domain_error(request: Request, exc: Exception) -> Response:
     generic = generic_refusal(request.url.path, exc)
     if generic is not None:
         return problem(401, "authentication-failed", "Authentication failed", generic, instance=request.url.path,
-                       request_id=request_id_of(request))
+                       field=getattr(exc, "field", None), request_id=request_id_of(request))
     status, slug, title = _lookup(exc)
     headers: dict[str, str] = {}
     retry_after = getattr(exc, "retry_after", None)
