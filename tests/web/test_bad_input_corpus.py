@@ -57,12 +57,15 @@ def client(device: tuple[Runtime, str]) -> Iterator[TestClient]:
         yield test_client
 
 
+def j(document: object) -> bytes:
+    return json.dumps(document).encode()
+
+
 def _table(token: str) -> list[tuple[str, str, dict[str, str], bytes]]:
     csr = make_csr(DEV)
     two = make_csr(DEV) + make_csr("IMEI:350000000000098")
     der_b64 = base64.b64encode(b"\x30\x82\x01\x00" + b"\x00" * 40)
     basic = "Basic " + base64.b64encode(f"{DEV}:{token}".encode()).decode()
-    j = lambda document: json.dumps(document).encode()  # noqa: E731 - a table helper
     rows: list[tuple[str, str, dict[str, str], bytes]] = []
     for path in ("/api/v1/enroll", "/dm1/bootstrap"):
         rows += [
