@@ -226,12 +226,16 @@ def test_two_certids_in_one_request_are_malformed_not_a_500(server: LiveServer, 
         "responder error: malformedrequest" in printed.lower(), printed
 
 
-def test_reused_ocsp_response_is_last_modified_at_its_this_update(server: LiveServer, tmp_path: Path) -> None:
-    leaf = issue_device(server, tmp_path, "IMEI:410000000000013")
+def _get_path_for(server: LiveServer, leaf: Leaf) -> str:
+    """The URL-encoded base64 OCSP GET request for ``leaf``, without a nonce."""
     cert = x509.load_pem_x509_certificate(leaf.cert.read_bytes())
     issuer = x509.load_pem_x509_certificate(server.issuing_pem.read_bytes())
     plain = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, CERT_ID_HASH).build().public_bytes(Encoding.DER)
-    encoded = quote(base64.b64encode(plain).decode(), safe="")
+    return quote(base64.b64encode(plain).decode(), safe="")
+
+
+def test_reused_ocsp_response_is_last_modified_at_its_this_update(server: LiveServer, tmp_path: Path) -> None:
+    encoded = _get_path_for(server, issue_device(server, tmp_path, "IMEI:410000000000013"))
     server.curl(f"/ocsp/{encoded}")
     time.sleep(1.1)  # a second later, the reused response still says when it was produced
     again = server.curl(f"/ocsp/{encoded}")
