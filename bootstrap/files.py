@@ -8,6 +8,7 @@ every directory they create.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -36,5 +37,6 @@ def private_file(path: Path) -> Path:
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except FileExistsError:
-        os.chmod(path, 0o600)  # a file made by an older version with the umask's mode
+        with contextlib.suppress(PermissionError):  # not ours to change: leave it as its owner set it
+            os.chmod(path, 0o600)  # a file made by an older version with the umask's mode
     return path
