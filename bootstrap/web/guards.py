@@ -46,9 +46,10 @@ class NulGuardMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        target = str(scope.get("path", "")).encode("utf-8", "surrogateescape") + bytes(scope.get("raw_path") or b"")
+        path = str(scope.get("path", ""))
+        raw_path = bytes(scope.get("raw_path") or b"")
         query = bytes(scope.get("query_string", b""))
-        if b"\x00" in target or b"\x00" in query or _PERCENT_NUL.search(query) or _PERCENT_NUL.search(target):
+        if "\x00" in path or b"\x00" in query or _PERCENT_NUL.search(query) or _PERCENT_NUL.search(raw_path):
             await _refuse(send, "the request path or query contains a NUL character")
             return
         pattern = _body_pattern(dict(scope["headers"]).get(b"content-type", b""))
