@@ -25,6 +25,7 @@ from bootstrap.web import (
     pkix,
     status,
 )
+from bootstrap.web.guards import NulGuardMiddleware
 from bootstrap.web.middleware import BodyLimitMiddleware
 from bootstrap.web.observe import ObserveMiddleware
 from bootstrap.web.problems import exception_handlers
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                 *factory.routes(), *dm1.routes()],
         middleware=[
             Middleware(ObserveMiddleware),
+            Middleware(NulGuardMiddleware),
             Middleware(BodyLimitMiddleware, limit=settings.max_body_bytes,
                        overrides={factory.PREFIX: settings.factory_max_body_bytes}),
         ],

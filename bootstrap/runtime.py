@@ -22,6 +22,7 @@ from bootstrap.auth.principals import TokenService
 from bootstrap.auth.sessions import SessionService
 from bootstrap.dm.ddf import DdfRegistry
 from bootstrap.dm.session import SessionSigner
+from bootstrap.files import private_dir
 from bootstrap.secrets import SecretStore, open_secret_store
 from bootstrap.secrets.embedded import ensure_key_file
 from bootstrap.services.authorities import AuthorityDirectory, HierarchyInfo
@@ -126,7 +127,7 @@ class Runtime:
         """
         report = InitReport(settings.data_dir)
         if not settings.data_dir.exists():
-            settings.data_dir.mkdir(parents=True, mode=0o700)
+            private_dir(settings.data_dir)
             report.created.append(f"data directory {settings.data_dir}")
         if not settings.config_file.exists() and "DMBOOT_CONFIG" not in os.environ:
             settings.config_file.write_text(_config_text(settings))
@@ -157,7 +158,7 @@ class Runtime:
         files = self.tls
         if files.cert.exists() and files.key.exists() and files.password_file.exists():
             return False
-        files.cert.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(files.cert.parent)
         key = generate_private_key(KeyType.P256)
         password = secrets.token_urlsafe(24)
         dns = tuple(n for n in self.settings.server_names if not _is_ip(n))

@@ -110,6 +110,10 @@ def parse_csr(data: bytes | str, key_policy: KeyPolicy | None = None) -> CsrInfo
 def _load(raw: bytes) -> x509.CertificateSigningRequest:
     try:
         if raw.lstrip().startswith(b"-----BEGIN"):
+            if raw.count(b"-----BEGIN") > 1:
+                # cryptography would read the first and ignore the rest: refuse, do not guess.
+                raise CsrEncodingError("the PEM holds more than one block; send exactly one CERTIFICATE REQUEST",
+                                       field="csr")
             return x509.load_pem_x509_csr(raw)
         return x509.load_der_x509_csr(raw)
     except (ValueError, TypeError, x509.InvalidVersion) as exc:

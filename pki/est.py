@@ -78,13 +78,15 @@ def channel_binding_matches(challenge_password: str, tls_unique: bytes) -> bool:
 def b64_body(body: bytes) -> bytes:
     """Decode an EST request body: base64 DER (RFC 7030 4.2.1, RFC 8951), line breaks tolerated.
 
-    A PEM body is passed through (some clients send one); :func:`pki.csr.parse_csr` reads both.
+    A PEM body is refused: RFC 7030 says base64 DER, and a client that sends PEM is
+    told so rather than half-understood.
 
     Raises:
-        CsrEncodingError: not base64.
+        CsrEncodingError: not base64 (PEM included).
     """
     if body.lstrip().startswith(b"-----BEGIN"):
-        return body
+        raise CsrEncodingError("send the request as base64 DER (RFC 7030 4.2.1), not PEM: strip the "
+                               "-----BEGIN/END----- lines", field="csr")
     compact = b"".join(body.split())
     if not compact:
         raise CsrEncodingError("the request body is empty; send a base64 PKCS#10 request", field="csr")

@@ -92,6 +92,10 @@ def decode_get_request(path: str) -> bytes:
 def parse_request(der: bytes) -> OcspQuery:
     """Read a DER OCSPRequest for a single certificate.
 
+    A request naming several certificates is refused as malformed: RFC 5019 2.1.1
+    (the profile for high-volume responders, and for pre-produced responses) says a
+    request MUST name only one, and cryptography reads only single requests.
+
     Raises:
         OcspRequestError: not an OCSPRequest, more than one certificate, an unsupported
             hash, or a nonce outside 1..32 octets (RFC 8954).
@@ -109,6 +113,9 @@ def parse_request(der: bytes) -> OcspQuery:
         )
     except UnsupportedAlgorithm as exc:
         raise OcspRequestError(f"unsupported CertID hash algorithm: {exc}") from None
+    except NotImplementedError:
+        raise OcspRequestError("the request names more than one certificate; RFC 5019 2.1.1 allows one "
+                               "(send one request per certificate)") from None
     except (ValueError, TypeError) as exc:
         raise OcspRequestError(f"not a DER OCSP request for one certificate: {exc}") from None
     return query

@@ -36,6 +36,7 @@ from bootstrap.errors import (
     InvalidRequest,
     NotFound,
     PermissionDenied,
+    TooManyAttempts,
 )
 from bootstrap.secrets.base import SecretStore
 from bootstrap.services.audit import append_event
@@ -320,13 +321,16 @@ class AdminAccountService:
             AuthenticationFailed: wrong name or password, or a disabled admin (one message for all).
         """
         key = f"admin:{username.lower()[:64]}"
-        self.throttle.check(key)
+        self.throttle.attempt(key)  # counted before the hash: parallel guesses cannot outrun the lock
         with self._db.session() as session:
             row = session.exec(select(AdminRow).where(AdminRow.username == username)).first()
-        matched = passwords.verify_password(password, row.password_hash if row else self._dummy_hash)
+        # Unknown names cost the same hash, under the same bound on concurrent hashes.
+        try:
+            matched = passwords.verify_password(password, row.password_hash if row else self._dummy_hash)
+        except passwords.HashingBusy:
+            raise TooManyAttempts("too many logins at once; try again in a moment", retry_after=1) from None
         if row is None or not matched or row.disabled:
             reason = "unknown user" if row is None else "disabled" if row.disabled and matched else "bad password"
-            self.throttle.failure(key)
             self._event("admin.login", "failure", username, f"admin:{username}", request_id,
                         {"method": "password", "reason": reason})
             raise AuthenticationFailed("wrong username or password")
@@ -368,7 +372,7 @@ class AdminAccountService:
             AuthenticationFailed: wrong or reused code.
         """
         key = f"admin:{username.lower()[:64]}"
-        self.throttle.check(key)
+        self.throttle.attempt(key)
         with self._db.session() as session:
             row = self._row(session, username, lock=True)
             secret = self._store.get(totp_path(username))[0].get("secret", "") if row.totp_enabled else ""
@@ -377,7 +381,6 @@ class AdminAccountService:
                 row.totp_last_step = step
                 session.add(row)
         if step is None or row.disabled:
-            self.throttle.failure(key)
             self._event("admin.login", "failure", username, f"admin:{username}", request_id,
                         {"method": "totp", "reason": "bad or reused code"})
             raise AuthenticationFailed("wrong or already used code")
@@ -391,7 +394,7 @@ class AdminAccountService:
     # -- internals -------------------------------------------------------------------
 
     def _logged_in(self, username: str, method: str, request_id: str | None) -> None:
-        self.throttle.success(f"admin:{username.lower()}")
+        self.throttle.success(f"admin:{username.lower()[:64]}")
         with self._db.session() as session:
             row = self._row(session, username)
             row.last_login_at = utcnow()

@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from bootstrap.errors import ConfigurationError, SecretConflict, SecretNotFound
+from bootstrap.files import private_dir, private_file
 from bootstrap.secrets.base import CheckResult, KeyRef, SecretRef
 from pki.encoding import private_key_pem
 from pki.keys import KeyType, PrivateKey, generate_private_key
@@ -56,7 +57,7 @@ class EmbeddedKeystoreWarning(UserWarning):
 
 def ensure_key_file(path: Path) -> bool:
     """Create a random keystore key file (0600) unless it exists; True if created."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
@@ -219,8 +220,8 @@ class EmbeddedKeystore:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        self._root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with self._guard, open(self._root / ".lock", "a") as lock:
+        private_dir(self._root)
+        with self._guard, open(private_file(self._root / ".lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 yield
@@ -236,7 +237,7 @@ def _check_name(name: str) -> str:
 
 def _write_private(path: Path, content: bytes) -> None:
     """Write ``content`` to ``path`` atomically with mode 0600."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(path.parent)
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:

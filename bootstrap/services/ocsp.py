@@ -94,8 +94,8 @@ class OcspAnswer:
     cert_status: CertStatus | None = None
     #: Until when caches may keep it (None: not cacheable - errors and nonced responses).
     cache_until: datetime | None = None
-    #: thisUpdate of a cacheable response (HTTP Last-Modified, RFC 5019 6.2).
-    produced_at: datetime | None = None
+    #: thisUpdate of a response (HTTP Last-Modified, RFC 5019 6.2).
+    this_update: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -105,7 +105,7 @@ class SubscriberService:
         except (TypeError, ValueError) as exc:
             raise InvalidRequest(str(exc), field="dev_id") from None
         key = f"claim:{dev_id}"
-        self.throttle.check(key)
+        self.throttle.attempt(key)
         with self._db.session() as session:
             token = session.exec(select(EnrollmentTokenRow).where(
                 EnrollmentTokenRow.token_hash == hash_token(code.strip()))).first()
@@ -117,7 +117,6 @@ class SubscriberService:
                 append_event(session, actor=f"subscriber:{dev_id}", action="subscriber.claim", outcome="success",
                              target=dev_id, request_id=request_id)
         if not ok:
-            self.throttle.failure(key)
             with self._db.session() as session:
                 append_event(session, actor=f"subscriber:{dev_id}", action="subscriber.claim", outcome="failure",
                              target=dev_id, request_id=request_id)

@@ -15,6 +15,8 @@ from sqlalchemy import Connection, Engine, event
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, create_engine
 
+from bootstrap.files import private_file
+
 __all__ = ["Database", "normalize_url"]
 
 
@@ -40,7 +42,12 @@ class Database:
             )
         database = make_url(self.url).database
         if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            # Created 0600 before SQLite opens it: SQLite gives its -wal and -shm files the
+            # database file's mode, so the hashes and the audit trail stay private.
+            private_file(Path(database))
+            for companion in (Path(database + "-wal"), Path(database + "-shm")):
+                if companion.exists():
+                    companion.chmod(0o600)  # left by an older version with the umask's mode
         engine = create_engine(self.url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)

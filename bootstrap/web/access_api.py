@@ -23,11 +23,14 @@ from bootstrap.services.audit_query import AuditFilter, event_json, search_event
 from bootstrap.services.audit_verify import verify_chain
 from bootstrap.web.auth import authorize
 from bootstrap.web.openapi import API_PREFIX, operation
+from bootstrap.web.params import SEQ_MAX, optional_int_param, page_limit
 
 __all__ = ["read_json", "routes"]
 
 _ROLES = {"type": "array", "items": {"type": "string",
                                      "enum": ["security-admin", "provisioning-admin", "factory-line", "auditor"]}}
+#: Roles in a request: at least one (an admin or token with no role could do nothing; the code refuses it).
+_ROLES_GIVEN = {**_ROLES, "minItems": 1, "uniqueItems": True}
 _ADMIN = {"type": "object", "properties": {
     "username": {"type": "string"}, "roles": _ROLES, "totp_enabled": {"type": "boolean"},
     "disabled": {"type": "boolean"}, "cert_fingerprint": {"type": ["string", "null"]},
@@ -101,7 +104,7 @@ async def list_admins(request: Request) -> Response:
 @operation(permission="roles:manage", tags=["access"], responses={201: _ADMIN}, request={
     "type": "object", "required": ["username", "password", "roles"],
     "properties": {"username": {"type": "string"}, "password": {"type": "string", "minLength": 12},
-                   "roles": _ROLES}})
+                   "roles": _ROLES_GIVEN}})
 async def create_admin(request: Request) -> Response:
     """Create a human admin."""
     principal = await authorize(request, "roles:manage")
@@ -120,7 +123,7 @@ async def get_admin(request: Request) -> Response:
 
 
 @operation(permission="roles:manage", tags=["access"], responses={200: _ADMIN}, request={
-    "type": "object", "properties": {"roles": _ROLES, "disabled": {"type": "boolean"}},
+    "type": "object", "properties": {"roles": _ROLES_GIVEN, "disabled": {"type": "boolean"}},
     "description": "roles replaces the admin's roles; disabled disables or re-enables the admin"})
 async def update_admin(request: Request) -> Response:
     """Change an admin's roles or disable them.
@@ -155,7 +158,7 @@ async def list_tokens(request: Request) -> Response:
 
 @operation(permission="roles:manage", tags=["access"], request={
     "type": "object", "required": ["name", "roles"],
-    "properties": {"name": {"type": "string"}, "roles": _ROLES, "ttl_days": {"type": "integer", "minimum": 1},
+    "properties": {"name": {"type": "string"}, "roles": _ROLES_GIVEN, "ttl_days": {"type": "integer", "minimum": 1},
                    "allowed_profiles": {"type": "array", "items": {"type": "string"}},
                    "device_quota": {"type": "integer", "minimum": 0}}},
     responses={201: {"type": "object", "properties": {"name": {"type": "string"}, "token": {"type": "string"}},
@@ -194,13 +197,6 @@ _AUDIT_PARAMS = [
 ]
 
 
-def _int_param(request: Request, name: str) -> int | None:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return None
-    if not raw.isdigit():
-        raise InvalidRequest(f"{name} must be a positive integer", field=name)
-    return int(raw)
 
 
 @operation(permission="audit:read", tags=["audit"], parameters=_AUDIT_PARAMS,
@@ -210,8 +206,9 @@ async def list_audit(request: Request) -> Response:
     """Audit events, newest first, filtered."""
     await authorize(request, "audit:read")
     where = AuditFilter.parse(dict(request.query_params))
-    limit = _int_param(request, "limit") or 100
-    events = search_events(_runtime(request).database, where, limit=limit, before_seq=_int_param(request, "before"))
+    limit = page_limit(request)
+    before = optional_int_param(request, "before", minimum=1, maximum=SEQ_MAX)
+    events = search_events(_runtime(request).database, where, limit=limit, before_seq=before)
     next_before = events[-1].seq if len(events) == min(limit, 1000) and events else None
     return JSONResponse({"events": [event_json(e) for e in events], "next_before": next_before})
 

@@ -25,6 +25,8 @@ from bootstrap.runtime import Runtime
 from bootstrap.services.config import ProfileSpec
 from bootstrap.store.models import DataRepositoryRow, DmServerRow, ManufacturerCaRow
 from bootstrap.web.auth import authorize
+from bootstrap.web.params import TTL_SECONDS_MAX, bounded_int, int_param, page_limit
+from bootstrap.web.problems import MethodNotAllowed
 from pki.authority import IssuedCertificate, fingerprint
 
 __all__ = ["JSON", "field", "media_type", "parse_json", "read_json", "request_id", "routes"]
@@ -81,16 +83,6 @@ def _required(body: dict[str, Any], key: str) -> str:
     value = field(body, key, str, required=True)
     assert value is not None  # noqa: S101 - field() raised otherwise
     return value
-
-
-def _int_param(request: Request, name: str, default: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise InvalidRequest(f"query parameter {name} must be an integer", field=name) from None
 
 
 def _runtime(request: Request) -> Runtime:
@@ -275,8 +267,8 @@ async def list_devices(request: Request) -> Response:
     await authorize(request, "devices:read")
     params = request.query_params
     views = await _call(_runtime(request).devices.search, q=params.get("q"), status=params.get("status"),
-                        profile=params.get("profile"), limit=_int_param(request, "limit", 100),
-                        offset=_int_param(request, "offset", 0))
+                        profile=params.get("profile"), limit=page_limit(request),
+                        offset=int_param(request, "offset", 0))
     return JSONResponse([v.to_json() for v in views])
 
 
@@ -298,6 +290,8 @@ async def get_device(request: Request) -> Response:
 
 async def update_device(request: Request) -> Response:
     """Block (``status: blocked``), re-admit (``registered``), or choose the DM server."""
+    if str(request.path_params["dev_id"]).endswith(("/readmit", "/revoke")):
+        raise MethodNotAllowed("POST")  # the device's actions, not a device named ".../readmit"
     principal = await authorize(request, "devices:write")
     body = await read_json(request)
     view = await _call(_runtime(request).devices.update, request.path_params["dev_id"],
@@ -311,8 +305,8 @@ async def list_tokens(request: Request) -> Response:
     await authorize(request, "devices:read")
     params = request.query_params
     views = await _call(_runtime(request).devices.list_tokens, profile=params.get("profile"),
-                        dev_id=params.get("dev_id"), limit=_int_param(request, "limit", 100),
-                        offset=_int_param(request, "offset", 0))
+                        dev_id=params.get("dev_id"), limit=page_limit(request),
+                        offset=int_param(request, "offset", 0))
     return JSONResponse([v.to_json() for v in views])
 
 
@@ -320,7 +314,8 @@ async def create_token(request: Request) -> Response:
     """Create a one-time enrollment token ``{profile?, dev_id?, ttl_seconds?}``; shown once."""
     principal = await authorize(request, "devices:write")
     body = await read_json(request)
-    ttl = field(body, "ttl_seconds", int)
+    raw_ttl = field(body, "ttl_seconds", int)
+    ttl = None if raw_ttl is None else bounded_int(raw_ttl, "ttl_seconds", minimum=1, maximum=TTL_SECONDS_MAX)
     view, token = await _call(_runtime(request).devices.create_token, profile=field(body, "profile", str),
                               dev_id=field(body, "dev_id", str),
                               ttl=timedelta(seconds=ttl) if ttl is not None else timedelta(days=7),

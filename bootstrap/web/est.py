@@ -33,7 +33,7 @@ from starlette.routing import Route
 from bootstrap.errors import AuthenticationFailed, NotFound, UnsupportedMediaType
 from bootstrap.runtime import Runtime
 from bootstrap.services.est import EstClient, EstLabel
-from bootstrap.web.problems import problem
+from bootstrap.web.problems import generic_refusal, problem
 from bootstrap.web.tls import client_certificate, tls_info
 from pki.authority import IssuedCertificate
 from pki.encoding import pkcs7_certs_only
@@ -163,7 +163,8 @@ def _with_challenge(handler: Callable[[Request], Awaitable[Response]]) -> Callab
         try:
             return await handler(request)
         except AuthenticationFailed as exc:
-            return problem(401, "authentication-failed", "Authentication failed", exc.message,
+            return problem(401, "authentication-failed", "Authentication failed",
+                           generic_refusal(request.url.path, exc) or exc.message,
                            instance=request.url.path, headers={"WWW-Authenticate": _REALM},
                            field=exc.field, request_id=_request_id(request))
 

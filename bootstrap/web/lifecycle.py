@@ -23,12 +23,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bootstrap.errors import InvalidRequest
+from bootstrap.errors import InvalidRequest, UnsupportedMediaType
 from bootstrap.runtime import Runtime
 from bootstrap.services.issuance import Requester
 from bootstrap.store.models import CertificateRow
 from bootstrap.web.auth import authorize
 from bootstrap.web.openapi import operation
+from bootstrap.web.params import int_param, page_limit
 
 __all__ = ["certificate_json", "routes"]
 
@@ -57,6 +58,9 @@ async def _reason(request: Request) -> str:
     body = await request.body()
     if not body.strip():
         return "unspecified"
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/json":
+        raise UnsupportedMediaType(f"send the reason as application/json, not {kind or 'no content type'}")
     try:
         document = json.loads(body)
     except ValueError:
@@ -140,29 +144,21 @@ async def list_certificates(request: Request) -> Response:
     """Certificates, newest first; with ``expiring_within_days``, valid ones expiring soonest first."""
     await authorize(request, "certs:read")
     runtime = _runtime(request)
-    limit = _int(request, "limit", 100)
+    limit = page_limit(request)
     days = request.query_params.get("expiring_within_days")
     if days is not None:
-        rows = await run_in_threadpool(runtime.revocation.expiring, _int(request, "expiring_within_days", 0),
-                                       limit=limit)
+        within = int_param(request, "expiring_within_days", 0, maximum=36600)
+        rows = await run_in_threadpool(runtime.revocation.expiring, within, limit=limit)
     else:
         after = request.query_params.get("after")
-        rows = await run_in_threadpool(runtime.issuance.list, limit=limit, offset=_int(request, "offset", 0),
+        rows = await run_in_threadpool(runtime.issuance.list, limit=limit, offset=int_param(request, "offset", 0),
                                        profile=request.query_params.get("profile"),
-                                       after=_int(request, "after", 0) if after is not None else None)
+                                       after=int_param(request, "after", 0) if after is not None else None)
         if len(rows) == limit and rows and rows[-1].id is not None:
             return JSONResponse({"certificates": [certificate_json(r) for r in rows], "next_after": rows[-1].id})
     return JSONResponse({"certificates": [certificate_json(r) for r in rows]})
 
 
-def _int(request: Request, name: str, default: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise InvalidRequest(f"{name} must be an integer", field=name) from None
 
 
 def certificate_json(row: CertificateRow) -> dict[str, Any]:

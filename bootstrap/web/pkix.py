@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 from datetime import datetime
 from email.utils import format_datetime
 
@@ -97,12 +98,15 @@ async def _answer(request: Request, der: bytes) -> Response:
 def _ocsp_response(answer: OcspAnswer) -> Response:
     headers = {"X-OCSP-Response-Status": answer.response_status}
     if answer.cache_until is not None:
-        max_age = max(0, int((answer.cache_until - utcnow()).total_seconds()))
+        # RFC 5019 6.2: Last-Modified = thisUpdate, Expires = nextUpdate, an ETag, and a
+        # max-age no later than nextUpdate.
+        now = utcnow()
+        max_age = max(0, int((answer.cache_until - now).total_seconds()))
         headers.update({
             "Cache-Control": f"public, max-age={max_age}, no-transform, must-revalidate",
             "Expires": _http_date(answer.cache_until),
-            # RFC 5019 6.2: Last-Modified is the response's thisUpdate.
-            "Last-Modified": _http_date(answer.produced_at or utcnow()),
+            "Last-Modified": _http_date(answer.this_update or now),
+            "ETag": '"' + hashlib.sha256(answer.der).hexdigest()[:32] + '"',
         })
     else:
         headers["Cache-Control"] = "no-store"

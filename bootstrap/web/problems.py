@@ -13,12 +13,14 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Match
 
 from bootstrap import errors as e
 from bootstrap.logs import failures
 from pki import errors as p
 
-__all__ = ["PROBLEM_TYPE", "exception_handlers", "problem", "status_of"]
+__all__ = ["PROBLEM_TYPE", "MethodNotAllowed", "exception_handlers", "generic_refusal", "problem", "request_id_of",
+           "status_of"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,40 @@ _TABLE: dict[type[BaseException], tuple[int, str, str]] = {
 }
 
 
+# Device-facing channels: a device that fails to authenticate learns that it was refused and how
+# to authenticate, never why (a used token, an unknown DevID, a profile without a group key would each tell an
+# unauthenticated caller something about our state). The reason stays in the audit event and
+# the log. The field (which header or member) stays: it names no state. A caller that did
+# authenticate and may not do something (PermissionDenied, 403) is told why.
+# Path prefix -> (the one detail of that channel, classes that get it).
+_GENERIC_REFUSALS: dict[str, tuple[str, tuple[type[Exception], ...]]] = {
+    "/api/v1/enroll": ("enrollment refused: send a valid enrollment token, a dmboot-hmac signature or a "
+                       "client certificate for this DevID", (e.AuthenticationFailed,)),
+    "/dm/": ("bootstrap refused: the device credential does not authorize this DevID",
+             (e.AuthenticationFailed,)),
+    "/dm1/": ("bootstrap refused: the device credential does not authorize this DevID",
+              (e.AuthenticationFailed,)),
+    "/.well-known/est/": ("EST refused: send HTTP Basic with a valid enrollment token, or a client certificate "
+                          "this service accepts", (e.AuthenticationFailed,)),
+    "/api/v1/factory/": ("factory stations authenticate with a valid API token or station certificate",
+                         (e.AuthenticationFailed,)),
+}
+
+
+def generic_refusal(path: str, exc: BaseException) -> str | None:
+    """The one detail a device channel gives for ``exc``, or None when ``exc`` may be told as it is.
+
+    TooManyAttempts (429, with Retry-After) and a station's QuotaExceeded stay specific.
+    """
+    if isinstance(exc, e.TooManyAttempts | e.QuotaExceeded):
+        return None
+    for prefix, (detail, classes) in _GENERIC_REFUSALS.items():
+        if path.startswith(prefix) and isinstance(exc, classes):
+            log.info("refused on %s: %s: %s", path, type(exc).__name__, getattr(exc, "message", exc))
+            return detail
+    return None
+
+
 def problem(status: int, slug: str, title: str, detail: str, *, instance: str | None = None,
             headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
     """A problem+json response."""
@@ -77,6 +113,10 @@ def status_of(exc: BaseException) -> tuple[int, str, str]:
 
 
 async def _domain_error(request: Request, exc: Exception) -> Response:
+    generic = generic_refusal(request.url.path, exc)
+    if generic is not None:
+        return problem(401, "authentication-failed", "Authentication failed", generic, instance=request.url.path,
+                       field=getattr(exc, "field", None), request_id=request_id_of(request))
     status, slug, title = _lookup(exc)
     headers: dict[str, str] = {}
     retry_after = getattr(exc, "retry_after", None)
@@ -86,32 +126,57 @@ async def _domain_error(request: Request, exc: Exception) -> Response:
         failures.record(slug, exc)
     detail = getattr(exc, "message", str(exc))
     response = problem(status, slug, title, detail, instance=request.url.path, headers=headers,
-                       field=getattr(exc, "field", None), request_id=_request_id(request))
+                       field=getattr(exc, "field", None), request_id=request_id_of(request))
     for challenge in getattr(exc, "challenges", ()):  # a 401 may offer several schemes (RFC 9110 11.6.1)
         response.headers.append("WWW-Authenticate", challenge)
     return response
 
 
+class MethodNotAllowed(HTTPException):
+    """A 405 whose Allow header the handler knows better than the router."""
+
+    def __init__(self, *allowed: str) -> None:
+        super().__init__(405, headers={"Allow": ", ".join(allowed)})
+
+
+def _allowed(request: Request) -> str:
+    # Starlette answers 405 from the first route whose path matched and lists only that route's
+    # methods; a path served by several routes (GET here, POST there) allows all of theirs.
+    methods: set[str] = set()
+    for route in getattr(request.app, "routes", []):
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)  # noqa: S101 - registered for HTTPException only
     slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405 and not isinstance(exc, MethodNotAllowed):
+        headers["Allow"] = _allowed(request) or headers.get("Allow", "")
     return problem(exc.status_code, slug, str(exc.detail), str(exc.detail), instance=request.url.path,
-                   headers=dict(exc.headers or {}), request_id=_request_id(request))
+                   headers=headers, request_id=request_id_of(request))
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     failures.record(f"internal:{type(exc).__name__}", exc, with_traceback=True)
     return problem(500, "internal", "Internal error", "An unexpected error occurred; it has been logged.",
-                   instance=request.url.path, request_id=_request_id(request))
+                   instance=request.url.path, request_id=request_id_of(request))
 
 
-def _request_id(request: Request) -> str | None:
+def request_id_of(request: Request) -> str | None:
     value = request.scope.get("state", {}).get("request_id")
     return str(value) if value else None
 
 
 def exception_handlers() -> dict[Any, Any]:
+    """Handlers by class: domain errors, HTTP errors, the database driver's errors, then anything else."""
+    from bootstrap.web import outages  # it renders with problem() from here
+
     return {
+        **outages.handlers(),
         e.DmBootstrapError: _domain_error,
         p.PkiError: _domain_error,
         HTTPException: _http_error,

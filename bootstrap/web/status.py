@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bootstrap.errors import NotFound
+from bootstrap.logs import failures
 from bootstrap.runtime import Runtime
 from bootstrap.secrets import CheckResult
 from bootstrap.web.auth import principal_of
@@ -46,6 +47,8 @@ async def readyz(request: Request) -> Response:
 
 
 def _readiness(runtime: Runtime) -> Response:
+    # Anonymous callers see which check failed, never the driver's or Vault's message (hosts,
+    # ports, paths): that goes to the log, one line per failure class.
     checks: dict[str, str] = {}
     try:
         with runtime.database.session() as session:
@@ -54,21 +57,23 @@ def _readiness(runtime: Runtime) -> Response:
         checks["database"] = "ok"
         checks["ca"] = "ok"
     except Exception as exc:  # readiness reports, it does not raise
+        failures.record("readiness: database", exc)
         checks["error"] = type(exc).__name__
-        return problem(
-            503, "not-ready", "Not ready", f"{type(exc).__name__}: {exc}", headers={"Retry-After": "5"}, checks=checks
-        )
+        return problem(503, "not-ready", "Not ready", "the database is unavailable or not initialized; "
+                       "see the service log", headers={"Retry-After": "5"}, checks=checks)
     try:
         failed = [r for r in runtime.store.check() if not r.ok]
     except Exception as exc:  # a store's check() should not raise; readiness reports anyway
         failed = [CheckResult("secret store", False, f"{type(exc).__name__}: {exc}")]
     if failed:
         checks["secrets"] = "failed"
-        detail = "; ".join(f"{r.name}: {r.detail}" if r.detail else r.name for r in failed)
+        for result in failed:
+            failures.record(f"readiness: {result.name}", RuntimeError(result.detail or "failed"))
         return problem(
-            503, "secret-store-unavailable", "Not ready: the secret store fails its checks", detail,
+            503, "secret-store-unavailable", "Not ready: the secret store fails its checks",
+            "failed: " + ", ".join(r.name for r in failed) + "; see the service log",
             headers={"Retry-After": str(_SECRETS_RETRY_AFTER)}, checks=checks,
-            failed=[{"name": r.name, "detail": r.detail, "hint": r.hint} for r in failed],
+            failed=[{"name": r.name} for r in failed],
         )
     checks["secrets"] = "ok"
     return JSONResponse({"status": "ready", "checks": checks})

@@ -142,6 +142,10 @@ def client_chain(connection: HTTPConnection) -> tuple[x509.Certificate, ...]:
                                    field=CHAIN_HEADER) from None
 
 
+#: OpenSSL cipher string for TLS 1.2: ECDHE with AES-GCM or ChaCha20-Poly1305.
+TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+
+
 def ssl_context_factory(
     trust_pems: Callable[[], str],
 ) -> Callable[[Config, Callable[[], ssl.SSLContext]], ssl.SSLContext]:
@@ -156,6 +160,8 @@ def ssl_context_factory(
     def factory(config: Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
         context = default()
         context.minimum_version = ssl.TLSVersion.TLSv1_2
+        # TLS 1.2: forward-secret AEAD suites only, no CBC (TLS 1.3 suites are AEAD already).
+        context.set_ciphers(TLS12_CIPHERS)
         context.verify_mode = ssl.CERT_OPTIONAL
         _load_trust(context, trust_pems)
         _start_reloader(context, trust_pems)

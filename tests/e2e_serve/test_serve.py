@@ -98,3 +98,18 @@ def test_the_app_sees_the_client_certificate(served: tuple[str, Path], tmp_path:
     }
     anonymous = _get(f"{base}/api/v1/whoami", ssl.create_default_context(cafile=str(data_dir / "root.pem")))
     assert anonymous["client_certificate"] is None
+
+
+@pytest.mark.parametrize(("cipher", "accepted"), [
+    ("ECDHE-ECDSA-AES128-GCM-SHA256", True),
+    ("ECDHE-ECDSA-AES128-SHA", False),  # CBC: refused since issue 13
+    ("ECDHE-ECDSA-AES256-SHA384", False),
+])
+def test_tls12_offers_only_aead_suites(served: tuple[str, Path], cipher: str, accepted: bool) -> None:
+    base, _ = served
+    port = base.rsplit(":", 1)[1]
+    result = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_2", "-cipher", cipher],
+                            input=b"", capture_output=True, timeout=60)
+    printed = result.stdout.decode(errors="replace") + result.stderr.decode(errors="replace")
+    negotiated = f"Cipher is {cipher}" in printed or f"Cipher    : {cipher}" in printed
+    assert negotiated is accepted, printed[-1500:]

@@ -149,7 +149,7 @@ def test_simpleenroll_with_an_enrollment_token(server: LiveServer, enrolled: Enr
     before = certificate_count(server)
     _key, csr = openssl_csr(files, dev_id)
     again = server.curl(f"{EST}/simpleenroll", *_basic(dev_id, str(enrolled.token)), *PKCS10, data=b64(csr))
-    assert_problem(again, 401, "used already")
+    assert_problem(again, 401, "EST refused")  # why: in the audit trail
     assert again.headers["www-authenticate"].startswith("Basic realm=")
     assert certificate_count(server) == before
 
@@ -184,7 +184,7 @@ def test_simplereenroll_keeps_the_identity(server: LiveServer, enrolled: Enrolle
     # Re-enrollment without the current certificate, or for another subject, is refused.
     before = certificate_count(server)
     no_cert = server.curl(f"{EST}/simplereenroll", *_basic(dev_id, "dmt_whatever"), *PKCS10, data=b64(csr))
-    assert_problem(no_cert, 401, "current certificate")
+    assert_problem(no_cert, 401, "EST refused")
     renewed_path = files / "renewed.pem"
     renewed_path.write_bytes(renewed.public_bytes(serialization.Encoding.PEM))
     _key2, other = openssl_csr(files, "IMEI:999999999999999", "other")
@@ -194,7 +194,7 @@ def test_simplereenroll_keeps_the_identity(server: LiveServer, enrolled: Enrolle
     # The certificate the re-enrollment superseded no longer attests.
     superseded = server.curl(f"{EST}/simplereenroll", "--cert", enrolled.cert_path, "--key", enrolled.key,
                              *PKCS10, data=b64(csr))
-    assert_problem(superseded, 401, f"superseded by {renewed.serial_number:x}")
+    assert_problem(superseded, 401, "EST refused")  # the reason (superseded) is in the audit trail
     assert certificate_count(server) == before
 
 
@@ -281,7 +281,7 @@ def test_bad_requests_issue_nothing_and_keep_the_token(server: LiveServer, token
         ("wrong content type", (*auth, "-H", "Content-Type: application/json"), b64(csr), 415, "application/pkcs10"),
         ("no content type", (*auth,), b64(csr), 415, "application/pkcs10"),
         ("no credentials", PKCS10, b64(csr), 401, "enrollment token"),
-        ("wrong token", (*_basic(dev_id, "dmt_wrong"), *PKCS10), b64(csr), 401, "unknown enrollment token"),
+        ("wrong token", (*_basic(dev_id, "dmt_wrong"), *PKCS10), b64(csr), 401, "EST refused"),
     ]
     for name, args, body, status, word in cases:
         result = server.curl(f"{EST}/simpleenroll", *args, data=body)
@@ -310,12 +310,12 @@ def test_a_client_certificate_from_another_ca(server: LiveServer, files: Path) -
     # Forwarded by a trusted TLS-terminating proxy, the application refuses it: 401, readable.
     forwarded = quote((server.files / "foreign.pem").read_text(), safe="")
     proxied = server.curl(f"{EST}/simpleenroll", "-H", f"X-SSL-Client-Cert: {forwarded}", *PKCS10, data=b64(csr))
-    assert_problem(proxied, 401, "manufacturer CA")
+    assert_problem(proxied, 401, "EST refused")
     # A manufacturer CA an admin disabled while the server runs: TLS still passes, the app refuses.
     _key, retired_csr = openssl_csr(files, DEVICES["retired-maker"], "retired")
     retired = server.curl(f"{EST}/simpleenroll", "--cert", server.files / "retired.pem",
                           "--key", server.files / "retired.key", *PKCS10, data=b64(retired_csr))
-    assert_problem(retired, 401, "manufacturer CA")
+    assert_problem(retired, 401, "EST refused")
     assert certificate_count(server) == before
 
 
@@ -339,7 +339,7 @@ def test_revoked_device_cannot_enroll_until_readmitted(server: LiveServer, token
     assert outcome["revoked"] == [format(cert.serial_number, "x")] and outcome["blocked_devices"] == [dev_id]
     before = certificate_count(server)
     renew = server.curl(f"{EST}/simplereenroll", "--cert", cert_path, "--key", key, *PKCS10, data=b64(csr))
-    assert_problem(renew, 401, "revoked")
+    assert_problem(renew, 401, "EST refused")
     blocked = server.curl(f"{EST}/simpleenroll", *_basic(dev_id, token_for(dev_id)), *PKCS10, data=b64(csr))
     assert_problem(blocked, 403, "blocked")
     assert certificate_count(server) == before

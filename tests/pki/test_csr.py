@@ -404,3 +404,20 @@ def test_uri_that_only_decodes_to_the_devid_uri_is_refused() -> None:
 
     with pytest.raises(CsrPolicyError, match="CSR asks for URIs it may not have"):
         check_request(info, PROFILES["device"])
+
+
+def test_a_pem_with_two_requests_is_refused() -> None:
+    from pki.errors import CsrEncodingError
+    from tests.factories import make_csr
+
+    with pytest.raises(CsrEncodingError, match="more than one"):
+        parse_csr(make_csr("IMEI:1") + make_csr("IMEI:2"))
+
+
+def test_est_bodies_must_be_base64_der_not_pem() -> None:
+    from pki.errors import CsrEncodingError
+    from pki.est import b64_body
+    from tests.factories import make_csr
+
+    with pytest.raises(CsrEncodingError, match="RFC 7030"):
+        b64_body(make_csr("IMEI:1"))

@@ -7,6 +7,7 @@ import json
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -222,3 +223,32 @@ def _handshake(server_context: ssl.SSLContext, root: Path, leaf: Leaf) -> str:
         pass  # the server's alert; its own verdict is what counts
     thread.join()
     return verdict[0]
+
+
+def test_two_certids_in_one_request_are_malformed_not_a_500(server: LiveServer, tmp_path: Path) -> None:
+    first = issue_device(server, tmp_path, "IMEI:410000000000011")
+    second = issue_device(server, tmp_path, "IMEI:410000000000012")
+    printed = openssl_ocsp(server, first.cert, "-cert", second.cert)
+    # RFC 5019 2.1.1: one certificate per request; openssl reports the error status it got.
+    assert "Responder Error: malformedrequest (1)" in printed.lower() or \
+        "responder error: malformedrequest" in printed.lower(), printed
+
+
+def _get_path_for(server: LiveServer, leaf: Leaf) -> str:
+    """The URL-encoded base64 OCSP GET request for ``leaf``, without a nonce."""
+    cert = x509.load_pem_x509_certificate(leaf.cert.read_bytes())
+    issuer = x509.load_pem_x509_certificate(server.issuing_pem.read_bytes())
+    plain = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, CERT_ID_HASH).build().public_bytes(Encoding.DER)
+    return quote(base64.b64encode(plain).decode(), safe="")
+
+
+def test_reused_ocsp_response_is_last_modified_at_its_this_update(server: LiveServer, tmp_path: Path) -> None:
+    encoded = _get_path_for(server, issue_device(server, tmp_path, "IMEI:410000000000013"))
+    server.curl(f"/ocsp/{encoded}")
+    time.sleep(1.1)  # a second later, the reused response still says when it was produced
+    again = server.curl(f"/ocsp/{encoded}")
+    this_update = ocsp.load_der_ocsp_response(again.body).this_update_utc
+    assert parsedate_to_datetime(again.headers["last-modified"]) == this_update
+    next_update = ocsp.load_der_ocsp_response(again.body).next_update_utc
+    assert parsedate_to_datetime(again.headers["expires"]) == next_update
+    assert again.headers["etag"]

@@ -370,7 +370,7 @@ def test_pre_signed_responses_are_shared_and_a_revocation_replaces_them(runtime:
     assert runtime.ocsp.respond_cached(der) == signed  # now from memory, without the database
     replica = OcspResponder(runtime.database, runtime.authorities, runtime.store, "dm-bootstrap", sync_seconds=0)
     assert replica.respond(der).der == signed.der  # the same bytes from the table, not signed again
-    assert signed.produced_at is not None and signed.cache_until == signed.produced_at + RESPONSE_VALIDITY
+    assert signed.this_update is not None and signed.cache_until == signed.this_update + RESPONSE_VALIDITY
     runtime.revocation.revoke_certificate(issued.serial_hex, "keyCompromise", ADMIN)
     assert runtime.ocsp.respond_cached(der) is None  # evicted here at once
     assert runtime.ocsp.respond(der).cert_status is CertStatus.REVOKED

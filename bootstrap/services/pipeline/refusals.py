@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bootstrap.errors import DmBootstrapError
+from bootstrap.logs import failures
 from bootstrap.services.audit import append_event
 from bootstrap.store.db import Database
 from pki.errors import PkiError
@@ -31,5 +32,5 @@ def audit_refusal(database: Database, exc: BaseException, *, actor: str, action:
             append_event(session, actor=actor[:128], action=action, outcome="failure", target=target,
                          request_id=request_id,
                          detail={**(detail or {}), "error": type(exc).__name__, "reason": refusal_reason(exc)})
-    except Exception:  # the original error matters more; the log keeps this one
-        log.exception("could not audit the refused %s of %s", action, target or actor)
+    except Exception as failed:  # the original error matters more; the log counts this one (an outage: one line)
+        failures.record(f"audit of a refused {action}", failed)

@@ -11,6 +11,7 @@ from bootstrap.errors import Conflict, InvalidRequest, NotFound, PermissionDenie
 from bootstrap.services.audit_query import AuditFilter, search_events
 from bootstrap.services.audit_verify import verify_chain
 from bootstrap.web.console.context import ConsoleUser, page, render, request_id, runtime_of
+from bootstrap.web.params import SEQ_MAX, optional_int_param
 
 __all__ = ["admin_create", "admin_roles", "admin_toggle", "admins", "audit", "audit_verify"]
 
@@ -27,9 +28,11 @@ async def audit(request: Request, user: ConsoleUser) -> Response:
         where = AuditFilter.parse(params)
     except InvalidRequest as exc:
         where, error = AuditFilter(), exc.message
-    before = params.get("before", "")
-    events = search_events(runtime_of(request).database, where, limit=_PAGE,
-                           before_seq=int(before) if before.isdigit() else None)
+    try:
+        before = optional_int_param(request, "before", minimum=1, maximum=SEQ_MAX)
+    except InvalidRequest as exc:
+        before, error = None, exc.message
+    events = search_events(runtime_of(request).database, where, limit=_PAGE, before_seq=before)
     more = events[-1].seq if len(events) == _PAGE else None
     query = "&".join(f"{k}={v}" for k, v in params.items() if k != "before")
     return render(request, "audit.html", user, events=events, filters=params, error=error, more=more, query=query)

@@ -1,0 +1,104 @@
+"""schemathesis against the served OpenAPI document: anonymous and with a token per role.
+
+Every generated request must get an answer that is not a server error and that
+conforms to the document; anonymous calls must change nothing (the database
+tables compared before and after).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis.specs.openapi.checks import ignored_auth, positive_data_acceptance
+from sqlalchemy import text
+
+from bootstrap.app import create_app
+from bootstrap.runtime import Runtime
+from bootstrap.settings import Secret, Settings
+from tests.enrollment.support import configure
+
+pytestmark = pytest.mark.slow
+
+ROLES = ["security-admin", "provisioning-admin", "factory-line", "auditor"]
+
+
+@pytest.fixture(scope="module")
+def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Runtime, Any]]:
+    folder: Path = tmp_path_factory.mktemp("fuzz")
+    settings_ = Settings(data_dir=folder / "data", database_url=f"sqlite:///{folder / 'dmboot.db'}",
+                         keystore_passphrase=Secret("test-" + secrets.token_hex(8)), public_url="https://dmboot.test")
+    runtime, _ = Runtime.initialize(settings_, actor="test")
+    configure(runtime)
+    app = create_app(runtime=runtime)
+    try:
+        yield runtime, app
+    finally:
+        runtime.close()
+
+
+def _state(runtime: Runtime) -> dict[str, int]:
+    counts = {}
+    with runtime.database.engine.connect() as connection:
+        for table in connection.exec_driver_sql("SELECT name FROM sqlite_master WHERE type='table'").scalars():
+            if table in ("audit_event", "audit_head", "login_throttle", "used_nonce", "console_session"):
+                continue  # refusals are audited; that is the point, not a change of state
+            counts[table] = int(connection.execute(text(f'SELECT count(*) FROM "{table}"')).scalar_one())  # noqa: S608
+    return counts
+
+
+# Until every POST/PUT/PATCH has a requestBody schema (issue 13 item 9), schemathesis cannot build
+# valid bodies, and "valid data rejected" would only restate that; every other check runs.
+# ignored_auth probes by removing credentials from the case, but ours travel as call headers,
+# so it cannot remove them; the anonymous test checks instead that protected operations refuse.
+_EXCLUDED = [positive_data_acceptance, ignored_auth]
+
+
+def _operations(app: Any) -> list[Any]:
+    loaded = schemathesis.openapi.from_asgi("/api/v1/openapi.json", app)
+    operations: list[Any] = []
+    for result in loaded.get_all_operations():
+        operation = getattr(result, "ok", None)
+        assert operation is not None, f"the served OpenAPI document is invalid: {result}"
+        operations.append(operation())
+    return operations
+
+
+def _fuzz(app: Any, examples: int, check: Callable[[Any], None]) -> int:
+    """Run ``check`` on ``examples`` generated cases of every operation; the number of operations."""
+    operations = _operations(app)
+    for operation in operations:
+
+        @given(case=operation.as_strategy())
+        @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        def run(case: Any) -> None:
+            check(case)
+
+        run()
+    return len(operations)
+
+
+def test_anonymous_calls_change_nothing(fuzzed: tuple[Runtime, Any]) -> None:
+    runtime, app = fuzzed
+
+    def check(case: Any) -> None:
+        before = _state(runtime)
+        response = case.call_and_validate(excluded_checks=_EXCLUDED)
+        assert _state(runtime) == before, (case.method, case.path)
+        if case.operation.definition.raw.get("x-permission"):
+            assert response.status_code >= 400, (case.method, case.path, response.status_code)
+
+    assert _fuzz(app, 8, check) > 30
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_calls_with_a_token_per_role(fuzzed: tuple[Runtime, Any], role: str) -> None:
+    runtime, app = fuzzed
+    token = runtime.tokens.create(f"fuzz-{role}-{secrets.token_hex(3)}", [role], actor="test")
+    _fuzz(app, 5, lambda case: case.call_and_validate(headers={"authorization": f"Bearer {token}"},
+                                                      excluded_checks=_EXCLUDED))
