@@ -199,9 +199,9 @@ def test_two_processes_submitting_the_same_batch_get_one_set_of_certificates(pos
         runs.append(subprocess.Popen(argv, env=_env(data_dir, postgres_url), stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE))
     reports = []
-    for process in runs:
-        stdout, stderr = process.communicate()
-        assert process.returncode == 0, stderr.decode()
+    outputs = [process.communicate() for process in runs]  # wait for both before judging either
+    for process, (stdout, stderr) in zip(runs, outputs, strict=True):
+        assert process.returncode == 0, (stdout + stderr).decode()
         reports.append(json.loads(stdout))
     assert [r["complete"] for r in reports] == [1000, 1000]
     assert reports[0]["issued"] + reports[1]["issued"] == 1000  # each device was issued by exactly one of them
