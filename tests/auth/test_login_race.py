@@ -48,7 +48,9 @@ def _login_events(runtime: Runtime) -> list[AuditEvent]:
 
 def test_parallel_guesses_evaluate_at_most_the_free_failures(runtime: Runtime, admins: AdminAccountService) -> None:
     make_admin(runtime, "pat", "provisioning-admin")
-    guesses = [f"wrong guess number {i:02d}" for i in range(GUESSES - 1)] + [PASSWORD]
+    # All wrong: a right guess among them, if evaluated early, would clear the count (a success
+    # does, by policy) and let the rest be evaluated afresh - the lock is what is under test.
+    guesses = [f"wrong guess number {i:02d}" for i in range(GUESSES)]
     start = threading.Barrier(GUESSES)
 
     def guess(password: str) -> str:
@@ -65,8 +67,12 @@ def test_parallel_guesses_evaluate_at_most_the_free_failures(runtime: Runtime, a
         outcomes = list(pool.map(guess, guesses))
     evaluated = [o for o in outcomes if o != "refused"]
     assert len(evaluated) <= FREE_FAILURES, outcomes
-    # The audit trail shows only the evaluated attempts (the right one among them or not).
+    # The audit trail shows only the evaluated attempts.
     assert len(_login_events(runtime)) == len(evaluated)
+    # The name is locked now: even the right password is not evaluated (as 40 guesses with
+    # the right one among them were, before the throttle counted attempts ahead of the hash).
+    with pytest.raises(TooManyAttempts):
+        admins.login("pat", PASSWORD)
 
 
 def test_a_success_clears_the_attempts_counted_before_it(runtime: Runtime, admins: AdminAccountService) -> None:
