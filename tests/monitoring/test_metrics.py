@@ -136,6 +136,16 @@ def test_group_commit_batch_sizes(served: tuple[TestClient, str]) -> None:
     assert _delta(before, after, f"{name}_count") == 4
 
 
+def test_an_issuance_is_one_group_commit_batch(served: tuple[TestClient, str], runtime: Runtime) -> None:
+    _, url = served
+    before = scrape(url)
+    runtime.issuance.issue_from_csr(make_csr("IMEI:350000000000456"), "device", Requester(ADMIN))
+    after = scrape(url)
+    # A lone request is committed at once, alone: one batch of one.
+    assert _delta(before, after, "dmboot_group_commit_batch_size_count") == 1
+    assert _delta(before, after, "dmboot_group_commit_batch_size_sum") == 1
+
+
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_metrics_token_is_required_when_set(runtime: Runtime) -> None:
     port = free_port()

@@ -32,6 +32,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
+from bootstrap import metrics
 from bootstrap.errors import Conflict
 from bootstrap.store.db import Database
 
@@ -158,6 +159,7 @@ class GroupCommitter:
                 for job in batch:
                     self._commit([job])
                 return
+        metrics.observe_batch(len(batch))
         with self._cond:
             self.batches += 1
             self.requests += len(batch)
