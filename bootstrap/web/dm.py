@@ -124,8 +124,12 @@ async def _initiation(request: Request) -> Response:
     body = await request.body()
     initiation = parse_initiation(body, dev_id=request.headers.get(DEVID_HEADER))
     evidence = await _evidence(request, body, initiation)
-    package = await run_in_threadpool(_runtime(request).dm2.start, initiation, evidence,
-                                      request_id=_request_id(request))
+    try:
+        package = await run_in_threadpool(_runtime(request).dm2.start, initiation, evidence,
+                                          request_id=_request_id(request))
+    except AuthenticationFailed as exc:  # a credential that did not verify: every 401 offers the schemes
+        exc.challenges = http_auth.challenges(_runtime(request).dm2.nonces)  # type: ignore[attr-defined]
+        raise
     return _package2(package.body, {SESSION_HEADER: package.session} if package.session else None)
 
 

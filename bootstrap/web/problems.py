@@ -114,19 +114,21 @@ def status_of(exc: BaseException) -> tuple[int, str, str]:
 
 async def _domain_error(request: Request, exc: Exception) -> Response:
     generic = generic_refusal(request.url.path, exc)
-    if generic is not None:
-        return problem(401, "authentication-failed", "Authentication failed", generic, instance=request.url.path,
-                       field=getattr(exc, "field", None), request_id=request_id_of(request))
-    status, slug, title = _lookup(exc)
     headers: dict[str, str] = {}
-    retry_after = getattr(exc, "retry_after", None)
-    if status in (429, 503):
-        headers["Retry-After"] = str(retry_after or 30)
-    if status >= 500:  # an outage fails every request alike: one line per class, with counts
-        failures.record(slug, exc)
-    detail = getattr(exc, "message", str(exc))
-    response = problem(status, slug, title, detail, instance=request.url.path, headers=headers,
-                       field=getattr(exc, "field", None), request_id=request_id_of(request))
+    if generic is not None:
+        response = problem(401, "authentication-failed", "Authentication failed", generic,
+                           instance=request.url.path, field=getattr(exc, "field", None),
+                           request_id=request_id_of(request))
+    else:
+        status, slug, title = _lookup(exc)
+        retry_after = getattr(exc, "retry_after", None)
+        if status in (429, 503):
+            headers["Retry-After"] = str(retry_after or 30)
+        if status >= 500:  # an outage fails every request alike: one line per class, with counts
+            failures.record(slug, exc)
+        detail = getattr(exc, "message", str(exc))
+        response = problem(status, slug, title, detail, instance=request.url.path, headers=headers,
+                           field=getattr(exc, "field", None), request_id=request_id_of(request))
     for challenge in getattr(exc, "challenges", ()):  # a 401 may offer several schemes (RFC 9110 11.6.1)
         response.headers.append("WWW-Authenticate", challenge)
     return response

@@ -177,6 +177,13 @@ def test_no_credential_is_401_offering_digest_and_basic(flow: Flow) -> None:
     assert 'algorithm=SHA-256' in offered[0] and 'qop="auth"' in offered[0]
 
 
+def test_a_credential_that_does_not_verify_is_401_offering_the_schemes_too(flow: Flow) -> None:
+    _token(flow)
+    reply = post1(flow, basic("dmt_" + "x" * 43))  # well formed, but no such enrollment token
+    assert reply.status_code == 401
+    assert [v.split(" ", 1)[0] for v in reply.headers.get_list("www-authenticate")] == ["Digest", "Basic"]
+
+
 def _digest(challenge: str, password: str, *, uri: str = "/dm/bootstrap", cnonce: str = "0a4f113b") -> str:
     """A Digest answer computed here from RFC 7616 3.4.1 (not with the code under test)."""
     params = dict(re.findall(r'(\w+)="?([^",]+)"?', challenge.removeprefix("Digest ")))
