@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlmodel import Session
 
 from bootstrap import metrics
@@ -177,6 +177,13 @@ class GroupCommitter:
             except IntegrityError:
                 log.warning("serial collision on attempt %d; retrying", attempt + 1)
                 continue
+            except (OperationalError, InterfaceError):
+                raise  # the database itself failed (gone, busy): the whole transaction is lost, not one request
+            except DBAPIError as exc:
+                if exc.connection_invalidated:
+                    raise
+                job.value, job.error = None, exc  # a value the database refused: this request alone
+                return
             except Exception as exc:  # this request fails alone; its savepoint rolled back
                 job.value, job.error = None, exc
                 return
