@@ -21,7 +21,7 @@ from sqlalchemy import text
 from bootstrap.app import create_app
 from bootstrap.runtime import Runtime
 from bootstrap.settings import Secret, Settings
-from tests.enrollment.support import configure
+from tests.enrollment.support import GROUP, configure
 
 pytestmark = pytest.mark.slow
 
@@ -99,6 +99,9 @@ def test_anonymous_calls_change_nothing(fuzzed: tuple[Runtime, Any]) -> None:
 @pytest.mark.parametrize("role", ROLES)
 def test_calls_with_a_token_per_role(fuzzed: tuple[Runtime, Any], role: str) -> None:
     runtime, app = fuzzed
-    token = runtime.tokens.create(f"fuzz-{role}-{secrets.token_hex(3)}", [role], actor="test")
+    # A factory line provisions for named profiles only (a line without one is refused at creation).
+    profiles = [GROUP] if role == "factory-line" else None
+    token = runtime.tokens.create(f"fuzz-{role}-{secrets.token_hex(3)}", [role], actor="test",
+                                  allowed_profiles=profiles)
     _fuzz(app, 5, lambda case: case.call_and_validate(headers={"authorization": f"Bearer {token}"},
                                                       excluded_checks=_EXCLUDED))
