@@ -23,7 +23,11 @@ from bootstrap.services.audit_query import AuditFilter, event_json, search_event
 from bootstrap.services.audit_verify import verify_chain
 from bootstrap.web.auth import authorize
 from bootstrap.web.openapi import API_PREFIX, operation
-from bootstrap.web.params import SEQ_MAX, optional_int_param, page_limit
+from bootstrap.web.params import SEQ_MAX, bounded_int, optional_int_param, page_limit
+
+#: API tokens live at most 100 years; a factory line's quota fits a 32-bit column.
+TTL_DAYS_MAX = 36_500
+QUOTA_MAX = 2**31 - 1
 
 __all__ = ["read_json", "routes"]
 
@@ -158,9 +162,10 @@ async def list_tokens(request: Request) -> Response:
 
 @operation(permission="roles:manage", tags=["access"], request={
     "type": "object", "required": ["name", "roles"],
-    "properties": {"name": {"type": "string"}, "roles": _ROLES_GIVEN, "ttl_days": {"type": "integer", "minimum": 1},
+    "properties": {"name": {"type": "string"}, "roles": _ROLES_GIVEN,
+                   "ttl_days": {"type": "integer", "minimum": 1, "maximum": TTL_DAYS_MAX},
                    "allowed_profiles": {"type": "array", "items": {"type": "string"}},
-                   "device_quota": {"type": "integer", "minimum": 0}}},
+                   "device_quota": {"type": "integer", "minimum": 0, "maximum": QUOTA_MAX}}},
     responses={201: {"type": "object", "properties": {"name": {"type": "string"}, "token": {"type": "string"}},
                      "description": "the token, shown once"}})
 async def create_token(request: Request) -> Response:
@@ -168,12 +173,14 @@ async def create_token(request: Request) -> Response:
     principal = await authorize(request, "roles:manage")
     body = await read_json(request)
     ttl_days, quota = body.get("ttl_days"), body.get("device_quota")
-    for key, value in (("ttl_days", ttl_days), ("device_quota", quota)):
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-            raise InvalidRequest(f"{key} must be a non-negative integer", field=key)
+    if ttl_days is not None:
+        ttl_days = bounded_int(ttl_days, "ttl_days", minimum=1, maximum=TTL_DAYS_MAX)
+    if quota is not None:
+        quota = bounded_int(quota, "device_quota", minimum=0, maximum=QUOTA_MAX)
     name = _string(body, "name")
-    token = _runtime(request).tokens.create(
-        name, _strings(body, "roles"), actor=principal.actor, ttl=timedelta(days=ttl_days) if ttl_days else None,
+    token = await run_in_threadpool(
+        _runtime(request).tokens.create, name, _strings(body, "roles"), actor=principal.actor,
+        ttl=timedelta(days=ttl_days) if ttl_days else None,
         allowed_profiles=_strings(body, "allowed_profiles", required=False), device_quota=quota)
     return JSONResponse({"name": name, "token": token}, status_code=201, headers={"Cache-Control": "no-store"})
 

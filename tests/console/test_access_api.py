@@ -58,6 +58,21 @@ def test_tokens_api(api: tuple[TestClient, dict[str, dict[str, str]]]) -> None:
     assert client.get("/api/v1/audit", headers=new).status_code == 401
 
 
+@pytest.mark.parametrize(("member", "value"), [
+    ("ttl_days", 10**9),  # past datetime's range: was a 500 (OverflowError)
+    ("ttl_days", 0),
+    ("device_quota", 2**31),  # past a 32-bit column
+    ("device_quota", -1),
+], ids=["ttl huge", "ttl zero", "quota huge", "quota negative"])
+def test_token_numbers_out_of_range_are_400_naming_the_member(api: tuple[TestClient, dict[str, dict[str, str]]],
+                                                              member: str, value: int) -> None:
+    client, as_ = api
+    reply = client.post("/api/v1/tokens", json={"name": "edge", "roles": ["auditor"], member: value},
+                        headers=as_["security-admin"])
+    assert reply.status_code == 400 and reply.json()["field"] == member
+    assert "edge" not in [t["name"] for t in client.get("/api/v1/tokens", headers=as_["security-admin"]).json()]
+
+
 def test_audit_api_filters(api: tuple[TestClient, dict[str, dict[str, str]]], console_runtime: Runtime) -> None:
     client, as_ = api
     make_admin(console_runtime, "pat", "provisioning-admin")
