@@ -76,6 +76,7 @@ def test_an_outage_logs_one_line_per_failure_class_with_counts(runtime: Runtime,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     failures.flush()  # windows of earlier tests
     monkeypatch.setattr(failures, "interval", 3600.0)  # one window for the whole test, however slow
+    captured.seek(0)  # truncate alone keeps the position: later writes would start with NULs
     captured.truncate(0)
     # The database file cannot be opened: every query raises sqlite3's OperationalError.
     runtime.database.engine = create_engine("sqlite:////proc/no-such-dir/dmboot.db")

@@ -7,6 +7,7 @@ and the audit chain stays whole.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -46,7 +47,7 @@ def _post(url: str, body: bytes, context: ssl.SSLContext) -> tuple[int, dict[str
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, {}
-    except OSError:  # the server died under this request: no answer
+    except (OSError, http.client.HTTPException):  # the server died under this request (maybe mid-body): no answer
         return 0, {}
 
 
