@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -81,16 +81,12 @@ def crl_facts(connection: Connection) -> list[CrlFact]:
     newest: dict[tuple[str, str, str], CrlFact] = {}
     for name, kind, scope, number, this_update, next_update, entries, size in rows:
         partition = scope if kind == "partition" else ""
-        fact = CrlFact(name, kind, partition, int(number), _aware(this_update), _aware(next_update),
+        fact = CrlFact(name, kind, partition, int(number), this_update, next_update,
                        int(entries or 0), int(size or 0))
         key = (name, kind, partition)
         if key not in newest or newest[key].number < fact.number:
             newest[key] = fact
     return list(newest.values())
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 class FleetCollector(Collector):
@@ -171,7 +167,7 @@ def _factory_gauges(connection: Connection, now: datetime) -> list[GaugeMetricFa
     families = [items, batches]
     if last is not None:
         updated = _gauge("dmboot_factory_batch_last_update_timestamp_seconds", [])
-        updated.add_metric([], _aware(last).timestamp())
+        updated.add_metric([], last.timestamp())
         families.append(updated)
     return families
 

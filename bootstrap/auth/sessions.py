@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlmodel import col, delete, select
 
@@ -34,10 +34,6 @@ _TOUCH_EVERY = timedelta(seconds=30)
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -93,15 +89,15 @@ class SessionService:
             row = session.exec(select(ConsoleSessionRow).where(ConsoleSessionRow.token_hash == _digest(token))).first()
             if row is None:
                 return None
-            if _aware(row.expires_at) <= now or _aware(row.last_seen_at) + self.idle <= now:
+            if row.expires_at <= now or row.last_seen_at + self.idle <= now:
                 session.delete(row)
                 return None
-            if now - _aware(row.last_seen_at) >= _TOUCH_EVERY:
+            if now - row.last_seen_at >= _TOUCH_EVERY:
                 row.last_seen_at = now
                 session.add(row)
             return SessionInfo(id=row.id or 0, kind=row.kind, stage=row.stage, admin_id=row.admin_id,
-                               dev_id=row.dev_id, created_at=_aware(row.created_at),
-                               expires_at=_aware(row.expires_at))
+                               dev_id=row.dev_id, created_at=row.created_at,
+                               expires_at=row.expires_at)
 
     def promote(self, token: str, *, now: datetime | None = None) -> str:
         """After the TOTP step: end ``token``'s session and start an active one for the same admin.

@@ -15,7 +15,7 @@ nothing) and ``claim:<DevID>`` for subscriber claim codes.
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
@@ -29,11 +29,6 @@ __all__ = ["BASE_DELAY", "FREE_FAILURES", "MAX_DELAY", "LoginThrottle"]
 FREE_FAILURES = 5
 BASE_DELAY = timedelta(seconds=30)
 MAX_DELAY = timedelta(minutes=15)
-
-
-def _aware(value: datetime) -> datetime:
-    # SQLite returns naive datetimes; everything we store is UTC.
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class LoginThrottle:
@@ -55,8 +50,8 @@ class LoginThrottle:
         now = now or utcnow()
         with self._db.session() as session:
             row = session.exec(select(LoginThrottleRow).where(LoginThrottleRow.key == key)).first()
-        if row is not None and row.locked_until is not None and _aware(row.locked_until) > now:
-            wait = math.ceil((_aware(row.locked_until) - now).total_seconds())
+        if row is not None and row.locked_until is not None and row.locked_until > now:
+            wait = math.ceil((row.locked_until - now).total_seconds())
             raise TooManyAttempts(f"too many failed attempts; try again in {wait} seconds", retry_after=wait)
 
     def attempt(self, key: str, *, now: datetime | None = None) -> None:
@@ -83,8 +78,8 @@ class LoginThrottle:
         row = session.exec(select(LoginThrottleRow).where(LoginThrottleRow.key == key).with_for_update()).first()
         if row is None:
             row = LoginThrottleRow(key=key)
-        elif row.locked_until is not None and _aware(row.locked_until) > now:
-            wait = math.ceil((_aware(row.locked_until) - now).total_seconds())
+        elif row.locked_until is not None and row.locked_until > now:
+            wait = math.ceil((row.locked_until - now).total_seconds())
             raise TooManyAttempts(f"too many failed attempts; try again in {wait} seconds", retry_after=wait)
         row.failures += 1
         row.last_failure_at = now

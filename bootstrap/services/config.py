@@ -27,6 +27,7 @@ from bootstrap.services.audit import append_event
 from bootstrap.services.dm1 import profile_options
 from bootstrap.services.issuance import IssuanceService, Requester
 from bootstrap.services.pipeline.supersede import SUPERSEDE_MODES
+from bootstrap.store import profile_links
 from bootstrap.store.db import Database
 from bootstrap.store.models import (
     DataRepositoryRow,
@@ -35,6 +36,7 @@ from bootstrap.store.models import (
     EnrollmentProfileRow,
     EnrollmentTokenRow,
     ManufacturerCaRow,
+    row_id,
     utcnow,
 )
 from pki.authority import IssuedCertificate, fingerprint
@@ -182,7 +184,7 @@ class ConfigService:
         """
         with self._db.session() as session:
             row = _server(session, server_id)
-            users = [p.name for p in session.exec(select(EnrollmentProfileRow)) if row.id in p.dm_server_ids]
+            users = profile_links.profiles_using_server(session, row_id(row.id))
             if users or session.exec(select(DeviceRow).where(DeviceRow.chosen_dm_server_id == row.id)).first():
                 raise Conflict(f"DM server {server_id!r} is in use (profiles: {', '.join(users) or '-'};"
                                " or a device chose it)", field="server_id")
@@ -223,8 +225,7 @@ class ConfigService:
         """Remove a data repository no profile uses."""
         with self._db.session() as session:
             row = _repository(session, name)
-            users = [p.name for p in session.exec(select(EnrollmentProfileRow))
-                     if row.id in p.data_repository_ids]
+            users = profile_links.profiles_using_repository(session, row_id(row.id))
             if users:
                 raise Conflict(f"data repository {name!r} is used by profiles {', '.join(users)}", field="name")
             session.delete(row)
@@ -318,9 +319,9 @@ class ConfigService:
             raise InvalidRequest(f"delivery must be one of {', '.join(DELIVERY_MODES)}", field="delivery")
         if not isinstance(spec.validity_days, int) or not 1 <= spec.validity_days <= _MAX_VALIDITY_DAYS:
             raise InvalidRequest(f"validity_days must be 1 to {_MAX_VALIDITY_DAYS}", field="validity_days")
-        row.dm_server_ids = [_id(_server(session, s, field_="dm_servers").id) for s in _unique(spec.dm_servers)]
-        row.data_repository_ids = [_id(_repository(session, r, field_="data_repositories").id)
-                                   for r in _unique(spec.data_repositories)]
+        server_ids = [row_id(_server(session, s, field_="dm_servers").id) for s in _unique(spec.dm_servers)]
+        repository_ids = [row_id(_repository(session, r, field_="data_repositories").id)
+                          for r in _unique(spec.data_repositories)]
         row.key_types = _key_types(spec.key_types)
         row.attestation = _attestation(spec.attestation)
         row.dmacc = _dmacc(spec.dmacc)
@@ -337,6 +338,10 @@ class ConfigService:
         row.supersede, row.supersede_grace_seconds = spec.supersede, spec.supersede_grace_seconds
         row.description = _label(spec.description, "description", maximum=1024, empty=True)
         row.enabled = bool(spec.enabled)
+        session.add(row)
+        session.flush()  # a new profile gets its id, which its links refer to
+        profile_links.set_servers(session, row_id(row.id), server_ids)
+        profile_links.set_repositories(session, row_id(row.id), repository_ids)
 
     def _extra_mos(self, mos: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         checked: list[dict[str, Any]] = []
@@ -354,10 +359,9 @@ class ConfigService:
 
     @staticmethod
     def _view(session: Session, row: EnrollmentProfileRow) -> ProfileView:
-        servers = {s.id: s.server_id for s in session.exec(select(DmServerRow))}
-        repos = {r.id: r.name for r in session.exec(select(DataRepositoryRow))}
-        return ProfileView(row, tuple(servers.get(i, f"#{i}") for i in row.dm_server_ids),
-                           tuple(repos.get(i, f"#{i}") for i in row.data_repository_ids))
+        profile_id = row_id(row.id)
+        return ProfileView(row, tuple(s.server_id for s in profile_links.servers(session, profile_id)),
+                           tuple(r.name for r in profile_links.repositories(session, profile_id)))
 
     # -- manufacturer CAs -----------------------------------------------------------------
 
@@ -425,12 +429,6 @@ def _profile(session: Session, name: str) -> EnrollmentProfileRow:
     if row is None:
         raise NotFound(f"no enrollment profile {name!r}", field="profile")
     return row
-
-
-def _id(value: int | None) -> int:
-    if value is None:  # rows read from the database always have one
-        raise RuntimeError("row has no id")
-    return value
 
 
 def _unique(values: Sequence[str]) -> list[str]:

@@ -14,18 +14,36 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from sqlalchemy import Table, select
+from sqlalchemy import Table, bindparam, select
 from sqlmodel import Session
 
 from bootstrap.dm.content import BootstrapContent, DmAccount, ExtraMo, TrustAnchor
 from bootstrap.errors import InvalidRequest
 from bootstrap.services.authorities import CaInfo
-from bootstrap.store.models import AuthorityRow, DataRepositoryRow, DmServerRow, EnrollmentProfileRow
+from bootstrap.store.models import (
+    AuthorityRow,
+    DataRepositoryRow,
+    DmServerRow,
+    EnrollmentProfileRow,
+    ProfileDataRepositoryRow,
+    ProfileDmServerRow,
+)
 
 __all__ = ["ProfileContent", "pem_to_der", "profile_content"]
 
 _SERVERS: Table = DmServerRow.__table__  # type: ignore[attr-defined]
 _REPOS: Table = DataRepositoryRow.__table__  # type: ignore[attr-defined]
+_SERVER_LINKS: Table = ProfileDmServerRow.__table__  # type: ignore[attr-defined]
+_REPO_LINKS: Table = ProfileDataRepositoryRow.__table__  # type: ignore[attr-defined]
+_SERVER_COLUMNS = (_SERVERS.c.id, _SERVERS.c.server_id, _SERVERS.c.name, _SERVERS.c.url, _SERVERS.c.trust_anchor_pem)
+# Built once: they run on every enrollment. The profile's lists in their order (the first
+# DM server is the account's), joined to the rows they name.
+_PROFILE_SERVERS = (select(*_SERVER_COLUMNS).join(_SERVER_LINKS, _SERVER_LINKS.c.dm_server_id == _SERVERS.c.id)
+                    .where(_SERVER_LINKS.c.profile_id == bindparam("profile")).order_by(_SERVER_LINKS.c.position))
+_ONE_SERVER = select(*_SERVER_COLUMNS).where(_SERVERS.c.id == bindparam("id"))
+_PROFILE_REPOS = (select(_REPOS.c.id, _REPOS.c.name, _REPOS.c.url, _REPOS.c.trust_anchor_pem)
+                  .join(_REPO_LINKS, _REPO_LINKS.c.data_repository_id == _REPOS.c.id)
+                  .where(_REPO_LINKS.c.profile_id == bindparam("profile")).order_by(_REPO_LINKS.c.position))
 
 
 @functools.lru_cache(maxsize=256)
@@ -88,21 +106,18 @@ def profile_content(
     Raises:
         InvalidRequest: the profile names no DM server.
     """
-    if not profile.dm_server_ids:
-        raise InvalidRequest(f"enrollment profile {profile.name!r} has no DM server", field="profile")
-    server_ids = list(profile.dm_server_ids)
-    if chosen_server_id is not None and chosen_server_id not in server_ids:
-        server_ids.insert(0, chosen_server_id)
     # Core rows, not ORM objects: this runs on every enrollment and reads only columns.
     connection = session.connection()
-    servers = {s.id: s for s in connection.execute(
-        select(_SERVERS.c.id, _SERVERS.c.server_id, _SERVERS.c.name, _SERVERS.c.url, _SERVERS.c.trust_anchor_pem)
-        .where(_SERVERS.c.id.in_(server_ids)))}
-    by_id = {r.id: r for r in connection.execute(
-        select(_REPOS.c.id, _REPOS.c.name, _REPOS.c.url, _REPOS.c.trust_anchor_pem)
-        .where(_REPOS.c.id.in_(profile.data_repository_ids)))}
-    repos = [by_id[i] for i in profile.data_repository_ids if i in by_id]
-    account_server = servers[chosen_server_id or profile.dm_server_ids[0]]
+    listed = list(connection.execute(_PROFILE_SERVERS, {"profile": profile.id}))
+    if not listed:
+        raise InvalidRequest(f"enrollment profile {profile.name!r} has no DM server", field="profile")
+    servers = {s.id: s for s in listed}
+    server_ids = [s.id for s in listed]
+    if chosen_server_id is not None and chosen_server_id not in servers:
+        servers.update((s.id, s) for s in connection.execute(_ONE_SERVER, {"id": chosen_server_id}))
+        server_ids.insert(0, chosen_server_id)
+    repos = list(connection.execute(_PROFILE_REPOS, {"profile": profile.id}))
+    account_server = servers[chosen_server_id or server_ids[0]]
     root_der = pem_to_der(root.pem)
 
     def anchor(pem: str | None) -> bytes:

@@ -26,7 +26,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography import x509
@@ -47,7 +47,7 @@ from bootstrap.services.crl import (
     partition_scope,
 )
 from bootstrap.store.db import Database
-from bootstrap.store.models import AuthorityRow, CrlRow, RevokedRow, utcnow
+from bootstrap.store.models import AuthorityRow, CrlRow, RevokedRow, row_id, utcnow
 from pki.revocation import REASONS, encode_crl
 
 __all__ = ["CrlPublisher", "PublishReport"]
@@ -180,7 +180,7 @@ class CrlPublisher:
 
     def _publish_ca(self, session: Session, authority: AuthorityRow, now: datetime, *, full_after: timedelta,
                     force: bool) -> dict[str, tuple[int, int, int]]:
-        authority_id = _id(authority)
+        authority_id = row_id(authority.id)
         heads = _heads(session, authority_id)
         newest = session.exec(select(func.max(RevokedRow.id)).where(RevokedRow.authority_id == authority_id)).one()
         high = int(newest or 0)
@@ -246,7 +246,7 @@ def _heads(session: Session, authority_id: int) -> dict[tuple[str, str], _Head]:
     for kind, scope, number, this_update, next_update, log_upto in session.execute(query):
         known = heads.get((kind, scope))
         if known is None or number > known.number:
-            heads[(kind, scope)] = _Head(number, _aware(this_update), _aware(next_update), log_upto)
+            heads[(kind, scope)] = _Head(number, this_update, next_update, log_upto)
     return heads
 
 
@@ -281,15 +281,6 @@ def _delta_base(session: Session, authority_id: int, now: datetime) -> tuple[int
         .order_by(col(CrlRow.number))
         .limit(1)
     ).first()
-    return (int(row[0]), _aware(row[1])) if row else None
+    return (int(row[0]), row[1]) if row else None
 
 
-def _aware(moment: datetime) -> datetime:
-    # SQLite hands datetimes back without a zone; everything stored is UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _id(row: AuthorityRow) -> int:
-    if row.id is None:  # pragma: no cover - rows from the database have ids
-        raise RuntimeError("authority row has no id")
-    return row.id

@@ -26,7 +26,7 @@ from bootstrap.errors import Conflict, InvalidRequest, NotFound, SecretConflict
 from bootstrap.secrets.base import SecretStore
 from bootstrap.services.audit import append_event
 from bootstrap.store.db import Database
-from bootstrap.store.models import DeviceRow, DmServerRow, EnrollmentProfileRow, EnrollmentTokenRow, utcnow
+from bootstrap.store.models import DeviceRow, DmServerRow, EnrollmentProfileRow, EnrollmentTokenRow, row_id, utcnow
 from pki.identity import check_dev_id
 
 __all__ = ["DEVICE_STATUSES", "ENROLLMENT_TOKEN_PREFIX", "DeviceService", "DeviceView", "TokenView"]
@@ -103,7 +103,7 @@ class DeviceService:
                                      field="idevid_fingerprint")
         with self._db.session() as session:
             profile_row = _profile(session, profile)
-            row = DeviceRow(dev_id=dev_id, profile_id=_id(profile_row.id), idevid_fingerprint=idevid_fingerprint,
+            row = DeviceRow(dev_id=dev_id, profile_id=row_id(profile_row.id), idevid_fingerprint=idevid_fingerprint,
                             chosen_dm_server_id=_server_id(session, dm_server))
             session.add(row)
             try:
@@ -185,11 +185,11 @@ class DeviceService:
             profile_id = profile_row.id if profile_row is not None else device.profile_id  # type: ignore[union-attr]
             # Derivable from its id (bootstrap.auth.device_passwords), so HTTP Digest can recompute it;
             # the row is written with a random placeholder hash first, to learn the id.
-            row = EnrollmentTokenRow(token_hash=hash_token(secrets.token_urlsafe(24)), profile_id=_id(profile_id),
+            row = EnrollmentTokenRow(token_hash=hash_token(secrets.token_urlsafe(24)), profile_id=row_id(profile_id),
                                      dev_id=dev_id, expires_at=utcnow() + ttl, created_by=actor)
             session.add(row)
             session.flush()
-            token = derive_token(key, _id(row.id))
+            token = derive_token(key, row_id(row.id))
             row.token_hash = hash_token(token)
             session.add(row)
             session.flush()
@@ -295,9 +295,4 @@ def _device_view(session: Session, row: DeviceRow) -> DeviceView:
     server = session.get(DmServerRow, row.chosen_dm_server_id) if row.chosen_dm_server_id else None
     return DeviceView(row, _profile_name(session, row.profile_id), server.server_id if server else None)
 
-
-def _id(value: int | None) -> int:
-    if value is None:  # rows read from the database always have one
-        raise RuntimeError("row has no id")
-    return value
 

@@ -72,8 +72,9 @@ from bootstrap.services.enrollment import EnrollmentService
 from bootstrap.services.issuance import IssuanceService
 from bootstrap.services.pipeline import DeviceAuthorizer, SignOptions, valid_dev_id
 from bootstrap.services.pipeline.refusals import audit_refusal
+from bootstrap.store import profile_links
 from bootstrap.store.db import Database
-from bootstrap.store.models import DeviceRow, DmServerRow, EnrollmentProfileRow, utcnow
+from bootstrap.store.models import DeviceRow, DmServerRow, EnrollmentProfileRow, row_id, utcnow
 from pki.authority import IssuedCertificate
 
 __all__ = [
@@ -532,7 +533,8 @@ def _profile_row(session: Session, profile_id: int | None) -> EnrollmentProfileR
 
 
 def _server(session: Session, device: DeviceRow, profile: EnrollmentProfileRow) -> DmServerRow:
-    server_id = device.chosen_dm_server_id or (profile.dm_server_ids[0] if profile.dm_server_ids else None)
+    listed = profile_links.server_ids(session, row_id(profile.id))
+    server_id = device.chosen_dm_server_id or (listed[0] if listed else None)
     server = session.get(DmServerRow, server_id) if server_id is not None else None
     if server is None:
         raise ConfigurationError(f"enrollment profile {profile.name!r} names no DM server", field="profile")

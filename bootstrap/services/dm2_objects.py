@@ -24,7 +24,7 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -99,7 +99,7 @@ class ObjectStore:
             row = session.connection().execute(
                 delete(table).where(table.c.ref == ref).returning(table.c.dev_id, table.c.body, table.c.expires_at)
             ).first()
-        if row is None or _aware(row.expires_at) <= (now or utcnow()):
+        if row is None or row.expires_at <= (now or utcnow()):
             raise missing
         try:
             sealed = base64.b64decode(row.body)
@@ -113,5 +113,3 @@ class ObjectStore:
         session.execute(delete(DmObjectRow).where(DmObjectRow.dev_id == dev_id))  # type: ignore[arg-type]
 
 
-def _aware(value: datetime) -> datetime:  # SQLite gives naive datetimes back from a Core query
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

@@ -31,7 +31,7 @@ import logging
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography import x509
@@ -62,7 +62,7 @@ from bootstrap.services.factory_store import (
 )
 from bootstrap.services.factory_types import BatchSpec, BatchSummary, ItemError, ItemOutcome, ItemRequest
 from bootstrap.store.db import Database
-from bootstrap.store.models import AuthorityRow, EnrollmentProfileRow, FactoryBatchRow, utcnow
+from bootstrap.store.models import AuthorityRow, EnrollmentProfileRow, FactoryBatchRow, row_id, utcnow
 from pki.errors import PkiError
 from pki.identity import device_uri
 from pki.keys import KeyPolicy
@@ -180,10 +180,10 @@ class BatchService:
         signer = BatchSigner(authority, get_profile(profile.certificate_profile), KeyPolicy.of(profile.key_types),
                              timedelta(days=profile.validity_days))
         self._chains.setdefault(issuing.name, _chain_pem(issuing, authority.chain))
-        return OpenBatch(id=_id(row.id), spec=spec, station=station, profile_id=_id(profile.id),
-                         authority_id=_id(issuing.id), issuer=issuing.name, signer=signer, template=template,
+        return OpenBatch(id=row_id(row.id), spec=spec, station=station, profile_id=row_id(profile.id),
+                         authority_id=row_id(issuing.id), issuer=issuing.name, signer=signer, template=template,
                          kdf_salt=row.kdf_salt, kdf_iterations=row.kdf_iterations,
-                         summary=BatchSummary(_id(row.id), spec.idempotency_key, spec.profile))
+                         summary=BatchSummary(row_id(row.id), spec.idempotency_key, spec.profile))
 
     @staticmethod
     def check_profile(station: Station, profile: str) -> None:
@@ -441,7 +441,7 @@ class BatchService:
 
     def _redeliver(self, found: ExistingItem, now: datetime) -> tuple[bytes | None, str]:
         expires = found.key_expires_at
-        if found.key_ref is None or expires is None or _aware(expires) <= now:
+        if found.key_ref is None or expires is None or expires <= now:
             return None, "not-kept: the key was delivered with the first answer and is no longer kept"
         path, _, version = found.key_ref.split(":", 1)[1].rpartition("#")
         data, _ref = self._store.get(path, int(version))
@@ -533,11 +533,3 @@ def _chain_certs(pem: str) -> tuple[x509.Certificate, ...]:
     return tuple(x509.load_pem_x509_certificates(pem.encode()))
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
-def _id(value: int | None) -> int:
-    if value is None:  # rows read from or flushed to the database always have one
-        raise RuntimeError("row has no id")
-    return value

@@ -13,7 +13,7 @@ database on every request.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from cryptography import x509
 from sqlmodel import select
@@ -108,12 +108,10 @@ class StationService:
                 raise AuthenticationFailed(f"client certificate {print_} is not a registered factory station")
             station, token = found
             expires = token.expires_at
-            if token.revoked or (expires is not None and _aware(expires) <= at):
+            if token.revoked or (expires is not None and expires <= at):
                 raise AuthenticationFailed(f"the API token of station {station.name!r} is revoked or expired")
             return Principal.with_roles(token.name, "station", frozenset(token.roles),
                                         allowed_profiles=tuple(token.allowed_profiles),
                                         device_quota=token.device_quota)
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

@@ -21,17 +21,17 @@ What the choices mean for the next bootstrap (the enrollment service honours the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from bootstrap.auth.principals import hash_token
 from bootstrap.auth.throttle import LoginThrottle
 from bootstrap.errors import AuthenticationFailed, DmBootstrapError, InvalidRequest, NotFound, PermissionDenied
 from bootstrap.services.audit import append_event
+from bootstrap.store import profile_links
 from bootstrap.store.db import Database
-from bootstrap.store.models import DeviceRow, DmServerRow, EnrollmentProfileRow, EnrollmentTokenRow, utcnow
+from bootstrap.store.models import DeviceRow, DmServerRow, EnrollmentProfileRow, EnrollmentTokenRow, row_id, utcnow
 from pki.identity import check_dev_id
 
 __all__ = ["Package", "ServerChoice", "SubscriberService", "SubscriberView"]
@@ -74,10 +74,6 @@ class SubscriberView:
         return self.chosen_server_id or (self.servers[0].id if self.servers else None)
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def _summary(mo: dict[str, Any]) -> str:
     data = mo.get("MOData")
     keys = ", ".join(sorted(data)[:6]) if isinstance(data, dict) else ""
@@ -109,7 +105,7 @@ class SubscriberService:
         with self._db.session() as session:
             token = session.exec(select(EnrollmentTokenRow).where(
                 EnrollmentTokenRow.token_hash == hash_token(code.strip()))).first()
-            ok = (token is not None and token.dev_id == dev_id and _aware(token.expires_at) > utcnow())
+            ok = (token is not None and token.dev_id == dev_id and token.expires_at > utcnow())
             if ok and token is not None:
                 device = self._device(session, dev_id, token.profile_id)
                 ok = device.status != "blocked"
@@ -139,10 +135,8 @@ class SubscriberService:
         """The device, the servers it may be managed by, and the packages on offer."""
         with self._db.session() as session:
             device, profile = self._load(session, dev_id)
-            rows = {s.id: s for s in session.exec(select(DmServerRow).where(
-                col(DmServerRow.id).in_(profile.dm_server_ids)))}
-            servers = tuple(ServerChoice(s.id or 0, s.server_id, s.name, s.url)
-                            for s in (rows.get(i) for i in profile.dm_server_ids) if s is not None)
+            servers = tuple(ServerChoice(row_id(s.id), s.server_id, s.name, s.url)
+                            for s in profile_links.servers(session, row_id(profile.id)))
             packages = tuple(Package(str(m.get("ClientURI")), str(m.get("MOID", "")), _summary(m))
                              for m in profile.extra_mos)
             return SubscriberView(dev_id, profile.name, device.status, servers, device.chosen_dm_server_id,
@@ -156,7 +150,7 @@ class SubscriberService:
     @staticmethod
     def _set_server(session: Session, device: DeviceRow, profile: EnrollmentProfileRow, server_id: str) -> None:
         row = session.exec(select(DmServerRow).where(DmServerRow.server_id == server_id)).first()
-        if row is None or row.id not in profile.dm_server_ids:
+        if row is None or row.id not in profile_links.server_ids(session, row_id(profile.id)):
             raise InvalidRequest(f"{server_id!r} is not a DM server this device can use", field="server_id")
         device.chosen_dm_server_id = row.id
 
