@@ -134,7 +134,7 @@ class AdminAccountService:
 
     def list_admins(self) -> list[AdminInfo]:
         """Every admin, by name."""
-        with self._db.session() as session:
+        with self._db.read_session() as session:
             rows = session.exec(select(AdminRow).order_by(col(AdminRow.username)))
             return [AdminInfo.of(r) for r in rows]
 
@@ -144,12 +144,12 @@ class AdminAccountService:
         Raises:
             NotFound: no admin of that name.
         """
-        with self._db.session() as session:
+        with self._db.read_session() as session:
             return AdminInfo.of(self._row(session, username))
 
     def by_id(self, admin_id: int) -> AdminInfo | None:
         """The admin with database id ``admin_id``, if it exists."""
-        with self._db.session() as session:
+        with self._db.read_session() as session:
             row = session.get(AdminRow, admin_id)
             return AdminInfo.of(row) if row else None
 

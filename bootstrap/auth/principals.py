@@ -110,7 +110,7 @@ class TokenService:
 
     def describe_all(self) -> list[dict[str, object]]:
         """Every API token as JSON, newest first - never the token, not even its hash."""
-        with self._db.session() as session:
+        with self._db.read_session() as session:
             rows = session.exec(select(ApiTokenRow).order_by(ApiTokenRow.id.desc()))  # type: ignore[union-attr]
             return [{"name": r.name, "roles": r.roles, "allowed_profiles": r.allowed_profiles,
                      "device_quota": r.device_quota, "expires_at": r.expires_at.isoformat() if r.expires_at else None,

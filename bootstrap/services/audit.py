@@ -25,6 +25,7 @@ from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session
 
 from bootstrap import metrics
+from bootstrap.store.db import WriteSession
 from bootstrap.store.models import AuditEvent, AuditHead, utcnow
 
 __all__ = ["GENESIS", "AuditRecord", "append_event", "append_events", "event_hash"]
@@ -92,18 +93,24 @@ def append_event(
 
     Queuing to the commit writes all of a transaction's events with one lock of the
     chain's head, held only for the commit itself (see :func:`_write_queued`).
+
+    Raises:
+        TypeError: ``session`` is not one of ``Database.session()``'s: only those carry
+            the commit hook, and an event queued anywhere else would be lost.
     """
+    if not isinstance(session, WriteSession):
+        raise TypeError(f"audit events need a Database.session() session, not a {type(session).__name__}")
     session.info.setdefault(_QUEUE, []).append(AuditRecord(actor, action, outcome, target, detail or {}, request_id))
 
 
-@event.listens_for(OrmSession, "before_commit")
+@event.listens_for(WriteSession, "before_commit")
 def _write_queued(session: OrmSession) -> None:
     queued = session.info.pop(_QUEUE, None)
     if queued:
         append_events(session, queued)  # type: ignore[arg-type]
 
 
-@event.listens_for(OrmSession, "after_commit")
+@event.listens_for(WriteSession, "after_commit")
 def _count_written(session: OrmSession) -> None:
     written = session.info.pop(_WRITTEN, None)
     if written:
@@ -113,19 +120,19 @@ def _count_written(session: OrmSession) -> None:
             log.exception("could not count committed audit events in the metrics")
 
 
-@event.listens_for(OrmSession, "after_transaction_create")
+@event.listens_for(WriteSession, "after_transaction_create")
 def _mark_savepoint(session: OrmSession, transaction: SessionTransaction) -> None:
     if transaction.nested:  # remember where the savepoint's events start
         session.info.setdefault(_MARKS, {})[id(transaction)] = len(session.info.get(_QUEUE, ()))
 
 
-@event.listens_for(OrmSession, "after_transaction_end")
+@event.listens_for(WriteSession, "after_transaction_end")
 def _forget_savepoints(session: OrmSession, transaction: SessionTransaction) -> None:
     if transaction.parent is None:  # a savepoint's mark is read after it ends (after_soft_rollback)
         session.info.pop(_MARKS, None)
 
 
-@event.listens_for(OrmSession, "after_soft_rollback")
+@event.listens_for(WriteSession, "after_soft_rollback")
 def _drop_queued(session: OrmSession, previous: SessionTransaction) -> None:
     # A savepoint that rolls back drops only its own events (group commit: one
     # request of a batch fails alone); the whole transaction drops them all.

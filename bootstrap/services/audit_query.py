@@ -89,7 +89,7 @@ def search_events(database: Database, where: AuditFilter, *, limit: int = 100,
     query = select(AuditEvent).where(*where.clauses()).order_by(col(AuditEvent.seq).desc())
     if before_seq is not None:
         query = query.where(col(AuditEvent.seq) < before_seq)
-    with database.session() as session:
+    with database.read_session() as session:
         return list(session.exec(query.limit(min(max(limit, 1), _MAX_LIMIT))))
 
 
@@ -99,7 +99,7 @@ def export_events(database: Database, where: AuditFilter, *, batch: int = 1000) 
     while True:
         query = (select(AuditEvent).where(*where.clauses(), col(AuditEvent.seq) > last)
                  .order_by(col(AuditEvent.seq)).limit(batch))
-        with database.session() as session:
+        with database.read_session() as session:
             rows = list(session.exec(query))
         for row in rows:
             yield json.dumps(event_json(row), sort_keys=True, separators=(",", ":")) + "\n"

@@ -70,7 +70,7 @@ def _events(database: Database) -> Iterator[AuditEvent]:
     """Every event in seq order, read in batches (the trail can be long)."""
     last = 0
     while True:
-        with database.session() as session:
+        with database.read_session() as session:
             batch = list(session.exec(select(AuditEvent).where(col(AuditEvent.seq) > last)
                                       .order_by(col(AuditEvent.seq)).limit(_BATCH)))
         yield from batch
@@ -131,7 +131,7 @@ def verify_chain(database: Database, *, expect: tuple[int, str] | None = None) -
 
 def _check_head(database: Database, report: VerifyReport, last: AuditEvent | None,
                 expect: tuple[int, str] | None) -> None:
-    with database.session() as session:
+    with database.read_session() as session:
         head = session.get(AuditHead, 1)
     head_seq, head_hash = (head.seq, head.hash) if head else (0, GENESIS)
     report.head_seq, report.head_hash = head_seq, head_hash

@@ -168,12 +168,12 @@ class ConfigService:
 
     def list_servers(self) -> list[DmServerRow]:
         """Every DM server, by SrvID."""
-        with self._db.session() as session:
+        with self._db.read_session() as session:
             return list(session.exec(select(DmServerRow).order_by(col(DmServerRow.server_id))))
 
     def get_server(self, server_id: str) -> DmServerRow:
         """One DM server; NotFound if there is none."""
-        with self._db.session() as session:
+        with self._db.read_session() as session:
             return _server(session, server_id)
 
     def delete_server(self, server_id: str, *, actor: str) -> None:
@@ -213,12 +213,12 @@ class ConfigService:
 
     def list_repositories(self) -> list[DataRepositoryRow]:
         """Every data repository, by name."""
-        with self._db.session() as session:
+        with self._db.read_session() as session:
             return list(session.exec(select(DataRepositoryRow).order_by(col(DataRepositoryRow.name))))
 
     def get_repository(self, name: str) -> DataRepositoryRow:
         """One data repository; NotFound if there is none."""
-        with self._db.session() as session:
+        with self._db.read_session() as session:
             return _repository(session, name)
 
     def delete_repository(self, name: str, *, actor: str) -> None:
@@ -291,13 +291,13 @@ class ConfigService:
 
     def list_profiles(self) -> list[ProfileView]:
         """Every enrollment profile, by name."""
-        with self._db.session() as session:
+        with self._db.read_session() as session:
             rows = session.exec(select(EnrollmentProfileRow).order_by(col(EnrollmentProfileRow.name)))
             return [self._view(session, row) for row in rows]
 
     def get_profile(self, name: str) -> ProfileView:
         """One enrollment profile; NotFound if there is none."""
-        with self._db.session() as session:
+        with self._db.read_session() as session:
             return self._view(session, _profile(session, name))
 
     def delete_profile(self, name: str, *, actor: str) -> None:
@@ -391,7 +391,7 @@ class ConfigService:
 
     def list_manufacturer_cas(self) -> list[ManufacturerCaRow]:
         """Every manufacturer CA, enabled or not, by name."""
-        with self._db.session() as session:
+        with self._db.read_session() as session:
             return list(session.exec(select(ManufacturerCaRow).order_by(col(ManufacturerCaRow.name))))
 
     def set_manufacturer_ca_enabled(self, name: str, enabled: bool, *, actor: str) -> ManufacturerCaRow:

@@ -48,7 +48,7 @@ def dashboard(database: Database, *, now: datetime | None = None) -> Dashboard:
     # of that is left (services/ocsp.py): they are always "within 30 days" and never an admin's job.
     expiring_where = (col(CertificateRow.status) == "valid", col(CertificateRow.not_after) > now,
                       col(CertificateRow.not_after) <= soon, col(CertificateRow.profile) != "ocsp-signer")
-    with database.session() as session:
+    with database.read_session() as session:
         issued = _count(session, select(func.count()).select_from(CertificateRow)
                         .where(col(CertificateRow.created_at) >= midnight))
         enrolled = _count(session, select(func.count()).select_from(AuditEvent).where(
@@ -70,7 +70,7 @@ def dashboard(database: Database, *, now: datetime | None = None) -> Dashboard:
 
 def device_certificates(database: Database, dev_id: str) -> list[CertificateRow]:
     """Every certificate issued to ``dev_id``, newest first."""
-    with database.session() as session:
+    with database.read_session() as session:
         return list(session.exec(select(CertificateRow).where(CertificateRow.device_id == dev_id)
                                  .order_by(col(CertificateRow.id).desc()).limit(200)))
 
@@ -80,7 +80,7 @@ def device_history(database: Database, dev_id: str, serials: list[str], *, limit
     targets = [col(AuditEvent.target) == dev_id, col(AuditEvent.actor) == f"subscriber:{dev_id}"]
     if serials:
         targets.append(col(AuditEvent.target).in_(serials))
-    with database.session() as session:
+    with database.read_session() as session:
         return list(session.exec(select(AuditEvent).where(or_(*targets))
                                  .order_by(col(AuditEvent.seq).desc()).limit(limit)))
 
@@ -90,7 +90,7 @@ def count_certificates(database: Database, *, profile: str | None = None) -> int
     query = select(func.count()).select_from(CertificateRow)
     if profile:
         query = query.where(CertificateRow.profile == profile)
-    with database.session() as session:
+    with database.read_session() as session:
         return _count(session, query)
 
 
@@ -105,7 +105,7 @@ def count_devices(database: Database, *, q: str | None = None, status: str | Non
     if profile:
         query = query.join(EnrollmentProfileRow, col(EnrollmentProfileRow.id) == DeviceRow.profile_id).where(
             EnrollmentProfileRow.name == profile)
-    with database.session() as session:
+    with database.read_session() as session:
         return _count(session, query)
 
 
@@ -125,5 +125,5 @@ def search_certificates(database: Database, q: str = "", *, limit: int = 50,
                         col(CertificateRow.device_id).contains(q.strip(), autoescape=True))
         query, counted = query.where(condition), counted.where(condition)
     query = query.order_by(col(CertificateRow.id).desc()).offset(max(offset, 0)).limit(min(max(limit, 1), 500))
-    with database.session() as session:
+    with database.read_session() as session:
         return list(session.exec(query)), _count(session, counted)

@@ -116,7 +116,7 @@ class DeviceService:
 
     def get(self, dev_id: str) -> DeviceView:
         """One device, with what it declared (MOs, features; DM-HLF-008)."""
-        with self._db.session() as session:
+        with self._db.read_session() as session:
             return _device_view(session, _device(session, dev_id))
 
     def search(self, *, q: str | None = None, status: str | None = None, profile: str | None = None,
@@ -130,7 +130,7 @@ class DeviceService:
             if status not in DEVICE_STATUSES:
                 raise InvalidRequest(f"status must be one of {', '.join(DEVICE_STATUSES)}", field="status")
             query = query.where(DeviceRow.status == status)
-        with self._db.session() as session:
+        with self._db.read_session() as session:
             if profile:
                 query = query.where(DeviceRow.profile_id == _profile(session, profile).id)
             return [_device_view(session, row) for row in session.exec(query)]
@@ -205,7 +205,7 @@ class DeviceService:
                  .offset(max(offset, 0)).limit(min(max(limit, 1), 1000)))
         if dev_id:
             query = query.where(EnrollmentTokenRow.dev_id == dev_id)
-        with self._db.session() as session:
+        with self._db.read_session() as session:
             if profile:
                 query = query.where(EnrollmentTokenRow.profile_id == _profile(session, profile).id)
             names = {p.id: p.name for p in session.exec(select(EnrollmentProfileRow))}

@@ -75,7 +75,7 @@ class StationService:
 
     def list(self) -> list[tuple[FactoryStationRow, str]]:
         """Stations with the name of their token."""
-        with self._db.session() as session:
+        with self._db.read_session() as session:
             rows = session.exec(select(FactoryStationRow, ApiTokenRow).where(
                 FactoryStationRow.token_id == ApiTokenRow.id).order_by(FactoryStationRow.name))
             return [(station, token.name) for station, token in rows]

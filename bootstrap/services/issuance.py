@@ -81,7 +81,7 @@ class IssuanceService:
 
     def get(self, serial_hex: str) -> CertificateRow:
         serial = serial_hex.lower().removeprefix("0x").replace(":", "").lstrip("0")
-        with self._db.session() as session:
+        with self._db.read_session() as session:
             row = session.exec(select(CertificateRow).where(CertificateRow.serial_hex == serial)).first()
         if row is None:
             raise NotFound(f"no certificate with serial {serial_hex}", field="serial")
@@ -91,7 +91,7 @@ class IssuanceService:
         """The serials certificate ``serial_hex`` superseded (re-enrollment), oldest first."""
         query = select(CertificateRow.serial_hex).where(CertificateRow.superseded_by == serial_hex) \
             .order_by(col(CertificateRow.id))
-        with self._db.session() as session:
+        with self._db.read_session() as session:
             return list(session.exec(query))
 
     def list(self, *, limit: int = 100, offset: int = 0, profile: str | None = None,
@@ -103,5 +103,5 @@ class IssuanceService:
             query = query.where(col(CertificateRow.id) < after)
         if profile:
             query = query.where(CertificateRow.profile == profile)
-        with self._db.session() as session:
+        with self._db.read_session() as session:
             return list(session.exec(query))

@@ -238,7 +238,7 @@ class RevocationService:
             .order_by(col(CertificateRow.not_after))
             .limit(max(1, min(limit, 10_000)))
         )
-        with self._db.session() as session:
+        with self._db.read_session() as session:
             return list(session.exec(query))
 
 
@@ -249,7 +249,7 @@ class RevocationService:
         Raises:
             NotFound: no enrollment profile of that name.
         """
-        with self._db.session() as session:
+        with self._db.read_session() as session:
             if profile is not None:
                 group = session.exec(select(EnrollmentProfileRow).where(EnrollmentProfileRow.name == profile)).first()
                 if group is None:

@@ -1,12 +1,19 @@
 """Engines and sessions for SQLite (the embedded default) and PostgreSQL.
 
-SQLite runs in WAL mode with ``BEGIN IMMEDIATE`` for every transaction, so
-concurrent writers queue on the busy timeout instead of failing half-way.
+Two kinds of session, both made here and nowhere else:
+
+- :meth:`Database.session`, a :class:`WriteSession`: the unit of work that writes.
+  On SQLite its transaction opens with ``BEGIN IMMEDIATE``, so concurrent writers
+  queue on the busy timeout instead of failing half-way. The audit trail's commit
+  hook is registered on this class alone (``bootstrap.services.audit``).
+- :meth:`Database.read_session`, a :class:`ReadSession`: for pages, lists and
+  lookups. On SQLite it opens a deferred ``BEGIN``, which in WAL mode takes no
+  write lock, so reads go on while a writer holds it; it refuses to flush changes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -17,7 +24,20 @@ from sqlmodel import Session, create_engine
 
 from bootstrap.files import private_file
 
-__all__ = ["Database", "normalize_url"]
+__all__ = ["Database", "ReadSession", "WriteSession", "normalize_url"]
+
+
+class WriteSession(Session):
+    """A session that writes: made by :meth:`Database.session` (the audit hook listens on this class)."""
+
+
+class ReadSession(Session):
+    """A session that only reads: made by :meth:`Database.read_session`; flushing a change raises."""
+
+    def flush(self, objects: Sequence[Any] | None = None) -> None:
+        if self.new or self.dirty or self.deleted:
+            raise RuntimeError("a read session does not write: use Database.session()")
+        super().flush(objects)
 
 
 def normalize_url(url: str) -> str:
@@ -34,6 +54,8 @@ class Database:
         self.url = normalize_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
         self.engine = self._make_engine(echo)
+        # The same pool; the option makes _sqlite_begin open a deferred transaction.
+        self._read_engine = self.engine.execution_options(dmboot_read=True)
 
     def _make_engine(self, echo: bool) -> Engine:
         if not self.is_sqlite:
@@ -56,7 +78,16 @@ class Database:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session whose transaction commits on success and rolls back on error."""
-        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+        with WriteSession(self.engine, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    @contextmanager
+    def read_session(self) -> Iterator[ReadSession]:
+        """A session for reads: no SQLite write lock (deferred ``BEGIN``), rolled back at the end.
+
+        The rows it returns stay usable after it closes (nothing is expired).
+        """
+        with ReadSession(self._read_engine, expire_on_commit=False, autoflush=False) as session:
             yield session
 
     def reader(self) -> Connection:
@@ -89,6 +120,7 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
 
 def _sqlite_begin(connection: Any) -> None:
     # Writers take the write lock up front, so they queue on the busy timeout instead of
-    # failing half-way when they upgrade a read lock; Database.reader() connections only read.
+    # failing half-way when they upgrade a read lock; Database.reader() connections and
+    # read sessions only read, and in WAL mode a deferred BEGIN takes no lock a writer waits for.
     read_only = connection.get_execution_options().get("dmboot_read", False)
     connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")

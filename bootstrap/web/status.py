@@ -51,7 +51,7 @@ def _readiness(runtime: Runtime) -> Response:
     # ports, paths): that goes to the log, one line per failure class.
     checks: dict[str, str] = {}
     try:
-        with runtime.database.session() as session:
+        with runtime.database.read_session() as session:
             session.execute(text("SELECT 1"))
             runtime.authorities.active_row(session)
         checks["database"] = "ok"
@@ -81,7 +81,7 @@ def _readiness(runtime: Runtime) -> Response:
 
 def _certificate(request: Request, name: str) -> x509.Certificate:
     runtime = _runtime(request)
-    with runtime.database.session() as session:
+    with runtime.database.read_session() as session:
         for row in runtime.authorities.all_rows(session):
             if row.name == name:
                 return x509.load_pem_x509_certificate(row.pem.encode())
@@ -108,7 +108,7 @@ def ca_bundle(request: Request) -> Response:
     they expire; relying parties that load this bundle trust both during the overlap.
     """
     runtime = _runtime(request)
-    with runtime.database.session() as session:
+    with runtime.database.read_session() as session:
         rows = runtime.authorities.bundle_rows(session)
     return Response("".join(r.pem for r in rows), media_type=PEM_CHAIN)
 
@@ -116,7 +116,7 @@ def ca_bundle(request: Request) -> Response:
 def ca_chain(request: Request) -> Response:
     """``/ca/chain.pem``: the active issuing CA followed by the root."""
     runtime = _runtime(request)
-    with runtime.database.session() as session:
+    with runtime.database.read_session() as session:
         issuing = runtime.authorities.active_row(session)
         root = runtime.authorities.root_row(session)
     return Response(issuing.pem + root.pem, media_type=PEM_CHAIN)
