@@ -41,7 +41,7 @@ from bootstrap.services.audit import append_event
 from bootstrap.services.authorities import AuthorityDirectory
 from bootstrap.services.ocsp_cache import CacheKey, OcspCache, StoredResponse
 from bootstrap.store.db import Database
-from bootstrap.store.models import AuthorityRow, CertificateRow, OcspSignerRow, utcnow
+from bootstrap.store.models import AuthorityRow, CertificateRow, OcspSignerRow, row_id, utcnow
 from pki.authority import fingerprint
 from pki.errors import SignerError, SignerUnavailable
 from pki.ocsp import (
@@ -292,7 +292,7 @@ class OcspResponder:
         for row in rows:
             cert = x509.load_pem_x509_certificate(row.pem.encode())
             name_hash, key_hash = issuer_hashes(cert, algorithm)
-            index[(algorithm.name, name_hash, key_hash)] = _Issuer(_row_id(row), row.name, row.kind == "root")
+            index[(algorithm.name, name_hash, key_hash)] = _Issuer(row_id(row.id), row.name, row.kind == "root")
         with self._lock:
             self._issuers.update(index)
 
@@ -348,13 +348,13 @@ class OcspResponder:
         issued = ca.issue(signer.public_key, names, PROFILES["ocsp-signer"], now=now)
         cert = issued.certificate
         session.add(CertificateRow(
-            serial_hex=issued.serial_hex, authority_id=_row_id(authority), profile=issued.profile,
+            serial_hex=issued.serial_hex, authority_id=row_id(authority.id), profile=issued.profile,
             subject=cert.subject.rfc4514_string(), common_name=names.common_name, sans="[]", device_id=None,
             key_type=ref.key_type.value, not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
             fingerprint=fingerprint(cert), pem=issued.pem, requested_by="system:ocsp",
         ))
         session.add(OcspSignerRow(
-            authority_id=_row_id(authority), serial_hex=issued.serial_hex, key_ref=ref.to_uri(),
+            authority_id=row_id(authority.id), serial_hex=issued.serial_hex, key_ref=ref.to_uri(),
             pem=cert.public_bytes(Encoding.PEM).decode(), not_before=cert.not_valid_before_utc,
             not_after=cert.not_valid_after_utc,
         ))
@@ -363,7 +363,7 @@ class OcspResponder:
                                                        "not_after": cert.not_valid_after_utc.isoformat()})
         session.flush()
         log.info("issued OCSP responder certificate %s for %s", issued.serial_hex, authority.name)
-        return _Responder(_row_id(authority), cert, signer)
+        return _Responder(row_id(authority.id), cert, signer)
 
 
 
@@ -385,9 +385,3 @@ def _error(status: x509_ocsp.OCSPResponseStatus) -> OcspAnswer:
         x509_ocsp.OCSPResponseStatus.UNAUTHORIZED: "unauthorized",
     }
     return OcspAnswer(unsuccessful(status), names.get(status, status.name))
-
-
-def _row_id(row: AuthorityRow) -> int:
-    if row.id is None:  # pragma: no cover - rows from the database have ids
-        raise RuntimeError("authority row has no id")
-    return row.id
