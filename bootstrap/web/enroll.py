@@ -119,7 +119,7 @@ async def enroll(request: Request) -> Response:
 
 def _discovery(runtime: Runtime) -> dict[str, Any]:
     base = runtime.settings.public_url.rstrip("/")
-    with runtime.database.session() as session:
+    with runtime.database.read_session() as session:
         issuers = [row.name for row in runtime.authorities.all_rows(session)]
     return {
         "service": "dm-bootstrap",

@@ -38,7 +38,7 @@ async def dashboard(request: Request, user: ConsoleUser) -> Response:
 async def cas(request: Request, user: ConsoleUser) -> Response:
     """Our CAs, manufacturer CAs, and the trust anchors of DM servers and data repositories."""
     runtime = runtime_of(request)
-    with runtime.database.session() as session:
+    with runtime.database.read_session() as session:
         ours = runtime.authorities.all_rows(session)
     anchors = ([("DM server", s.server_id, _anchor(s.trust_anchor_pem)) for s in runtime.config.list_servers()]
                + [("data repository", r.name, _anchor(r.trust_anchor_pem))
