@@ -54,8 +54,17 @@ class Database:
         self.url = normalize_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
         self.engine = self._make_engine(echo)
+
+    @property
+    def engine(self) -> Engine:
+        """The engine every session and connection of this database uses."""
+        return self._engine
+
+    @engine.setter
+    def engine(self, engine: Engine) -> None:
+        self._engine = engine
         # The same pool; the option makes _sqlite_begin open a deferred transaction.
-        self._read_engine = self.engine.execution_options(dmboot_read=True)
+        self._read_engine = engine.execution_options(dmboot_read=True)
 
     def _make_engine(self, echo: bool) -> Engine:
         if not self.is_sqlite:
