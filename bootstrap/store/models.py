@@ -536,3 +536,6 @@ class DmObjectRow(SQLModel, table=True):
     body: str
     expires_at: datetime = Field(index=True)
     created_at: datetime = Field(default_factory=utcnow)
+
+
+import bootstrap.store.tpm_models  # noqa: E402,F401 - registers the TPM tables on SQLModel.metadata
