@@ -25,10 +25,10 @@ import struct
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.decrepit.ciphers.modes import CFB
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from cryptography.hazmat.decrepit.ciphers.modes import CFB
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 
 from pki.errors import EncodingError
@@ -43,6 +43,7 @@ __all__ = [
     "Attest",
     "Credential",
     "TpmFormatError",
+    "TPM_RESIDENT_KEY_POLICY",
     "TpmPublic",
     "kdfa",
     "kdfe",
@@ -51,6 +52,12 @@ __all__ = [
     "parse_public",
     "verify_signature",
 ]
+
+#: Ours: the certificatePolicies OID of a certificate whose key the service saw certified by a TPM
+#: attestation key (fixedTPM, fixedParent, sensitiveDataOrigin: made in and never leaving a TPM
+#: whose EK certificate chains to a registered TPM manufacturer). Under the UUID arc 2.25
+#: (ITU-T X.667), which needs no registration; docs/tpm.md.
+TPM_RESIDENT_KEY_POLICY = "2.25.99537145608391590891256349739235960163.1"
 
 # TPMA_OBJECT bits (Part 2 §8.3).
 ATTR_FIXED_TPM = 1 << 1

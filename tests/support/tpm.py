@@ -9,6 +9,7 @@ maker runs (docs/tpm.md).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import socket
@@ -18,6 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from asn1crypto import csr as asn1csr
+from asn1crypto import pem
 from cryptography import x509
 
 __all__ = ["SoftTpm", "TpmCommandFailed", "TpmKey", "TpmMaker", "tpm_maker", "tpm_device"]
@@ -182,11 +185,25 @@ class SoftTpm:
         return TpmKey(Path(handle), pub, name), handle
 
     def csr(self, handle: str, common_name: str) -> str:
-        """A PKCS#10 request signed in the TPM by the key at ``handle`` (tpm2-openssl provider)."""
+        """A PKCS#10 request for the key at ``handle``, signed in the TPM.
+
+        tpm2-openssl makes the request body (the key as the TPM reports it); its own
+        signature is redone with ``tpm2_sign``, because tpm2-openssl 1.1 writes NULL
+        parameters into ecdsa-with-SHA256, which RFC 5758 3.2 forbids (and which
+        cryptography refuses).
+        """
         out = self._file("csr.pem")
         self.run("openssl", "req", "-new", "-provider", "tpm2", "-provider", "default", "-key", f"handle:{handle}",
                  "-subj", f"/CN={common_name}", "-out", str(out))
-        return out.read_text()
+        request = asn1csr.CertificationRequest.load(pem.unarmor(out.read_bytes())[2])
+        info = request["certification_request_info"]
+        digest, signature = self._file("digest"), self._file("signature")
+        digest.write_bytes(hashlib.sha256(info.dump()).digest())
+        self.run("tpm2_sign", "-c", handle, "-g", "sha256", "-d", str(digest), "-f", "plain", "-o", str(signature))
+        fixed = asn1csr.CertificationRequest({"certification_request_info": info,
+                                              "signature_algorithm": {"algorithm": "sha256_ecdsa"},
+                                              "signature": signature.read_bytes()})
+        return pem.armor("CERTIFICATE REQUEST", fixed.dump()).decode()
 
     def certify(self, key: TpmKey, ak: TpmKey) -> tuple[bytes, bytes]:
         """``tpm2_certify`` of ``key`` by ``ak``: (TPMS_ATTEST, TPMT_SIGNATURE)."""

@@ -1,0 +1,127 @@
+"""TPM 2.0 attestation over the JSON enroll API: two round trips (docs/tpm.md).
+
+``POST /api/v1/enroll/tpm/challenge`` (round 1) takes ``{"dev_id", "ek_certificate",
+"ek_chain"?, "ek_public", "ak_public", "csr"}`` and answers ``{"credential_blob",
+"encrypted_secret", "challenge", "expires_at"}``. ``POST /api/v1/enroll/tpm`` (round 2)
+takes ``{"dev_id", "challenge", "secret", "ak_public", "key_public", "certify_info",
+"signature", "csr", "mos"?, "features"?}`` and answers what ``/api/v1/enroll`` does.
+Binary members are base64 (standard alphabet, padding optional); the CSR is PEM.
+Every refusal is problem+json and an audit event.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from bootstrap.auth.attestation import Evidence
+from bootstrap.auth.tpm import TpmProof
+from bootstrap.errors import DmBootstrapError, InvalidRequest
+from bootstrap.runtime import Runtime
+from bootstrap.services.tpm import TpmStart
+from bootstrap.web.api import JSON, field, media_type, parse_json, request_id
+from bootstrap.web.enroll import content_document
+
+__all__ = ["TPM_CHALLENGE_PATH", "TPM_ENROLL_PATH", "routes"]
+
+TPM_CHALLENGE_PATH = "/api/v1/enroll/tpm/challenge"
+TPM_ENROLL_PATH = "/api/v1/enroll/tpm"
+_ROUND1 = {"dev_id", "ek_certificate", "ek_chain", "ek_public", "ak_public", "csr"}
+_ROUND2 = {"dev_id", "challenge", "secret", "ak_public", "key_public", "certify_info", "signature", "csr", "mos",
+           "features"}
+_MAX_B64 = 8192
+
+
+def _runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def _bytes(document: dict[str, Any], key: str) -> bytes:
+    value = field(document, key, str, required=True)
+    if value is None or len(value) > _MAX_B64:
+        raise InvalidRequest(f"{key} must be base64 of at most {_MAX_B64} characters", field=key)
+    try:
+        return base64.b64decode(value + "=" * (-len(value) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidRequest(f"{key} is not base64", field=key) from None
+
+
+def _document(request: Request, body: bytes, members: set[str]) -> dict[str, Any]:
+    document = parse_json(media_type(request), body)
+    if not isinstance(document, dict):
+        raise InvalidRequest("the body must be a JSON object", field="body")
+    unknown = sorted(set(document) - members)
+    if unknown:
+        raise InvalidRequest(f"unknown members: {', '.join(unknown)}", field=unknown[0])
+    return document
+
+
+def _dev_id(document: object) -> object:
+    return document.get("dev_id") if isinstance(document, dict) else None
+
+
+async def challenge(request: Request) -> Response:
+    """Round 1: EK certificate, EK and AK public areas and CSR in; a credential and a challenge out."""
+    runtime = _runtime(request)
+    body = await request.body()
+    document: Any = None
+    try:
+        document = _document(request, body, _ROUND1)
+        chain = field(document, "ek_chain", list) or []
+        if len(chain) > 4 or not all(isinstance(c, str) for c in chain):
+            raise InvalidRequest("ek_chain must be a list of at most 4 base64 certificates", field="ek_chain")
+        start = TpmStart(dev_id=str(field(document, "dev_id", str, required=True)),
+                         ek_certificate=_bytes(document, "ek_certificate"),
+                         ek_chain=tuple(_bytes({"ek_chain": c}, "ek_chain") for c in chain),
+                         ek_public=_bytes(document, "ek_public"), ak_public=_bytes(document, "ak_public"),
+                         csr=str(field(document, "csr", str, required=True)).encode())
+    except DmBootstrapError as exc:
+        await run_in_threadpool(runtime.enrollment.record_refusal, _dev_id(document), "tpm", exc, channel="json",
+                                request_id=request_id(request))
+        raise
+    answer = await run_in_threadpool(runtime.tpm.start, start, request_id=request_id(request))
+    return JSONResponse({
+        "credential_blob": base64.b64encode(answer.credential_blob).decode(),
+        "encrypted_secret": base64.b64encode(answer.encrypted_secret).decode(),
+        "challenge": answer.challenge,
+        "expires_at": answer.expires_at.isoformat(),
+    }, media_type=JSON)
+
+
+async def enroll(request: Request) -> Response:
+    """Round 2: the activated secret and the AK's certification of the CSR's key; the enrollment out."""
+    runtime = _runtime(request)
+    body = await request.body()
+    document: Any = None
+    try:
+        document = _document(request, body, _ROUND2)
+        dev_id = str(field(document, "dev_id", str, required=True))
+        csr = str(field(document, "csr", str, required=True)).encode()
+        proof = TpmProof(challenge=str(field(document, "challenge", str, required=True)),
+                         secret=_bytes(document, "secret"), ak_public=_bytes(document, "ak_public"),
+                         key_public=_bytes(document, "key_public"), certify_info=_bytes(document, "certify_info"),
+                         signature=_bytes(document, "signature"), csr=csr)
+        mos, features = field(document, "mos", list), field(document, "features", dict)
+    except DmBootstrapError as exc:
+        await run_in_threadpool(runtime.enrollment.record_refusal, _dev_id(document), "tpm", exc, channel="json",
+                                request_id=request_id(request))
+        raise
+    outcome = await run_in_threadpool(
+        runtime.enrollment.enroll, dev_id, Evidence("tpm", tpm=proof, body=body), csr, declared_mos=mos,
+        features=features, channel="json", request_id=request_id(request))
+    return JSONResponse(content_document(outcome), media_type=JSON)
+
+
+def routes() -> list[Route]:
+    """The two rounds of TPM attestation."""
+    return [
+        Route(TPM_CHALLENGE_PATH, challenge, methods=["POST"]),
+        Route(TPM_ENROLL_PATH, enroll, methods=["POST"]),
+    ]
