@@ -7,6 +7,11 @@ takes ``{"dev_id", "challenge", "secret", "ak_public", "key_public", "certify_in
 "signature", "csr", "mos"?, "features"?}`` and answers what ``/api/v1/enroll`` does.
 Binary members are base64 (standard alphabet, padding optional); the CSR is PEM.
 Every refusal is problem+json and an audit event.
+
+The admin API registers TPM manufacturer CAs per enrollment profile:
+``GET|POST /api/v1/profiles/{name}/tpm-cas`` (``{name, pem}``) and
+``PATCH /api/v1/profiles/{name}/tpm-cas/{ca}`` (``{enabled}``); permissions
+``ca:read`` and ``ca:manage``, as for IDevID manufacturer CAs.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import base64
 import binascii
 from typing import Any
 
+from cryptography import x509
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -25,7 +31,9 @@ from bootstrap.auth.tpm import TpmProof
 from bootstrap.errors import DmBootstrapError, InvalidRequest
 from bootstrap.runtime import Runtime
 from bootstrap.services.tpm import TpmStart
-from bootstrap.web.api import JSON, field, media_type, parse_json, request_id
+from bootstrap.store.tpm_models import TpmManufacturerCaRow
+from bootstrap.web.api import JSON, field, media_type, parse_json, read_json, request_id
+from bootstrap.web.auth import authorize
 from bootstrap.web.enroll import content_document
 
 __all__ = ["TPM_CHALLENGE_PATH", "TPM_ENROLL_PATH", "routes"]
@@ -119,9 +127,50 @@ async def enroll(request: Request) -> Response:
     return JSONResponse(content_document(outcome), media_type=JSON)
 
 
+# -- admin: TPM manufacturer CAs ---------------------------------------------------------
+
+
+def _ca_json(profile: str, row: TpmManufacturerCaRow) -> dict[str, Any]:
+    cert = x509.load_pem_x509_certificate(row.pem.encode())
+    return {"profile": profile, "name": row.name, "fingerprint": row.fingerprint,
+            "subject": cert.subject.rfc4514_string(), "not_after": cert.not_valid_after_utc.isoformat(),
+            "enabled": row.enabled, "pem": row.pem, "created_at": row.created_at.isoformat()}
+
+
+async def list_cas(request: Request) -> Response:
+    """The TPM manufacturer CAs of a profile."""
+    await authorize(request, "ca:read")
+    rows = await run_in_threadpool(_runtime(request).tpm_trust.list, request.path_params["name"])
+    return JSONResponse([_ca_json(p, r) for p, r in rows])
+
+
+async def add_ca(request: Request) -> Response:
+    """Trust a TPM manufacturer CA for a profile's EK certificates: ``{name, pem}``."""
+    principal = await authorize(request, "ca:manage")
+    body = await read_json(request)
+    profile = request.path_params["name"]
+    row = await run_in_threadpool(_runtime(request).tpm_trust.add, profile,
+                                  str(field(body, "name", str, required=True)),
+                                  str(field(body, "pem", str, required=True)), actor=principal.actor)
+    return JSONResponse(_ca_json(profile, row), status_code=201)
+
+
+async def update_ca(request: Request) -> Response:
+    """Enable or disable a TPM manufacturer CA: ``{enabled}``."""
+    principal = await authorize(request, "ca:manage")
+    enabled = field(await read_json(request), "enabled", bool, required=True)
+    profile = request.path_params["name"]
+    row = await run_in_threadpool(_runtime(request).tpm_trust.set_enabled, profile, request.path_params["ca"],
+                                  bool(enabled), actor=principal.actor)
+    return JSONResponse(_ca_json(profile, row))
+
+
 def routes() -> list[Route]:
-    """The two rounds of TPM attestation."""
+    """The two rounds of TPM attestation, and the admin API of TPM manufacturer CAs."""
     return [
         Route(TPM_CHALLENGE_PATH, challenge, methods=["POST"]),
         Route(TPM_ENROLL_PATH, enroll, methods=["POST"]),
+        Route("/api/v1/profiles/{name}/tpm-cas", list_cas, methods=["GET"]),
+        Route("/api/v1/profiles/{name}/tpm-cas", add_ca, methods=["POST"]),
+        Route("/api/v1/profiles/{name}/tpm-cas/{ca}", update_ca, methods=["PATCH"]),
     ]
