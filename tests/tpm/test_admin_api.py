@@ -47,3 +47,10 @@ def test_register_list_and_disable_a_tpm_maker(client: TestClient, runtime: Runt
     assert client.post(CHALLENGE, json=body).status_code == 401
     missing = client.get("/api/v1/profiles/nope/tpm-cas", headers=admin)
     assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
+
+
+def test_discovery_names_the_tpm_exchange(client: TestClient) -> None:
+    document = client.get("/.well-known/dm-bootstrap").json()
+    assert "tpm" in document["attestation_methods"]
+    assert document["tpm"]["challenge"].endswith(CHALLENGE) and document["tpm"]["enroll"].endswith("/enroll/tpm")
+    assert document["tpm"]["resident_key_policy"] == "2.25.99537145608391590891256349739235960163.1"
