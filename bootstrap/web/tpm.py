@@ -36,7 +36,7 @@ from bootstrap.web.api import JSON, field, media_type, parse_json, read_json, re
 from bootstrap.web.auth import authorize
 from bootstrap.web.enroll import content_document
 
-__all__ = ["TPM_CHALLENGE_PATH", "TPM_ENROLL_PATH", "routes"]
+__all__ = ["TPM_CHALLENGE_PATH", "TPM_ENROLL_PATH", "routes", "tpm_proof"]
 
 TPM_CHALLENGE_PATH = "/api/v1/enroll/tpm/challenge"
 TPM_ENROLL_PATH = "/api/v1/enroll/tpm"
@@ -59,6 +59,18 @@ def _bytes(document: dict[str, Any], key: str) -> bytes:
         return base64.b64decode(value + "=" * (-len(value) % 4), validate=True)
     except (binascii.Error, ValueError):
         raise InvalidRequest(f"{key} is not base64", field=key) from None
+
+
+def tpm_proof(members: dict[str, Any] | Any, csr: bytes) -> TpmProof:
+    """Round 2's evidence from its members (the JSON body, or DM 2.0 ``ext-dmboot.TPM``).
+
+    Raises:
+        InvalidRequest: a member is missing or not base64.
+    """
+    return TpmProof(challenge=str(field(members, "challenge", str, required=True)),
+                    secret=_bytes(members, "secret"), ak_public=_bytes(members, "ak_public"),
+                    key_public=_bytes(members, "key_public"), certify_info=_bytes(members, "certify_info"),
+                    signature=_bytes(members, "signature"), csr=csr)
 
 
 def _document(request: Request, body: bytes, members: set[str]) -> dict[str, Any]:
@@ -112,10 +124,7 @@ async def enroll(request: Request) -> Response:
         document = _document(request, body, _ROUND2)
         dev_id = str(field(document, "dev_id", str, required=True))
         csr = str(field(document, "csr", str, required=True)).encode()
-        proof = TpmProof(challenge=str(field(document, "challenge", str, required=True)),
-                         secret=_bytes(document, "secret"), ak_public=_bytes(document, "ak_public"),
-                         key_public=_bytes(document, "key_public"), certify_info=_bytes(document, "certify_info"),
-                         signature=_bytes(document, "signature"), csr=csr)
+        proof = tpm_proof(document, csr)
         mos, features = field(document, "mos", list), field(document, "features", dict)
     except DmBootstrapError as exc:
         await run_in_threadpool(runtime.enrollment.record_refusal, _dev_id(document), "tpm", exc, channel="json",

@@ -16,9 +16,10 @@ from sqlmodel import select
 from starlette.testclient import TestClient
 
 from bootstrap.app import create_app
+from bootstrap.dm.package import INITIATION_MEDIA_TYPE, REQUEST_MEDIA_TYPE, TPM_MEMBERS, Initiation
 from bootstrap.runtime import Runtime
 from bootstrap.settings import Settings
-from bootstrap.store.models import AuditEvent
+from bootstrap.store.models import AuditEvent, CertificateRow
 from bootstrap.store.tpm_models import TpmDeviceRow
 from pki.authority import fingerprint
 from pki.tpm import TPM_RESIDENT_KEY_POLICY, parse_public
@@ -188,3 +189,24 @@ def test_a_challenge_from_one_replica_is_finished_on_another(service: Runtime, s
         other.close()
     assert status == 200, body
     assert certificates_for(service, DEV) == 1
+
+
+def test_round_two_in_dm2_package_one(service: Runtime, post: Post, device: TpmDevice, tpm_maker: TpmMaker) -> None:
+    """Ours: ext-dmboot.TPM carries round 2 in package 1; the device leaves with package 2 and a TPM certificate."""
+    status, answer = post(CHALLENGE, device.round1(chain=chain_der([tpm_maker.intermediate])))
+    assert status == 200, answer
+    members = device.round2(answer, device.activate(answer))
+    tpm = {k: members[k] for k in TPM_MEMBERS}
+    csr = x509.load_pem_x509_csr(device.csr.encode()).public_bytes(Encoding.DER)
+    package1 = Initiation(dev_id=DEV, mos=(), csr=csr, tpm=tpm).encode()
+    with TestClient(create_app(runtime=service)) as client:
+        response = client.post("/dm/bootstrap", content=package1,
+                               headers={"content-type": INITIATION_MEDIA_TYPE, "OMADM-DevID": DEV})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith(REQUEST_MEDIA_TYPE)
+    with service.database.session() as session:
+        row = session.exec(select(CertificateRow).where(CertificateRow.device_id == DEV)).one()
+    cert = x509.load_pem_x509_certificate(row.pem.encode())
+    policies = cert.extensions.get_extension_for_class(x509.CertificatePolicies).value
+    assert [p.policy_identifier.dotted_string for p in policies] == [TPM_RESIDENT_KEY_POLICY]
+    assert count(service, TpmDeviceRow) == 1
