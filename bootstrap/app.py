@@ -24,6 +24,7 @@ from bootstrap.web import (
     openapi,
     pkix,
     status,
+    tpm,
 )
 from bootstrap.web.guards import NulGuardMiddleware
 from bootstrap.web.middleware import BodyLimitMiddleware
@@ -54,7 +55,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         routes=[*status.routes(), *pkix.routes(), *dm.routes(), *api.routes(), *enroll.routes(), *est.routes(),
                 *lifecycle.routes(), *access_api.routes(), *openapi.routes(), *api_reference.routes(),
                 *console.routes(),
-                *factory.routes(), *dm1.routes()],
+                *factory.routes(), *dm1.routes(), *tpm.routes()],
         middleware=[
             Middleware(ObserveMiddleware),
             Middleware(NulGuardMiddleware),

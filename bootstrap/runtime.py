@@ -38,6 +38,8 @@ from bootstrap.services.factory import FactoryService
 from bootstrap.services.issuance import IssuanceService, Requester
 from bootstrap.services.ocsp import OcspResponder
 from bootstrap.services.revocation import RevocationService
+from bootstrap.services.tpm import TpmChallengeService
+from bootstrap.services.tpm_trust import TpmTrustService
 from bootstrap.settings import Settings
 from bootstrap.store import migrate
 from bootstrap.store.db import Database
@@ -89,6 +91,8 @@ class Runtime:
         self.dm2 = Dm2BootstrapService(self.enrollment, self.database, SessionSigner(self.store), self.ddfs,
                                        public_url=settings.public_url, store=self.store,
                                        server_certificate=self._server_certificate_der)
+        self.tpm = TpmChallengeService(self.database, self.store)
+        self.tpm_trust = TpmTrustService(self.database)
         self.dm1 = Dm1Service(self.database, self.store, self.issuance, self.ddfs, self.enrollment)
         self.crls = CrlService(self.database)
         self.crl_publisher = CrlPublisher(self.database, self.authorities, settings.public_url,

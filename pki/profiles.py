@@ -45,6 +45,7 @@ __all__ = [
     "Urls",
     "get_profile",
     "partition_url",
+    "with_policies",
 ]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -243,6 +244,23 @@ PROFILES: dict[str, CertificateProfile] = {
 
 #: Profiles a CSR may be issued under (CA profiles are created by the hierarchy code only).
 LEAF_PROFILES = frozenset(name for name, p in PROFILES.items() if not p.is_ca)
+
+
+def with_policies(profile: CertificateProfile, policies: tuple[str, ...]) -> CertificateProfile:
+    """``profile`` whose certificates also carry certificatePolicies (non-critical) with ``policies``.
+
+    The profile keeps its name: a policy says something more about the key (for example
+    :data:`pki.tpm.TPM_RESIDENT_KEY_POLICY`), not another kind of certificate.
+    """
+    if not policies:
+        return profile
+    inner = profile.extensions
+    statement = x509.CertificatePolicies([x509.PolicyInformation(x509.ObjectIdentifier(p), None) for p in policies])
+
+    def extensions(subject_key: PublicKey, issuer_key: PublicKey, names: Names, urls: Urls) -> list[Extension]:
+        return [*inner(subject_key, issuer_key, names, urls), (statement, False)]
+
+    return dataclasses.replace(profile, extensions=extensions)
 
 
 def get_profile(name: str) -> CertificateProfile:

@@ -75,7 +75,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: The attestation methods, as enrollment profiles and Evidence name them.
-METHODS = ("token", "group-key", "idevid", "current-cert")
+METHODS = ("token", "group-key", "idevid", "current-cert", "tpm")
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,7 @@ class Evidence:
     body: bytes = field(default=b"", repr=False)  # the exact request body the HMAC covers
     #: HTTP Basic or Digest (bootstrap.auth.http_auth): the DevID and a password the verifier recomputes.
     http: HttpCredential | None = field(default=None, repr=False)
+    tpm: Any = field(default=None, repr=False)  # method "tpm": a bootstrap.auth.tpm.TpmProof (docs/tpm.md)
 
 
 @dataclass(frozen=True)

@@ -167,7 +167,7 @@ def profile_add(
     = None,
     repo: Annotated[list[str] | None, typer.Option("--repo", help="Data repository name.")] = None,
     attestation: Annotated[list[str] | None, typer.Option(
-        "--attestation", help="token, group-key, idevid, current-cert (repeat; default token).")] = None,
+        "--attestation", help="token, group-key, idevid, current-cert, tpm (repeat; default token).")] = None,
     key_type: Annotated[list[str] | None, typer.Option("--key-type", help="Allowed device key types.")] = None,
     delivery: Annotated[str, typer.Option(help="hget (the DM 2.0 flow) or inline (ours: PUT).")] = "hget",
     server_keygen: Annotated[bool, typer.Option(

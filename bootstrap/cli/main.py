@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from bootstrap import __version__
-from bootstrap.cli import admin, audit, ca, cert, config, dm1, factory, secrets, settings_show, tokens
+from bootstrap.cli import admin, audit, ca, cert, config, dm1, factory, secrets, settings_show, tokens, tpm
 from bootstrap.cli.common import (
     cli_actor,
     emit_json,
@@ -50,6 +50,7 @@ app.add_typer(factory.app, name="factory")
 app.add_typer(secrets.app, name="secrets")
 app.add_typer(tokens.app, name="token")
 app.add_typer(settings_show.app, name="config")
+app.add_typer(tpm.app, name="tpm-ca")
 config.register(app)
 
 

@@ -46,6 +46,7 @@ from pki.identity import check_dev_id
 __all__ = [
     "BOOTSTRAP_COMPLETE",
     "EXTENSION",
+    "TPM_MEMBERS",
     "FEATURES",
     "INITIATION_MEDIA_TYPE",
     "MAX_MIIDS",
@@ -218,6 +219,8 @@ class Initiation:
     token: str | None = field(default=None, repr=False)
     #: The package 1 ``Alert`` list (ClientInitiatedMgmt, ...).
     alerts: tuple[Alert, ...] = ()
+    #: Ours: round 2 of TPM attestation (``ext-dmboot.TPM``, docs/tpm.md): member -> base64 or text.
+    tpm: Mapping[str, str] | None = field(default=None, repr=False)
 
     @property
     def declared_moids(self) -> frozenset[str]:
@@ -230,6 +233,8 @@ class Initiation:
             ext["CSR"] = base64.b64encode(self.csr).decode("ascii")
         if self.token is not None:
             ext["Token"] = self.token
+        if self.tpm is not None:
+            ext["TPM"] = dict(self.tpm)
         doc: dict[str, Any] = {"MOS": [m.to_json() for m in self.mos]}
         if self.alerts:
             doc["Alert"] = [a.to_json() for a in self.alerts]
@@ -265,8 +270,8 @@ def parse_initiation(body: bytes | str, *, dev_id: str | None) -> Initiation:
     mos = tuple(_declared(entry, f"/MOS/{i}") for i, entry in enumerate(_array(doc["MOS"], "/MOS", MAX_MOS)))
     features = _features(doc.get(FEATURES, {}))
     alerts = tuple(_alert(a, f"/Alert/{i}") for i, a in enumerate(_array(doc.get("Alert", []), "/Alert", 64)))
-    csr, token = _extension(doc[EXTENSION]) if EXTENSION in doc else (None, None)
-    return Initiation(dev_id=dev_id, mos=mos, csr=csr, features=features, token=token, alerts=alerts)
+    csr, token, tpm = _extension(doc[EXTENSION]) if EXTENSION in doc else (None, None, None)
+    return Initiation(dev_id=dev_id, mos=mos, csr=csr, features=features, token=token, alerts=alerts, tpm=tpm)
 
 
 def _declared(entry: object, pointer: str) -> DeclaredMo:
@@ -310,13 +315,13 @@ def _features(value: object) -> dict[str, Any]:
     return dict(value)
 
 
-def _extension(value: object) -> tuple[bytes | None, str | None]:
+def _extension(value: object) -> tuple[bytes | None, str | None, dict[str, str] | None]:
     pointer = f"/{EXTENSION}"
     if not isinstance(value, dict):
         raise PackageError(pointer, f"must be an object, not {_kind(value)}")
     for key in value:
-        if key not in ("CSR", "Token"):
-            raise PackageError(f"{pointer}/{key}", "unknown member (ours: CSR, Token)")
+        if key not in ("CSR", "Token", "TPM"):
+            raise PackageError(f"{pointer}/{key}", "unknown member (ours: CSR, Token, TPM)")
     csr = None
     if value.get("CSR") is not None:
         text = _text(value["CSR"], f"{pointer}/CSR", limit=MAX_CSR_BYTES * 4 // 3 + 4)
@@ -327,7 +332,23 @@ def _extension(value: object) -> tuple[bytes | None, str | None]:
     token = None
     if value.get("Token") is not None:
         token = _text(value["Token"], f"{pointer}/Token", limit=MAX_TOKEN_LENGTH)
-    return csr, token
+    return csr, token, _tpm(value["TPM"], f"{pointer}/TPM") if value.get("TPM") is not None else None
+
+
+#: ``ext-dmboot.TPM``: the members of round 2 of TPM attestation (docs/tpm.md), besides the CSR.
+TPM_MEMBERS = ("challenge", "secret", "ak_public", "key_public", "certify_info", "signature")
+
+
+def _tpm(value: object, pointer: str) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise PackageError(pointer, f"must be an object, not {_kind(value)}")
+    for key in value:
+        if key not in TPM_MEMBERS:
+            raise PackageError(f"{pointer}/{key}", f"unknown member (ours: {', '.join(TPM_MEMBERS)})")
+    missing = [key for key in TPM_MEMBERS if key not in value]
+    if missing:
+        raise PackageError(f"{pointer}/{missing[0]}", "required member missing")
+    return {key: _text(value[key], f"{pointer}/{key}", limit=8192) for key in TPM_MEMBERS}
 
 
 # --- package 2 ---------------------------------------------------------------------------------

@@ -50,6 +50,7 @@ from bootstrap.errors import AuthenticationFailed, InvalidRequest, NotAcceptable
 from bootstrap.runtime import Runtime
 from bootstrap.services.dm2 import BOOTSTRAP_PATH, OBJECTS_PATH
 from bootstrap.web.tls import client_certificate, client_chain
+from bootstrap.web.tpm import tpm_proof
 
 __all__ = ["DEVID_HEADER", "OMADM_ACCEPT_HEADER", "TOKEN_SCHEME", "accepts", "routes"]
 
@@ -154,6 +155,8 @@ async def _find_evidence(request: Request, body: bytes, initiation: Initiation) 
         return await _from_header(request, header.strip(), body, initiation)
     if initiation.token is not None:
         return Evidence("token", token=initiation.token, body=body)
+    if initiation.tpm is not None:  # ours: round 2 of TPM attestation (docs/tpm.md)
+        return Evidence("tpm", tpm=tpm_proof(initiation.tpm, initiation.csr or b""), body=body)
     settings = _runtime(request).settings
     cert = client_certificate(request, trusted_proxies=settings.trusted_proxies, header=settings.client_cert_header)
     if cert is None:

@@ -33,6 +33,7 @@ from bootstrap.web.api import JSON, field, media_type, parse_json, request_id
 from bootstrap.web.problems import PROBLEM_TYPE
 from bootstrap.web.tls import client_certificate, client_chain
 from pki.identity import DEVICE_URI_PREFIX
+from pki.tpm import TPM_RESIDENT_KEY_POLICY
 
 __all__ = ["DISCOVERY_PATH", "ENROLL_PATH", "content_document", "request_evidence", "routes"]
 
@@ -144,6 +145,8 @@ def _discovery(runtime: Runtime) -> dict[str, Any]:
             "ca_chain": "application/pem-certificate-chain",
         },
         "attestation_methods": list(METHODS),
+        "tpm": {"challenge": f"{base}/api/v1/enroll/tpm/challenge", "enroll": f"{base}/api/v1/enroll/tpm",
+                "resident_key_policy": TPM_RESIDENT_KEY_POLICY, "docs": "docs/tpm.md"},
         "hmac_scheme": {"name": hmac_scheme.SCHEME, "version": hmac_scheme.VERSION,
                         "header": "Authorization", "max_skew_seconds": hmac_scheme.MAX_SKEW_SECONDS,
                         "device_key": "HMAC-SHA256(group key, DevID)"},

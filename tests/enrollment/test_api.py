@@ -228,7 +228,7 @@ def test_discovery_lists_endpoints_methods_and_mos(client: TestClient) -> None:
     assert document["endpoints"]["enroll"] == "https://dmboot.test/api/v1/enroll"
     assert document["endpoints"]["est"] == "https://dmboot.test/.well-known/est"
     assert document["endpoints"]["crls"] == ["https://dmboot.test/crl/root.crl", "https://dmboot.test/crl/issuing-1.crl"]
-    assert document["attestation_methods"] == ["token", "group-key", "idevid", "current-cert"]
+    assert document["attestation_methods"] == ["token", "group-key", "idevid", "current-cert", "tpm"]
     assert document["hmac_scheme"]["name"] == "DMBoot-HMAC"
     assert {m["MOID"] for m in document["supported_mos"]} >= {"urn:oma:mo:oma-dm-dmacc:1.2",
                                                               "urn:oma:mo:ext-dmboot-trust:1.0"}

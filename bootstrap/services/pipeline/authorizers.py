@@ -6,7 +6,9 @@ authorizer                  evidence
 :class:`DeviceAuthorizer`   a device's one-time token, group HMAC, IDevID over mTLS or
                             current certificate (the verifiers of
                             :mod:`bootstrap.auth.attestation`), for DM 2.0, the JSON
-                            enroll API, EST (Basic with a token, mTLS) and DM 1.x
+                            enroll API, EST (Basic with a token, mTLS) and DM 1.x; and
+                            TPM 2.0 attestation (:class:`bootstrap.auth.tpm.TpmVerifier`:
+                            its certificates carry the TPM-resident-key policy)
 ``admin_options``           an admin (CLI ``cert issue``, the admin API): the CSR's own
                             names, checked against the certificate profile
 EST ``simplereenroll``      the current certificate (bootstrap.services.est)
@@ -32,6 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from bootstrap.auth.attestation import METHODS, Attestation, Evidence, Verifier, applicable_profile, verifiers
+from bootstrap.auth.tpm import TpmVerifier
 from bootstrap.errors import AuthenticationFailed, Conflict, InvalidRequest, PermissionDenied
 from bootstrap.secrets.base import SecretStore
 from bootstrap.services.audit import append_event
@@ -41,6 +44,7 @@ from bootstrap.store.models import CertificateRow, DeviceRow, EnrollmentProfileR
 from pki.identity import check_dev_id, device_uri
 from pki.keys import KeyPolicy
 from pki.profiles import Names, get_profile
+from pki.tpm import TPM_RESIDENT_KEY_POLICY
 
 __all__ = ["DeviceAuthorizer", "DeviceGrant", "admin_options", "check_certificate_current", "device_actor",
            "valid_dev_id"]
@@ -85,7 +89,8 @@ class DeviceGrant:
             validity=timedelta(days=profile.validity_days), key_policy=KeyPolicy.of(profile.key_types),
             dev_id=self.dev_id, device=self.device, enrollment_profile=profile, consumes=consumed,
             detail={"method": self.attestation.method, **(detail or {}), **self.attestation.detail},
-            supersede_grace=grace_of(profile))
+            supersede_grace=grace_of(profile),
+            policies=(TPM_RESIDENT_KEY_POLICY,) if self.attestation.method == "tpm" else ())
 
 
 class DeviceAuthorizer:
@@ -93,6 +98,7 @@ class DeviceAuthorizer:
 
     def __init__(self, store: SecretStore) -> None:
         self._verifiers: dict[str, Verifier] = verifiers(store)
+        self._verifiers["tpm"] = TpmVerifier(store)
 
     def verifier(self, method: str) -> Verifier:
         """The verifier of ``method``.

@@ -42,7 +42,7 @@ from pki.csr import CsrInfo, check_request, parse_csr
 from pki.errors import PkiError, ProfileError
 from pki.identity import dev_id_from_uri
 from pki.keys import PublicKey
-from pki.profiles import LEAF_PROFILES, CertificateProfile, Names, get_profile
+from pki.profiles import LEAF_PROFILES, CertificateProfile, Names, get_profile, with_policies
 
 __all__ = ["Issued", "Pipeline", "certificate_row", "certificate_values", "leaf_profile", "sign"]
 
@@ -128,7 +128,7 @@ class Pipeline:
 
     def _sign_and_record(self, session: Session, info: CsrInfo, options: SignOptions, request_id: str | None,
                          now: datetime) -> IssuedCertificate:
-        profile = leaf_profile(options.certificate_profile)
+        profile = with_policies(leaf_profile(options.certificate_profile), options.policies)
         if options.key_policy is not None:
             options.key_policy.check(info.public_key)
         ca, authority = self._authorities.active(session)

@@ -46,6 +46,8 @@ class SignOptions:
     #: The device's earlier certificates of this profile are superseded by this one and
     #: revoked within this grace (see supersede.py); None: they are kept.
     supersede_grace: timedelta | None = None
+    #: certificatePolicies OIDs the certificate carries besides its profile's (a TPM-resident key...).
+    policies: tuple[str, ...] = ()
 
 
 #: An authorizer bound to one request: runs inside the request's savepoint.

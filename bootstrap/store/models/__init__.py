@@ -29,6 +29,7 @@ from bootstrap.store.models.pki import (
     RevokedRow,
 )
 from bootstrap.store.models.principals import AdminRow, ApiTokenRow, ConsoleSessionRow, LoginThrottleRow
+from bootstrap.store.models.tpm import TpmDeviceRow, TpmManufacturerCaRow
 from bootstrap.store.models.types import UtcDateTime, row_id, utcnow
 
 __all__ = [
@@ -56,6 +57,8 @@ __all__ = [
     "ProfileDataRepositoryRow",
     "ProfileDmServerRow",
     "RevokedRow",
+    "TpmDeviceRow",
+    "TpmManufacturerCaRow",
     "UsedNonceRow",
     "UtcDateTime",
     "row_id",
