@@ -17,6 +17,7 @@ from starlette.routing import Match
 
 from bootstrap import errors as e
 from bootstrap.logs import failures
+from bootstrap.web.common import request_id as request_id_of
 from pki import errors as p
 
 __all__ = ["PROBLEM_TYPE", "MethodNotAllowed", "exception_handlers", "generic_refusal", "problem", "request_id_of",
@@ -166,11 +167,6 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     failures.record(f"internal:{type(exc).__name__}", exc, with_traceback=True)
     return problem(500, "internal", "Internal error", "An unexpected error occurred; it has been logged.",
                    instance=request.url.path, request_id=request_id_of(request))
-
-
-def request_id_of(request: Request) -> str | None:
-    value = request.scope.get("state", {}).get("request_id")
-    return str(value) if value else None
 
 
 def exception_handlers() -> dict[Any, Any]:
