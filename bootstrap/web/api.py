@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from cryptography import x509
+from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -36,7 +37,6 @@ from bootstrap.web.bodies import (
 from bootstrap.web.common import call, read_model, request_id, runtime_of
 from bootstrap.web.openapi import request_body
 from bootstrap.web.params import int_param, page_limit
-from bootstrap.web.problems import MethodNotAllowed
 from pki.authority import IssuedCertificate, fingerprint
 
 __all__ = ["routes"]
@@ -245,8 +245,6 @@ async def get_device(request: Request) -> Response:
 @request_body(DeviceUpdateBody)
 async def update_device(request: Request) -> Response:
     """Block (``status: blocked``), re-admit (``registered``), or choose the DM server."""
-    if str(request.path_params["dev_id"]).endswith(("/readmit", "/revoke")):
-        raise MethodNotAllowed("POST")  # the device's actions, not a device named ".../readmit"
     principal = await authorize(request, "devices:write")
     body = await read_model(request, DeviceUpdateBody)
     view = await call(runtime_of(request).devices.update, request.path_params["dev_id"], status=body.status,
@@ -303,6 +301,20 @@ async def update_maker(request: Request) -> Response:
     return JSONResponse(_maker_json(row))
 
 
+class _DeviceId(PathConvertor):
+    """A DevID in a path: printable, "/" allowed, but never ending in one of the device's actions.
+
+    ``/devices/IMEI:1/readmit`` is the readmit action (web/lifecycle.py), not a device named
+    ``IMEI:1/readmit``: so the device routes do not match it, and a wrong method there is a
+    405 that allows POST only.
+    """
+
+    regex = r"(?!.*/(?:readmit|revoke|bootstrap-complete)$).+"
+
+
+register_url_convertor("device", _DeviceId())
+
+
 def routes() -> list[Route]:
     """The admin API; each handler names the permission it needs."""
     base = "/api/v1"
@@ -326,8 +338,8 @@ def routes() -> list[Route]:
         Route(f"{base}/profiles/{{name}}/group-key/export", export_device_keys, methods=["POST"]),
         Route(f"{base}/devices", list_devices, methods=["GET"]),
         Route(f"{base}/devices", register_device, methods=["POST"]),
-        Route(f"{base}/devices/{{dev_id:path}}", get_device, methods=["GET"]),
-        Route(f"{base}/devices/{{dev_id:path}}", update_device, methods=["PATCH"]),
+        Route(f"{base}/devices/{{dev_id:device}}", get_device, methods=["GET"]),
+        Route(f"{base}/devices/{{dev_id:device}}", update_device, methods=["PATCH"]),
         Route(f"{base}/enrollment-tokens", list_tokens, methods=["GET"]),
         Route(f"{base}/enrollment-tokens", create_token, methods=["POST"]),
         Route(f"{base}/manufacturer-cas", list_makers, methods=["GET"]),
