@@ -8,6 +8,7 @@ its path (``items.3.dev_id``), which the web layer answers as a problem+json 400
 
 from __future__ import annotations
 
+import re
 from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -29,7 +30,8 @@ def invalid_request(exc: ValidationError, *, where: str = "") -> InvalidRequest:
     """``exc`` as an InvalidRequest: its first problem, naming the field; how many more there are."""
     errors = exc.errors(include_url=False)
     first = errors[0] if errors else {"loc": (), "msg": "invalid"}
-    loc = [str(part) for part in (where, *first["loc"]) if part != ""]
+    # pydantic names union branches in the location ("constrained-str", "list[str]"): not members
+    loc = [str(part) for part in (where, *first["loc"]) if part != "" and not re.search(r"[-\[]", str(part))]
     detail = f"{'.'.join(loc) or 'body'}: {first['msg']}"
     if len(errors) > 1:
         detail += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
