@@ -9,15 +9,34 @@ its path (``items.3.dev_id``), which the web layer answers as a problem+json 400
 from __future__ import annotations
 
 import re
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from bootstrap.errors import InvalidRequest
 
-__all__ = ["Body", "invalid_request", "validate"]
+__all__ = ["INTEGER", "NO_NUL", "Body", "JsonInt", "invalid_request", "validate"]
+
+#: Free text in a body: no NUL (PostgreSQL cannot store it; the NUL guard refuses it first).
+NO_NUL = r"^[^\x00]*$"
 
 M = TypeVar("M", bound=BaseModel)
+
+
+def _json_integer(value: object) -> object:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be an integer")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError("must be an integer")
+        return int(value)
+    return value
+
+
+#: An integer as JSON Schema has it: 7 and 7.0 are the same number; true, "7" and 7.5 are not integers.
+#: Put it after a Field's range (``Annotated[int, Field(ge=1), INTEGER]``): the schema keeps the range.
+INTEGER = BeforeValidator(_json_integer)
+JsonInt = Annotated[int, INTEGER]
 
 
 class Body(BaseModel):

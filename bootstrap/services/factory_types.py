@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, StrictBool, StrictInt, StrictStr, model_validator
+from pydantic import ConfigDict, Field, StrictBool, StrictStr, model_validator
 
-from bootstrap.body import Body, validate
+from bootstrap.body import INTEGER, NO_NUL, Body, JsonInt, validate
 from bootstrap.errors import InvalidRequest
 from bootstrap.services.factory_keys import DEFAULT_KDF_ITERATIONS
 from pki.identity import check_dev_id
@@ -56,19 +56,18 @@ def dev_id_of(value: object, where: str) -> str:
         raise InvalidRequest(f"{where}.dev_id: {exc}", field=f"{where}.dev_id") from None
 
 
-Text = Annotated[StrictStr, Field(min_length=1, max_length=_MAX_KEY_LENGTH)]
-Name = Annotated[StrictStr, Field(min_length=1, max_length=64)]
+Name = Annotated[StrictStr, Field(min_length=1, max_length=64, pattern=NO_NUL)]
 DevId = Annotated[StrictStr, Field(pattern=r"^[!-~]{1,128}$")]
-Attribute = Annotated[StrictStr, Field(max_length=_MAX_ATTRIBUTE_LENGTH)] | StrictBool | StrictInt
+Attribute = Annotated[StrictStr, Field(max_length=_MAX_ATTRIBUTE_LENGTH, pattern=NO_NUL)] | StrictBool | JsonInt
 
 
 class BatchHeaderBody(Body):
     """A batch's settings: the JSON body's top level without ``items``, or the first NDJSON line."""
 
     profile: Name
-    password: Annotated[StrictStr, Field(min_length=1, max_length=1024)] | None = None
+    password: Annotated[StrictStr, Field(min_length=1, max_length=1024, pattern=NO_NUL)] | None = None
     key_format: Literal["pkcs8", "pkcs12"] | None = None
-    kdf_iterations: Annotated[StrictInt, Field(ge=2_048, le=10_000_000)] = DEFAULT_KDF_ITERATIONS
+    kdf_iterations: Annotated[int, Field(ge=2_048, le=10_000_000), INTEGER] = DEFAULT_KDF_ITERATIONS
 
 
 class KeygenBody(Body):
@@ -83,9 +82,9 @@ class ItemBody(Body):
     model_config = ConfigDict(json_schema_extra={"oneOf": [{"required": ["csr"]}, {"required": ["keygen"]}]})
 
     dev_id: DevId
-    csr: Annotated[StrictStr, Field(min_length=1, max_length=_MAX_CSR_CHARS)] | None = None
+    csr: Annotated[StrictStr, Field(min_length=1, max_length=_MAX_CSR_CHARS, pattern=NO_NUL)] | None = None
     keygen: KeygenBody | None = None
-    attributes: Annotated[dict[Annotated[str, Field(min_length=1, max_length=64)], Attribute],
+    attributes: Annotated[dict[Annotated[str, Field(min_length=1, max_length=64, pattern=NO_NUL)], Attribute],
                           Field(max_length=MAX_ATTRIBUTES)] = {}
 
     @model_validator(mode="after")
@@ -112,7 +111,7 @@ class RegistrationBody(Body):
 
     profile: Name
     method: Literal["token", "group-key"] = "token"
-    token_ttl_days: Annotated[StrictInt, Field(ge=1, le=366)] = 30
+    token_ttl_days: Annotated[int, Field(ge=1, le=366), INTEGER] = 30
     devices: Annotated[list[DevId | RegistrationDevice], Field(min_length=1, max_length=MAX_REGISTRATIONS)]
 
     @property

@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StrictBool, StrictInt, StrictStr
+from pydantic import Field, StrictBool, StrictStr
 
-from bootstrap.body import Body, validate
+from bootstrap.body import INTEGER, NO_NUL, Body, validate
 from bootstrap.store.models import EnrollmentProfileRow
 from pki.errors import KeyPolicyError
 from pki.keys import KeyType
@@ -34,8 +34,8 @@ _NODE = r"^[^/?#\s]{1,64}$"
 class NotiBody(Body):
     """DMAcc notification settings (never a secret)."""
 
-    Type: StrictStr
-    Data: StrictStr | None = None
+    Type: Annotated[StrictStr, Field(pattern=NO_NUL)]
+    Data: Annotated[StrictStr, Field(pattern=NO_NUL)] | None = None
 
 
 class DmaccBody(Body):
@@ -58,7 +58,7 @@ class ProfileBody(Body):
     """An enrollment profile (docs/api.md, "profile")."""
 
     name: Name
-    description: Annotated[StrictStr, Field(max_length=1024)] = ""
+    description: Annotated[StrictStr, Field(max_length=1024, pattern=NO_NUL)] = ""
     dm_servers: Annotated[list[Annotated[StrictStr, Field(pattern=r"^[!-~]{1,128}$")]], Field(min_length=1)]
     data_repositories: list[Name] = []
     dmacc: DmaccBody = DmaccBody()
@@ -68,10 +68,10 @@ class ProfileBody(Body):
     extra_mos: list[dict[str, Any]] = []
     delivery: Literal["hget", "inline"] = "hget"
     server_keygen: StrictBool = False
-    validity_days: Annotated[StrictInt, Field(ge=1, le=MAX_VALIDITY_DAYS)] = 365
+    validity_days: Annotated[int, Field(ge=1, le=MAX_VALIDITY_DAYS), INTEGER] = 365
     enabled: StrictBool = True
     supersede: Literal["first-use", "immediate", "keep"] = "first-use"
-    supersede_grace_seconds: Annotated[StrictInt, Field(ge=0, le=30 * 86400)] = 3600
+    supersede_grace_seconds: Annotated[int, Field(ge=0, le=30 * 86400), INTEGER] = 3600
 
     def to_spec(self) -> ProfileSpec:
         """The spec the configuration service applies."""

@@ -22,7 +22,7 @@ from bootstrap.web.auth import authorize
 from bootstrap.web.bodies import AdminBody, AdminUpdateBody, ApiTokenBody
 from bootstrap.web.common import call, read_model, request_id, runtime_of
 from bootstrap.web.openapi import API_PREFIX, operation, request_body
-from bootstrap.web.params import SEQ_MAX, optional_int_param, page_limit
+from bootstrap.web.params import LIMIT_MAX, SEQ_MAX, optional_int_param, page_limit
 
 __all__ = ["routes"]
 
@@ -127,12 +127,17 @@ async def revoke_token(request: Request) -> Response:
 
 # -- audit -------------------------------------------------------------------------------
 
+_TEXT = {"type": "string", "maxLength": 256}
 _AUDIT_PARAMS = [
-    {"name": name, "in": "query", "required": False, "schema": {"type": "string"}, "description": text}
-    for name, text in (("actor", "exact, or a prefix ending in *"), ("action", "exact, or a prefix ending in *"),
-                       ("outcome", "success or failure"), ("target", "exact, or a prefix ending in *"),
-                       ("since", "ISO 8601, inclusive"), ("until", "ISO 8601, exclusive"),
-                       ("limit", "1-1000, default 100"), ("before", "seq: events older than this (paging)"))
+    {"name": name, "in": "query", "required": False, "schema": schema, "description": text}
+    for name, schema, text in (
+        ("actor", _TEXT, "exact, or a prefix ending in *"), ("action", _TEXT, "exact, or a prefix ending in *"),
+        ("outcome", {"type": "string", "enum": ["success", "failure"]}, "success or failure"),
+        ("target", _TEXT, "exact, or a prefix ending in *"),
+        ("since", {"type": "string", "format": "date-time"}, "ISO 8601, inclusive"),
+        ("until", {"type": "string", "format": "date-time"}, "ISO 8601, exclusive"),
+        ("limit", {"type": "integer", "minimum": 1, "maximum": LIMIT_MAX}, "1-1000, default 100"),
+        ("before", {"type": "integer", "minimum": 1, "maximum": SEQ_MAX}, "seq: events older than this (paging)"))
 ]
 
 

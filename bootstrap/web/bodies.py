@@ -12,15 +12,16 @@ bootstrap.services.factory_types), which the CLI shares.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import ConfigDict, Field, StrictBool, StrictStr
 
 from bootstrap.auth.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
-from bootstrap.body import Body
+from bootstrap.body import INTEGER, NO_NUL, Body, JsonInt
 
 __all__ = ["QUOTA_MAX", "TOKEN_TTL_SECONDS_MAX", "TTL_DAYS_MAX", "AdminBody", "AdminUpdateBody", "ApiTokenBody",
-           "BootstrapCompleteBody", "Dm1Body", "CsrBody", "DeviceBody", "DeviceKeysBody", "DeviceUpdateBody",
+           "BootstrapCompleteBody", "CsrBody", "DeclaredMoBody", "DeviceBody", "DeviceKeysBody", "DeviceUpdateBody",
+           "Dm1Body",
            "EmptyBody", "EnrollBody", "EnrollmentTokenBody", "MakerBody", "MakerUpdateBody", "RepositoryBody",
            "RevokeBody", "ServerBody"]
 
@@ -34,17 +35,14 @@ TOKEN_TTL_SECONDS_MAX = 366 * 24 * 3600
 _PRINTABLE = r"^[!-~]{1,128}$"
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 _URL = r"^https://[^\s/?#@]+([/?#][^\s]*)?$"
-_PEM_CERT = r"^\s*-----BEGIN CERTIFICATE-----"
-_PEM_CSR = r"^\s*-----BEGIN (NEW )?CERTIFICATE REQUEST-----"
 _FINGERPRINT = r"^(sha256:)?[0-9A-Fa-f]{64}$"
 
-Text = Annotated[StrictStr, Field(min_length=1, max_length=256)]
 Name = Annotated[StrictStr, Field(pattern=_NAME)]
 DevId = Annotated[StrictStr, Field(pattern=_PRINTABLE)]
 Url = Annotated[StrictStr, Field(pattern=_URL, max_length=1024)]
-CertPem = Annotated[StrictStr, Field(pattern=_PEM_CERT, max_length=64 * 1024)]
-CsrPem = Annotated[StrictStr, Field(pattern=_PEM_CSR, max_length=16 * 1024,
-                                    json_schema_extra={"format": "pkcs10-pem"})]
+# PEM texts: whether one decodes, the service says (400 bad-csr, invalid-request naming the member).
+CertPem = Annotated[StrictStr, Field(min_length=1, max_length=64 * 1024, json_schema_extra={"format": "x509-pem"})]
+CsrPem = Annotated[StrictStr, Field(min_length=1, max_length=16 * 1024, json_schema_extra={"format": "pkcs10-pem"})]
 Role = Literal["security-admin", "provisioning-admin", "factory-line", "auditor"]
 #: RFC 5280 5.3.1 reasons an operator may give (pki.revocation: no certificateHold, no removeFromCRL).
 Reason = Literal["unspecified", "keyCompromise", "cACompromise", "affiliationChanged", "superseded",
@@ -59,7 +57,7 @@ class ServerBody(Body):
     """A DM server to register (DMAcc SrvID and SrvURI; the anchor defaults to our root CA)."""
 
     server_id: Annotated[StrictStr, Field(pattern=_PRINTABLE, description="DMAcc SrvID")]
-    name: Annotated[StrictStr, Field(max_length=256)] = ""
+    name: Annotated[StrictStr, Field(max_length=256, pattern=NO_NUL)] = ""
     url: Url
     trust_anchor_pem: CertPem | None = None
 
@@ -110,7 +108,7 @@ class EnrollmentTokenBody(Body):
 
     profile: Name | None = None
     dev_id: DevId | None = None
-    ttl_seconds: Annotated[StrictInt, Field(ge=1, le=TOKEN_TTL_SECONDS_MAX)] | None = None
+    ttl_seconds: Annotated[int, Field(ge=1, le=TOKEN_TTL_SECONDS_MAX), INTEGER] | None = None
 
 
 class MakerBody(Body):
@@ -145,7 +143,8 @@ class AdminBody(Body):
     """A human admin to create."""
 
     username: Annotated[StrictStr, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
-    password: Annotated[StrictStr, Field(min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_LENGTH)]
+    password: Annotated[StrictStr, Field(min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_LENGTH,
+                                                         pattern=NO_NUL)]
     roles: Roles
 
 
@@ -169,9 +168,24 @@ class ApiTokenBody(Body):
 
     name: Annotated[StrictStr, Field(pattern=_NAME)]
     roles: Roles
-    ttl_days: Annotated[StrictInt, Field(ge=1, le=TTL_DAYS_MAX)] | None = None
+    ttl_days: Annotated[int, Field(ge=1, le=TTL_DAYS_MAX), INTEGER] | None = None
     allowed_profiles: list[Name] = []
-    device_quota: Annotated[StrictInt, Field(ge=0, le=QUOTA_MAX)] | None = None
+    device_quota: Annotated[int, Field(ge=0, le=QUOTA_MAX), INTEGER] | None = None
+
+
+_MOID = r"^[uU][rR][nN]:[A-Za-z0-9][A-Za-z0-9-]{0,31}:[^\s/?#]+$"
+Scalar = Annotated[StrictStr, Field(max_length=256, pattern=NO_NUL)] | StrictBool | JsonInt | float
+
+
+class DeclaredMoBody(Body):
+    """An MO the device supports (DM-HLF-001): its MOID, instance ids, and where its DDF is."""
+
+    MOID: Annotated[StrictStr, Field(pattern=_MOID)]
+    MIID: Annotated[list[Annotated[StrictStr, Field(max_length=256, pattern=NO_NUL)]], Field(max_length=64)] = []
+    DDF: Annotated[StrictStr, Field(max_length=1024, pattern=NO_NUL)] | None = None
+
+
+FeatureName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
 
 
 class EnrollBody(Body):
@@ -179,9 +193,10 @@ class EnrollBody(Body):
 
     dev_id: DevId
     csr: CsrPem
-    token: Annotated[StrictStr, Field(min_length=1, max_length=512)] | None = None
-    mos: list[Any] | None = None
-    features: dict[str, Any] | None = None
+    token: Annotated[StrictStr, Field(min_length=1, max_length=512, pattern=NO_NUL)] | None = None
+    mos: Annotated[list[DeclaredMoBody], Field(max_length=128)] | None = None
+    features: Annotated[dict[FeatureName, Scalar | Annotated[list[Scalar], Field(max_length=64)]],
+                        Field(max_length=64, json_schema_extra={"additionalProperties": False})] | None = None
 
 
 class Dm1Body(Body):
@@ -189,6 +204,6 @@ class Dm1Body(Body):
 
     dev_id: DevId
     csr: CsrPem | None = None
-    token: Annotated[StrictStr, Field(min_length=1, max_length=512)] | None = None
-    imsi: StrictStr | None = None
-    sec: StrictStr | None = None
+    token: Annotated[StrictStr, Field(min_length=1, max_length=512, pattern=NO_NUL)] | None = None
+    imsi: Annotated[StrictStr, Field(pattern=NO_NUL)] | None = None
+    sec: Annotated[StrictStr, Field(pattern=NO_NUL)] | None = None

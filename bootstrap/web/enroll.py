@@ -105,7 +105,8 @@ async def enroll(request: Request) -> Response:
         raise
     outcome = await run_in_threadpool(
         runtime.enrollment.enroll, enrollment.dev_id, evidence, enrollment.csr.encode(),
-        declared_mos=enrollment.mos, features=enrollment.features,
+        declared_mos=None if enrollment.mos is None else [m.model_dump(exclude_none=True) for m in enrollment.mos],
+        features=enrollment.features,
         channel="json", request_id=request_id(request))
     return JSONResponse(content_document(outcome), media_type=JSON)
 

@@ -29,7 +29,7 @@ from bootstrap.web.auth import authorize
 from bootstrap.web.bodies import BootstrapCompleteBody, EmptyBody, RevokeBody
 from bootstrap.web.common import read_model, request_id, runtime_of
 from bootstrap.web.openapi import operation, request_body
-from bootstrap.web.params import int_param, page_limit
+from bootstrap.web.params import LIMIT_MAX, OFFSET_MAX, int_param, page_limit
 
 __all__ = ["certificate_json", "routes"]
 
@@ -40,7 +40,9 @@ _OUTCOME = {"type": "object", "description": "what the revocation did", "propert
     "crl_numbers": {"type": "object", "additionalProperties": {"type": "integer"}}}}
 
 
-@operation(permission="certs:revoke", tags=["certificates"],
+@operation(permission="certs:revoke", tags=["certificates"], parameters=[
+    {"name": "serial", "in": "path", "required": True, "description": "the serial number in hex",
+     "schema": {"type": "string", "pattern": "^[0-9A-Fa-f]{1,40}$"}}],
            responses={200: _OUTCOME, 404: "no such certificate", 409: "revoked already"})
 @request_body(RevokeBody, required=False)
 async def revoke_certificate(request: Request) -> Response:
@@ -95,11 +97,13 @@ async def bootstrap_complete(request: Request) -> Response:
 
 @operation(permission="certs:read", tags=["certificates"], parameters=[
     {"name": "expiring_within_days", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 3650}},
-    {"name": "limit", "in": "query", "schema": {"type": "integer", "default": 100}},
-    {"name": "offset", "in": "query", "schema": {"type": "integer", "default": 0}},
+    {"name": "limit", "in": "query", "schema": {"type": "integer", "default": 100, "minimum": 1,
+                                                "maximum": LIMIT_MAX}},
+    {"name": "offset", "in": "query", "schema": {"type": "integer", "default": 0, "minimum": 0,
+                                                 "maximum": OFFSET_MAX}},
     {"name": "after", "in": "query", "description": "keyset cursor: next_after of the previous page",
-     "schema": {"type": "integer", "minimum": 0}},
-    {"name": "profile", "in": "query", "schema": {"type": "string"}}])
+     "schema": {"type": "integer", "minimum": 0, "maximum": OFFSET_MAX}},
+    {"name": "profile", "in": "query", "schema": {"type": "string", "maxLength": 64}}])
 async def list_certificates(request: Request) -> Response:
     """Certificates, newest first; with ``expiring_within_days``, valid ones expiring soonest first."""
     await authorize(request, "certs:read")

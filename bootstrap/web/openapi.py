@@ -38,6 +38,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: no @operation says it - in the handler, or in the module's helpers it calls (two levels deep).
 _CHECK = re.compile(r"""\b(?:authorize|require)\([^"'()]*(?:\([^()]*\)[^"'()]*)*,\s*["']([a-z-]+:[a-z-]+)["']""")
 _WITH_BODY = {"POST", "PUT", "PATCH"}
+#: A path parameter unless the operation says more: names, DevIDs, SrvIDs are printable ASCII.
+_PATH_VALUE = {"type": "string", "pattern": "^[!-~]{1,128}$"}
 _CALL = re.compile(r"\b(_?[a-z][a-z0-9_]*)\b")
 
 PROBLEM_SCHEMA: dict[str, Any] = {
@@ -147,16 +149,19 @@ def _operation(path: str, method: str, route: Route, components: dict[str, Any])
     }
     if description.strip():
         op["description"] = description.strip()
-    params = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+    declared = {p["name"]: p for p in meta.get("parameters", []) if p.get("in") == "path"}
+    params = [declared.get(name) or {"name": name, "in": "path", "required": True, "schema": _PATH_VALUE}
               for name in route.param_convertors]
-    op["parameters"] = params + list(meta.get("parameters", []))
-    declared: tuple[type[BaseModel], bool] | None = getattr(endpoint, _BODY_ATTR, None)
-    if declared is not None and method in _WITH_BODY:
-        model, required = declared
+    op["parameters"] = params + [p for p in meta.get("parameters", []) if p.get("in") != "path"]
+    body: tuple[type[BaseModel], bool] | None = getattr(endpoint, _BODY_ATTR, None)
+    if body is not None and method in _WITH_BODY:
+        model, required = body
         content = {"application/json": {"schema": _body_schema(model, components)}}
         op["requestBody"] = {"required": required, "content": content}
     responses: dict[str, Any] = {}
-    for status, spec in (meta.get("responses") or {200: "OK"}).items():
+    if not meta.get("responses"):  # undeclared: some 2xx, JSON when it has a body (204 has none)
+        responses["2XX"] = {"description": "success", "content": {"application/json": {"schema": {}}}}
+    for status, spec in (meta.get("responses") or {}).items():
         if isinstance(spec, dict):
             responses[str(status)] = {"description": spec.get("description", "OK"),
                                       "content": {"application/json": {"schema": spec}}}
