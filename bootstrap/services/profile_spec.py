@@ -27,8 +27,8 @@ __all__ = ["DELIVERY_MODES", "MAX_VALIDITY_DAYS", "ProfileBody", "ProfileReplace
 DELIVERY_MODES = ("hget", "inline")
 MAX_VALIDITY_DAYS = 3650
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-_MOID = r"^[uU][rR][nN]:[A-Za-z0-9][A-Za-z0-9-]{0,31}:[^\s/?#]+$"
-_NODE = r"^[^/?#\s]{1,64}$"
+_MOID = r"^[uU][rR][nN]:[A-Za-z0-9][A-Za-z0-9-]{0,31}:[^\s/?#\x00]+$"
+_NODE = r"^[^/?#\s\x00]{1,64}$"
 
 
 class NotiBody(Body):
@@ -41,7 +41,7 @@ class NotiBody(Body):
 class DmaccBody(Body):
     """DMAcc 1.2 settings of a profile; SrvID and SrvURI come from the DM server."""
 
-    Name: Annotated[StrictStr, Field(min_length=1, max_length=256, pattern=r"\S")] | None = None
+    Name: Annotated[StrictStr, Field(max_length=256, pattern=r"^[^\x00]*[^\s\x00][^\x00]*$")] | None = None
     Perm: Annotated[list[Annotated[StrictStr, Field(pattern=_MOID)]], Field(min_length=1)] | None = None
     Noti: NotiBody | None = None
     dm1_auth: Literal["DIGEST", "HMAC"] | None = None

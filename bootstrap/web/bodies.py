@@ -34,7 +34,8 @@ TOKEN_TTL_SECONDS_MAX = 366 * 24 * 3600
 #: Printable ASCII without spaces: DMAcc SrvID, DevID (pki.identity).
 _PRINTABLE = r"^[!-~]{1,128}$"
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-_URL = r"^https://[^\s/?#@]+([/?#][^\s]*)?$"
+#: https, a DNS name or a bracketed IPv6 literal, a port, then printable ASCII (the service parses the rest).
+_URL = r"^https://([A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.?|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?([/?#][!-~]*)?$"
 _FINGERPRINT = r"^(sha256:)?[0-9A-Fa-f]{64}$"
 
 Name = Annotated[StrictStr, Field(pattern=_NAME)]
@@ -57,7 +58,7 @@ class ServerBody(Body):
     """A DM server to register (DMAcc SrvID and SrvURI; the anchor defaults to our root CA)."""
 
     server_id: Annotated[StrictStr, Field(pattern=_PRINTABLE, description="DMAcc SrvID")]
-    name: Annotated[StrictStr, Field(max_length=256, pattern=NO_NUL)] = ""
+    name: Annotated[StrictStr, Field(max_length=256, pattern=r"^([^\x00]*[^\s\x00][^\x00]*)?$")] = ""
     url: Url
     trust_anchor_pem: CertPem | None = None
 
@@ -173,7 +174,7 @@ class ApiTokenBody(Body):
     device_quota: Annotated[int, Field(ge=0, le=QUOTA_MAX), INTEGER] | None = None
 
 
-_MOID = r"^[uU][rR][nN]:[A-Za-z0-9][A-Za-z0-9-]{0,31}:[^\s/?#]+$"
+_MOID = r"^[uU][rR][nN]:[A-Za-z0-9][A-Za-z0-9-]{0,31}:[^\s/?#\x00]+$"
 Scalar = Annotated[StrictStr, Field(max_length=256, pattern=NO_NUL)] | StrictBool | JsonInt | float
 
 
