@@ -27,7 +27,8 @@ __all__ = ["DELIVERY_MODES", "MAX_VALIDITY_DAYS", "ProfileBody", "ProfileReplace
 DELIVERY_MODES = ("hget", "inline")
 MAX_VALIDITY_DAYS = 3650
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-_MOID = r"^[uU][rR][nN]:[A-Za-z0-9][A-Za-z0-9-]{0,31}:[^\s/?#\x00]+$"
+#: urn:<NID>:<NSS>, the NSS printable ASCII without / ? # (RFC 8141 as MOIDs use it).
+_MOID = r"^[uU][rR][nN]:[A-Za-z0-9][A-Za-z0-9-]{0,31}:[!\"$-.0->@-~]+$"
 _NODE = r"^[^/?#\s\x00]{1,64}$"
 
 

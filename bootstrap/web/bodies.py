@@ -174,7 +174,8 @@ class ApiTokenBody(Body):
     device_quota: Annotated[int, Field(ge=0, le=QUOTA_MAX), INTEGER] | None = None
 
 
-_MOID = r"^[uU][rR][nN]:[A-Za-z0-9][A-Za-z0-9-]{0,31}:[^\s/?#\x00]+$"
+#: urn:<NID>:<NSS>, the NSS printable ASCII without / ? # (RFC 8141 as MOIDs use it).
+_MOID = r"^[uU][rR][nN]:[A-Za-z0-9][A-Za-z0-9-]{0,31}:[!\"$-.0->@-~]+$"
 Scalar = Annotated[StrictStr, Field(max_length=256, pattern=NO_NUL)] | StrictBool | JsonInt | float
 
 

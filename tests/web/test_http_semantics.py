@@ -3,26 +3,10 @@ device actions routed as actions, and at least one role in every role list a req
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
-
-from bootstrap.app import create_app
-from bootstrap.runtime import Runtime
-
-
-@pytest.fixture
-def client(runtime: Runtime) -> Iterator[TestClient]:
-    with TestClient(create_app(runtime=runtime)) as test_client:
-        yield test_client
-
-
-@pytest.fixture
-def admin(runtime: Runtime) -> dict[str, str]:
-    token = runtime.tokens.create("http", ["provisioning-admin", "security-admin"], actor="test")
-    return {"authorization": f"Bearer {token}"}
 
 
 # Path -> the methods its routes serve (read from the route table in bootstrap/web by hand).

@@ -7,7 +7,6 @@ JSON schema, and that a body the model refuses is a 400 problem naming the field
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -83,18 +82,6 @@ def test_the_schema_is_the_models(document: dict[str, Any], method: str, path: s
         assert document["components"]["schemas"][name] == definition
     assert served == own
     assert served.get("additionalProperties") is False  # unknown members are refused, and the schema says so
-
-
-@pytest.fixture
-def client(runtime: Runtime) -> Iterator[TestClient]:
-    with TestClient(create_app(runtime=runtime)) as test_client:
-        yield test_client
-
-
-@pytest.fixture
-def admin(runtime: Runtime) -> dict[str, str]:
-    token = runtime.tokens.create("bodies", ["provisioning-admin", "security-admin"], actor="test")
-    return {"authorization": f"Bearer {token}"}
 
 
 # A body each model refuses, and the field the 400 must name (worked out from docs/api.md).
