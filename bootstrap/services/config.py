@@ -357,7 +357,10 @@ def _label(value: object, field_: str, *, maximum: int = 256, empty: bool = Fals
 def _check_url(url: object, field_: str) -> str:
     if not isinstance(url, str):
         raise InvalidRequest(f"{field_} must be a string", field=field_)
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)  # a bracketed host that is no IPv6 address ("https://[0]") is a ValueError
+    except ValueError:
+        parts = urlsplit("")
     if parts.scheme != "https" or not parts.hostname or parts.username or any(c.isspace() for c in url):
         raise InvalidRequest(f"{field_} must be an https URL with a host (TLS is mandatory), not {url!r}",
                              field=field_)

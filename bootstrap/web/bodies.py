@@ -34,8 +34,8 @@ TOKEN_TTL_SECONDS_MAX = 366 * 24 * 3600
 #: Printable ASCII without spaces: DMAcc SrvID, DevID (pki.identity).
 _PRINTABLE = r"^[!-~]{1,128}$"
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-#: https, a DNS name or a bracketed IPv6 literal, a port, then printable ASCII (the service parses the rest).
-_URL = r"^https://([A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.?|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?([/?#][!-~]*)?$"
+#: https, a host name or IPv4 address, a port, then printable ASCII (the service parses the rest).
+_URL = r"^https://[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.?(:[0-9]{1,5})?([/?#][!-~]*)?$"
 _FINGERPRINT = r"^(sha256:)?[0-9A-Fa-f]{64}$"
 
 Name = Annotated[StrictStr, Field(pattern=_NAME)]

@@ -40,7 +40,7 @@ from bootstrap.services.factory_types import (
 )
 from bootstrap.web.auth import check
 from bootstrap.web.common import JSON, media_type, parse_json, read_model, request_id, runtime_of
-from bootstrap.web.openapi import request_body
+from bootstrap.web.openapi import operation, request_body
 from bootstrap.web.tls import client_certificate
 from pki.errors import PkiError
 
@@ -74,6 +74,9 @@ async def _station(request: Request) -> Station:
 # -- batches --------------------------------------------------------------------------------
 
 
+@operation(permission="factory:provision", tags=["factory"], parameters=[
+    {"name": "Idempotency-Key", "in": "header", "required": True, "description": "the same on every retry",
+     "schema": {"type": "string", "pattern": "^[!-~]([ -~]{0,126}[!-~])?$"}}])
 @request_body(BatchBody)
 async def create_batch(request: Request) -> Response:
     """Issue certificates for a batch of devices, or return what they got before."""

@@ -62,6 +62,7 @@ BAD_SERVERS = [
     pytest.param({"url": "http://dm.example.net"}, "url", id="plain-http"),
     pytest.param({"url": "https://"}, "url", id="no-host"),
     pytest.param({"url": "https://user@dm.example.net"}, "url", id="userinfo"),
+    pytest.param({"url": "https://[0]"}, "url", id="bracketed-non-address"),  # was a ValueError: 500
     pytest.param({"anchor": "not a pem"}, "trust_anchor_pem", id="bad-anchor"),
     pytest.param({"server_id": "dm1"}, "server_id", id="duplicate"),
 ]
