@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bootstrap.body import NO_NUL
 from bootstrap.errors import InvalidRequest
 from bootstrap.services.audit_query import AuditFilter, event_json, search_events
 from bootstrap.services.audit_verify import verify_chain
@@ -127,7 +128,7 @@ async def revoke_token(request: Request) -> Response:
 
 # -- audit -------------------------------------------------------------------------------
 
-_TEXT = {"type": "string", "maxLength": 256}
+_TEXT = {"type": "string", "maxLength": 256, "pattern": NO_NUL}
 _AUDIT_PARAMS = [
     {"name": name, "in": "query", "required": False, "schema": schema, "description": text}
     for name, schema, text in (

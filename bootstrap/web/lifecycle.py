@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bootstrap.body import NO_NUL
 from bootstrap.services.issuance import Requester
 from bootstrap.store.models import CertificateRow
 from bootstrap.web.auth import authorize
@@ -103,7 +104,7 @@ async def bootstrap_complete(request: Request) -> Response:
                                                  "maximum": OFFSET_MAX}},
     {"name": "after", "in": "query", "description": "keyset cursor: next_after of the previous page",
      "schema": {"type": "integer", "minimum": 0, "maximum": OFFSET_MAX}},
-    {"name": "profile", "in": "query", "schema": {"type": "string", "maxLength": 64}}])
+    {"name": "profile", "in": "query", "schema": {"type": "string", "maxLength": 64, "pattern": NO_NUL}}])
 async def list_certificates(request: Request) -> Response:
     """Certificates, newest first; with ``expiring_within_days``, valid ones expiring soonest first."""
     await authorize(request, "certs:read")

@@ -159,7 +159,9 @@ def _operation(path: str, method: str, route: Route, components: dict[str, Any])
         content = {"application/json": {"schema": _body_schema(model, components)}}
         op["requestBody"] = {"required": required, "content": content}
     responses: dict[str, Any] = {}
-    if not meta.get("responses"):  # undeclared: some 2xx, JSON when it has a body (204 has none)
+    if not meta.get("responses") and method == "DELETE":  # undeclared: DELETE answers 204 without a body
+        responses["204"] = {"description": "deleted"}
+    elif not meta.get("responses"):  # undeclared: some 2xx with a JSON body
         responses["2XX"] = {"description": "success", "content": {"application/json": {"schema": {}}}}
     for status, spec in (meta.get("responses") or {}).items():
         if isinstance(spec, dict):
