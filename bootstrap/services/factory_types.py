@@ -85,7 +85,7 @@ class ItemBody(Body):
     csr: Annotated[StrictStr, Field(min_length=1, max_length=_MAX_CSR_CHARS, pattern=NO_NUL)] | None = None
     keygen: KeygenBody | None = None
     attributes: Annotated[dict[Annotated[str, Field(min_length=1, max_length=64, pattern=NO_NUL)], Attribute],
-                          Field(max_length=MAX_ATTRIBUTES)] = {}
+                          Field(max_length=MAX_ATTRIBUTES, json_schema_extra={"additionalProperties": False})] = {}
 
     @model_validator(mode="after")
     def _one_source(self) -> ItemBody:

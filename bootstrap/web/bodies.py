@@ -36,7 +36,7 @@ _PRINTABLE = r"^[!-~]{1,128}$"
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 #: https, a host name or IPv4 address, a port, then printable ASCII (the service parses the rest).
 _URL = r"^https://[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.?(:[0-9]{1,5})?([/?#][!-~]*)?$"
-_FINGERPRINT = r"^(sha256:)?[0-9A-Fa-f]{64}$"
+_FINGERPRINT = r"^[sS][hH][aA]256:[0-9A-Fa-f]{64}$"  # the service lower-cases it
 
 Name = Annotated[StrictStr, Field(pattern=_NAME)]
 DevId = Annotated[StrictStr, Field(pattern=_PRINTABLE)]
