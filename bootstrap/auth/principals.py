@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from sqlmodel import select
 
 from bootstrap.auth.permissions import ROLES, permissions_of
-from bootstrap.errors import AuthenticationFailed, Conflict, InvalidRequest, PermissionDenied
+from bootstrap.errors import AuthenticationFailed, Conflict, InvalidRequest, NotFound, PermissionDenied
 from bootstrap.services.audit import append_event
 from bootstrap.store.db import Database
 from bootstrap.store.models import ApiTokenRow, utcnow
@@ -121,7 +121,7 @@ class TokenService:
         with self._db.session() as session:
             row = session.exec(select(ApiTokenRow).where(ApiTokenRow.name == name)).first()
             if row is None:
-                raise InvalidRequest(f"no API token named {name!r}", field="name")
+                raise NotFound(f"no API token named {name!r}", field="name")
             row.revoked = True
             session.add(row)
             append_event(session, actor=actor, action="token.revoke", outcome="success", target=name)

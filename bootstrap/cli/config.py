@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 from cryptography import x509
 
+from bootstrap import strict_json
 from bootstrap.cli.common import cli_actor, emit_json, handled, open_runtime, shown_of_total
 from bootstrap.errors import DmBootstrapError
 from bootstrap.services.config import ProfileSpec
@@ -51,6 +52,14 @@ def _read(path: Path | None, what: str) -> str | None:
     if not path.is_file():
         raise DmBootstrapError(f"{what} file {path} does not exist")
     return path.read_text()
+
+
+def _read_json(path: Path, what: str) -> Any:
+    """A JSON file, read as strictly as every JSON the service reads (bootstrap.strict_json)."""
+    try:
+        return strict_json.loads(_read(path, what) or "{}")
+    except strict_json.StrictJsonError as exc:
+        raise DmBootstrapError(f"{what} file {path} is not valid JSON: {exc}") from None
 
 
 def _server_record(row: DmServerRow | DataRepositoryRow) -> dict[str, Any]:
@@ -183,7 +192,7 @@ def profile_add(
 ) -> None:
     """Create an enrollment profile (from options, or --file with the API's JSON)."""
     if spec_file is not None:
-        document = json.loads(_read(spec_file, "profile") or "{}")
+        document = _read_json(spec_file, "profile")
         spec = ProfileSpec.from_json({**document, "name": name})
     else:
         dmacc: dict[str, Any] = {}
@@ -191,7 +200,7 @@ def profile_add(
             dmacc["Name"] = account_name
         if perm:
             dmacc["Perm"] = perm
-        mos = tuple(json.loads(_read(p, "MO instance") or "{}") for p in extra_mo or ())
+        mos = tuple(_read_json(p, "MO instance") for p in extra_mo or ())
         spec = ProfileSpec(name=name, dm_servers=tuple(server or ()), data_repositories=tuple(repo or ()),
                            attestation=tuple(attestation or ("token",)),
                            key_types=tuple(key_type or ("p256", "p384", "ed25519")), delivery=delivery,

@@ -33,7 +33,9 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from bootstrap import strict_json
 from bootstrap.dm.ddf import Ddf, DdfRegistry, MoProblem, MoTree, MoValidationError, node_name_error
+from bootstrap.strict_json import StrictJsonError
 
 __all__ = [
     "ALL_INSTANCES",
@@ -316,10 +318,6 @@ def dump_instances(instances: Iterable[MoInstance]) -> bytes:
                       ensure_ascii=False, allow_nan=False).encode("utf-8")
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def load_instances(data: str | bytes) -> tuple[MoInstance, ...]:
     """Read a JSON array of MO instances, strictly.
 
@@ -327,8 +325,8 @@ def load_instances(data: str | bytes) -> tuple[MoInstance, ...]:
         MoValidationError: Every problem found, named by JSON Pointer (``/0/ClientURI``).
     """
     try:
-        doc = json.loads(data, parse_constant=_refuse_constant)
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, nesting
+        doc = strict_json.loads(data)
+    except StrictJsonError as exc:
         raise MoValidationError([MoProblem("", f"not valid JSON: {exc}")]) from None
     if not isinstance(doc, list):
         raise MoValidationError([MoProblem("", "MO instance data must be a JSON array")])

@@ -29,6 +29,7 @@ from urllib.parse import quote, urlsplit
 
 from cryptography import x509
 
+from bootstrap import strict_json
 from bootstrap.dm.content import BootstrapContent
 from bootstrap.dm.ddf import DdfRegistry, MoValidationError, node_name_error
 from bootstrap.dm.mo import (
@@ -41,6 +42,7 @@ from bootstrap.dm.mo import (
     validate_instance,
 )
 from bootstrap.errors import ConfigurationError, InvalidRequest
+from bootstrap.strict_json import StrictJsonError
 from pki.identity import check_dev_id
 
 __all__ = [
@@ -123,23 +125,10 @@ class PackageBuildError(ConfigurationError):
 # --- JSON --------------------------------------------------------------------------------------
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in obj:  # two parsers could disagree on which one wins: refuse
-            raise ValueError(f"duplicate member {key!r}")
-        obj[key] = value
-    return obj
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def _load_object(body: bytes | str, what: str) -> dict[str, Any]:
     try:
-        doc = json.loads(body, object_pairs_hook=_no_duplicates, parse_constant=_refuse_constant)
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, nesting
+        doc = strict_json.loads(body)
+    except StrictJsonError as exc:
         raise PackageError("", f"{what} is not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise PackageError("", f"{what} must be a JSON object, not {_kind(doc)}")

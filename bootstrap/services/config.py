@@ -11,7 +11,6 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,14 +18,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from sqlmodel import Session, col, select
 
-from bootstrap.auth.attestation import METHODS
 from bootstrap.dm.ddf import DdfRegistry, MoValidationError
 from bootstrap.dm.mo import DMACC_1_2, TRUST_1_0, MoInstance, validate_instance
 from bootstrap.errors import Conflict, InvalidRequest, NotFound
 from bootstrap.services.audit import append_event
 from bootstrap.services.dm1 import profile_options
 from bootstrap.services.issuance import IssuanceService, Requester
-from bootstrap.services.pipeline.supersede import SUPERSEDE_MODES
+from bootstrap.services.profile_spec import DELIVERY_MODES, ProfileSpec, ProfileView
 from bootstrap.store import profile_links
 from bootstrap.store.db import Database
 from bootstrap.store.models import (
@@ -40,99 +38,13 @@ from bootstrap.store.models import (
     utcnow,
 )
 from pki.authority import IssuedCertificate, fingerprint
-from pki.errors import KeyPolicyError
 from pki.keys import KeyType
 from pki.profiles import Names, get_profile
 
 __all__ = ["DELIVERY_MODES", "ConfigService", "ProfileSpec", "ProfileView"]
 
-#: How a profile delivers MO data: HGET from a data repository (DM-HLF-003; the specification's
-#: flow, the default) or - ours - inline PUT (DM-HLF-004) with the OMADM-Session header.
-DELIVERY_MODES = ("hget", "inline")
 _SERVER_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_MOID = re.compile(r"^urn:[A-Za-z0-9][A-Za-z0-9-]{0,31}:[^\s/?#]+$", re.IGNORECASE)
-_DMACC_KEYS = {"Name", "Perm", "Noti", "dm1_auth", "dm1_sec", "dm1_account"}  # dm1_*: services/dm1.py
-_NOTI_KEYS = {"Type", "Data"}
-_MAX_VALIDITY_DAYS = 3650
-
-
-@dataclass(frozen=True)
-class ProfileSpec:
-    """An enrollment profile as an admin writes it: servers and repositories by name."""
-
-    name: str
-    dm_servers: tuple[str, ...]
-    data_repositories: tuple[str, ...] = ()
-    #: DMAcc 1.2 settings: {"Name": str, "Perm": [MOID, ...], "Noti": {"Type": str, "Data": str}}.
-    dmacc: Mapping[str, Any] = field(default_factory=dict)
-    certificate_profile: str = "device"
-    key_types: tuple[str, ...] = ("p256", "p384", "ed25519")
-    attestation: tuple[str, ...] = ("token",)
-    #: DM 2.0 MO instance JSON objects, each validated against its DDF.
-    extra_mos: tuple[Mapping[str, Any], ...] = ()
-    delivery: str = "hget"
-    #: Generate the device key when package 1 carries no CSR (DMAcc Auth/Trsp/Secret).
-    server_keygen: bool = False
-    validity_days: int = 365
-    description: str = ""
-    enabled: bool = True
-    #: Re-enrollment: "first-use", "immediate" or "keep" (bootstrap.services.pipeline.supersede).
-    supersede: str = "first-use"
-    supersede_grace_seconds: int = 3600
-
-    @classmethod
-    def from_json(cls, obj: object) -> ProfileSpec:
-        """Read a spec from decoded JSON, strictly (types and unknown members).
-
-        Raises:
-            InvalidRequest: naming the member.
-        """
-        if not isinstance(obj, dict):
-            raise InvalidRequest("a profile must be a JSON object")
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = sorted(set(obj) - known)
-        if unknown:
-            raise InvalidRequest(f"unknown profile members: {', '.join(unknown)}", field=unknown[0])
-        values: dict[str, Any] = {
-            "name": _typed(obj, "name", str, required=True),
-            "dm_servers": tuple(_strings(obj, "dm_servers", required=True)),
-        }
-        for key in ("data_repositories", "key_types", "attestation"):
-            if key in obj:
-                values[key] = tuple(_strings(obj, key))
-        for key, kind in (("certificate_profile", str), ("delivery", str), ("description", str),
-                          ("enabled", bool), ("server_keygen", bool), ("validity_days", int), ("dmacc", dict),
-                          ("supersede", str), ("supersede_grace_seconds", int)):
-            if key in obj:
-                values[key] = _typed(obj, key, kind)
-        if "extra_mos" in obj:
-            mos = obj["extra_mos"]
-            if not isinstance(mos, list) or not all(isinstance(m, dict) for m in mos):
-                raise InvalidRequest("extra_mos must be a list of MO instance objects", field="extra_mos")
-            values["extra_mos"] = tuple(mos)
-        return cls(**values)
-
-
-@dataclass(frozen=True)
-class ProfileView:
-    """A profile with its servers and repositories by name, as the API and CLI show it."""
-
-    row: EnrollmentProfileRow
-    dm_servers: tuple[str, ...]
-    data_repositories: tuple[str, ...]
-
-    def to_json(self) -> dict[str, Any]:
-        """The profile as the API and ``--json`` show it."""
-        row = self.row
-        return {"name": row.name, "description": row.description, "dm_servers": list(self.dm_servers),
-                "data_repositories": list(self.data_repositories), "dmacc": row.dmacc,
-                "certificate_profile": row.certificate_profile, "key_types": row.key_types,
-                "attestation": row.attestation, "extra_mos": row.extra_mos, "delivery": row.delivery,
-                "server_keygen": row.server_keygen, "validity_days": row.validity_days, "supersede": row.supersede,
-                "supersede_grace_seconds": row.supersede_grace_seconds, "group_key": row.group_key_ref is not None,
-                "enabled": row.enabled, "created_at": row.created_at.isoformat(),
-                "updated_at": row.updated_at.isoformat()}
 
 
 class ConfigService:
@@ -311,33 +223,25 @@ class ConfigService:
             append_event(session, actor=actor, action="profile.delete", outcome="success", target=name)
 
     def _apply(self, session: Session, row: EnrollmentProfileRow, spec: ProfileSpec) -> None:
-        if spec.certificate_profile != "device":
-            raise InvalidRequest("certificate_profile must be 'device'", field="certificate_profile")
-        if not spec.dm_servers:
-            raise InvalidRequest("a profile needs at least one DM server", field="dm_servers")
-        if spec.delivery not in DELIVERY_MODES:
-            raise InvalidRequest(f"delivery must be one of {', '.join(DELIVERY_MODES)}", field="delivery")
-        if not isinstance(spec.validity_days, int) or not 1 <= spec.validity_days <= _MAX_VALIDITY_DAYS:
-            raise InvalidRequest(f"validity_days must be 1 to {_MAX_VALIDITY_DAYS}", field="validity_days")
-        server_ids = [row_id(_server(session, s, field_="dm_servers").id) for s in _unique(spec.dm_servers)]
+        body = spec.checked()  # the shape, by the one model of a profile; what follows needs the database
+        server_ids = [row_id(_server(session, s, field_="dm_servers").id) for s in _unique(body.dm_servers)]
         repository_ids = [row_id(_repository(session, r, field_="data_repositories").id)
-                          for r in _unique(spec.data_repositories)]
-        row.key_types = _key_types(spec.key_types)
-        row.attestation = _attestation(spec.attestation)
-        row.dmacc = _dmacc(spec.dmacc)
-        row.extra_mos = self._extra_mos(spec.extra_mos)
-        row.certificate_profile = spec.certificate_profile
-        row.delivery = spec.delivery
-        row.server_keygen = bool(spec.server_keygen)
-        row.validity_days = spec.validity_days
-        if spec.supersede not in SUPERSEDE_MODES:
-            raise InvalidRequest(f"supersede must be one of {', '.join(SUPERSEDE_MODES)}", field="supersede")
-        if not isinstance(spec.supersede_grace_seconds, int) or not 0 <= spec.supersede_grace_seconds <= 86400 * 30:
-            raise InvalidRequest("supersede_grace_seconds must be 0 to 2592000 (30 days)",
-                                 field="supersede_grace_seconds")
-        row.supersede, row.supersede_grace_seconds = spec.supersede, spec.supersede_grace_seconds
-        row.description = _label(spec.description, "description", maximum=1024, empty=True)
-        row.enabled = bool(spec.enabled)
+                          for r in _unique(body.data_repositories)]
+        allowed = get_profile("device").key_policy.allowed
+        if refused := [k for k in body.key_types if KeyType(k) not in allowed]:
+            raise InvalidRequest(f"key types {refused} are not allowed for device certificates", field="key_types")
+        row.key_types = _unique(body.key_types)
+        row.attestation = _unique(body.attestation)
+        dmacc = body.dmacc.model_dump(exclude_none=True)
+        if "Perm" in dmacc:
+            dmacc["Perm"] = _unique(dmacc["Perm"])
+        row.dmacc = {**dmacc, **profile_options(dmacc)}
+        row.extra_mos = self._extra_mos(body.extra_mos)
+        row.certificate_profile, row.delivery, row.server_keygen = body.certificate_profile, body.delivery, \
+            body.server_keygen
+        row.validity_days, row.supersede = body.validity_days, body.supersede
+        row.supersede_grace_seconds, row.description, row.enabled = body.supersede_grace_seconds, \
+            body.description, body.enabled
         session.add(row)
         session.flush()  # a new profile gets its id, which its links refer to
         profile_links.set_servers(session, row_id(row.id), server_ids)
@@ -451,7 +355,10 @@ def _label(value: object, field_: str, *, maximum: int = 256, empty: bool = Fals
 def _check_url(url: object, field_: str) -> str:
     if not isinstance(url, str):
         raise InvalidRequest(f"{field_} must be a string", field=field_)
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)  # a bracketed host that is no IPv6 address ("https://[0]") is a ValueError
+    except ValueError:
+        parts = urlsplit("")
     if parts.scheme != "https" or not parts.hostname or parts.username or any(c.isspace() for c in url):
         raise InvalidRequest(f"{field_} must be an https URL with a host (TLS is mandatory), not {url!r}",
                              field=field_)
@@ -480,72 +387,3 @@ def _check_anchor(pem: str | None) -> str | None:
 
 def _anchor_print(pem: str | None) -> str:
     return fingerprint(x509.load_pem_x509_certificate(pem.encode())) if pem else "our root CA"
-
-
-def _key_types(values: Sequence[str]) -> list[str]:
-    if not values:
-        raise InvalidRequest("key_types must name at least one key type", field="key_types")
-    allowed = get_profile("device").key_policy.allowed
-    result: list[str] = []
-    for value in _unique(values):
-        try:
-            key_type = KeyType.parse(value)
-        except KeyPolicyError as exc:
-            raise InvalidRequest(exc.message, field="key_types") from None
-        if key_type not in allowed:
-            raise InvalidRequest(f"key type {key_type.value} is not allowed for device certificates",
-                                 field="key_types")
-        result.append(key_type.value)
-    return result
-
-
-def _attestation(values: Sequence[str]) -> list[str]:
-    unknown = [v for v in values if v not in METHODS]
-    if unknown or not values:
-        raise InvalidRequest(f"attestation must name one or more of {', '.join(METHODS)}"
-                             + (f"; unknown: {', '.join(unknown)}" if unknown else ""), field="attestation")
-    return _unique(values)
-
-
-def _dmacc(value: Mapping[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(value) - _DMACC_KEYS)
-    if unknown:
-        raise InvalidRequest(f"dmacc may hold {', '.join(sorted(_DMACC_KEYS))}; not {', '.join(unknown)}"
-                             " (SrvID and SrvURI come from the DM server)", field="dmacc")
-    result: dict[str, Any] = {}
-    if "Name" in value:
-        result["Name"] = _label(value["Name"], "dmacc.Name")
-    if "Perm" in value:
-        perm = value["Perm"]
-        if not isinstance(perm, list) or not perm or not all(isinstance(m, str) and _MOID.match(m) for m in perm):
-            raise InvalidRequest("dmacc.Perm must be a non-empty list of MOIDs (urn:...)", field="dmacc.Perm")
-        result["Perm"] = _unique(perm)
-    if "Noti" in value:
-        noti = value["Noti"]
-        if (not isinstance(noti, dict) or set(noti) - _NOTI_KEYS or not isinstance(noti.get("Type"), str)
-                or not all(isinstance(v, str) for v in noti.values())):
-            raise InvalidRequest("dmacc.Noti must be {\"Type\": text, \"Data\": text} (no secrets)",
-                                 field="dmacc.Noti")
-        result["Noti"] = dict(noti)
-    result.update(profile_options(value))
-    return result
-
-
-def _typed(obj: Mapping[str, Any], key: str, kind: type, *, required: bool = False) -> Any:
-    if key not in obj:
-        if required:
-            raise InvalidRequest(f"{key} is required", field=key)
-        return None
-    value = obj[key]
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise InvalidRequest(f"{key} must be of type {kind.__name__}", field=key)
-    return value
-
-
-def _strings(obj: Mapping[str, Any], key: str, *, required: bool = False) -> list[str]:
-    value = _typed(obj, key, list, required=required)
-    if value is None:
-        return []
-    if not all(isinstance(v, str) for v in value):
-        raise InvalidRequest(f"{key} must be a list of strings", field=key)
-    return list(value)

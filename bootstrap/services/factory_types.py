@@ -1,7 +1,9 @@
 """What a factory station sends and gets back: batch specs, items, outcomes, registrations.
 
-Parsing is strict (types, unknown members, sizes) and raises InvalidRequest naming
-the member, so the HTTP API, NDJSON streams and the CLI share one reading.
+Bodies are pydantic models (:class:`BatchBody`, :class:`ItemBody`, :class:`RegistrationBody`),
+the one definition the HTTP API, NDJSON streams, the CLI and the OpenAPI document share:
+strict (types, unknown members, sizes), raising InvalidRequest naming the member
+(``items.3.dev_id``).
 """
 
 from __future__ import annotations
@@ -9,21 +11,31 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from pydantic import ConfigDict, Field, StrictBool, StrictStr, model_validator
+
+from bootstrap.body import INTEGER, NO_NUL, Body, JsonInt, validate
 from bootstrap.errors import InvalidRequest
-from bootstrap.services.factory_keys import DEFAULT_KDF_ITERATIONS, KEY_FORMATS
+from bootstrap.services.factory_keys import DEFAULT_KDF_ITERATIONS
 from pki.identity import check_dev_id
 from pki.keys import KeyType
 
 __all__ = [
     "MAX_ATTRIBUTES",
+    "MAX_REGISTRATIONS",
     "REGISTRATION_METHODS",
+    "BatchBody",
+    "BatchHeaderBody",
     "BatchSpec",
     "BatchSummary",
     "ItemError",
     "ItemOutcome",
+    "ItemBody",
     "ItemRequest",
+    "KeygenBody",
+    "RegistrationBody",
+    "RegistrationDevice",
     "RegistrationOutcome",
     "RegistrationSpec",
 ]
@@ -33,27 +45,7 @@ _MAX_ATTRIBUTE_LENGTH = 256
 _MAX_KEY_LENGTH = 128
 _MAX_CSR_CHARS = 16 * 1024
 REGISTRATION_METHODS = ("token", "group-key")
-
-
-def _obj(value: object, where: str, allowed: set[str]) -> Mapping[str, Any]:
-    if not isinstance(value, dict):
-        raise InvalidRequest(f"{where} must be a JSON object", field=where)
-    unknown = sorted(set(value) - allowed)
-    if unknown:
-        raise InvalidRequest(f"{where} has unknown members {unknown}; allowed: {sorted(allowed)}", field=where)
-    return value
-
-
-def _str(obj: Mapping[str, Any], key: str, where: str, *, required: bool = False,
-         limit: int = _MAX_KEY_LENGTH) -> str | None:
-    value = obj.get(key)
-    if value is None:
-        if required:
-            raise InvalidRequest(f"{where}.{key} is required", field=f"{where}.{key}")
-        return None
-    if not isinstance(value, str) or not value or len(value) > limit:
-        raise InvalidRequest(f"{where}.{key} must be a string of 1 to {limit} characters", field=f"{where}.{key}")
-    return value
+MAX_REGISTRATIONS = 10_000
 
 
 def dev_id_of(value: object, where: str) -> str:
@@ -64,22 +56,68 @@ def dev_id_of(value: object, where: str) -> str:
         raise InvalidRequest(f"{where}.dev_id: {exc}", field=f"{where}.dev_id") from None
 
 
-def _attributes(value: object, where: str) -> dict[str, str | int | bool]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict) or len(value) > MAX_ATTRIBUTES:
-        raise InvalidRequest(f"{where}.attributes must be an object of at most {MAX_ATTRIBUTES} members",
-                             field=f"{where}.attributes")
-    result: dict[str, str | int | bool] = {}
-    for key, item in value.items():
-        if not isinstance(key, str) or not 0 < len(key) <= 64:
-            raise InvalidRequest(f"{where}.attributes: names are 1-64 characters", field=f"{where}.attributes")
-        if isinstance(item, str) and len(item) <= _MAX_ATTRIBUTE_LENGTH or isinstance(item, int | bool):
-            result[key] = item
-        else:
-            raise InvalidRequest(f"{where}.attributes.{key} must be a string (at most {_MAX_ATTRIBUTE_LENGTH}"
-                                 " characters), a number or a boolean", field=f"{where}.attributes")
-    return result
+Name = Annotated[StrictStr, Field(min_length=1, max_length=64, pattern=NO_NUL)]
+DevId = Annotated[StrictStr, Field(pattern=r"^[!-~]{1,128}$")]
+Attribute = Annotated[StrictStr, Field(max_length=_MAX_ATTRIBUTE_LENGTH, pattern=NO_NUL)] | StrictBool | JsonInt
+
+
+class BatchHeaderBody(Body):
+    """A batch's settings: the JSON body's top level without ``items``, or the first NDJSON line."""
+
+    profile: Name
+    password: Annotated[StrictStr, Field(min_length=1, max_length=1024, pattern=NO_NUL)] | None = None
+    key_format: Literal["pkcs8", "pkcs12"] | None = None
+    kdf_iterations: Annotated[int, Field(ge=2_048, le=10_000_000), INTEGER] = DEFAULT_KDF_ITERATIONS
+
+
+class KeygenBody(Body):
+    """A key the service generates for the device."""
+
+    key_type: Literal["p256", "p384", "ed25519", "rsa2048", "rsa3072", "rsa4096"] = "p256"
+
+
+class ItemBody(Body):
+    """One device of a batch: exactly one of ``csr`` (PEM) and ``keygen``; manufacturer attributes."""
+
+    model_config = ConfigDict(json_schema_extra={"oneOf": [{"required": ["csr"]}, {"required": ["keygen"]}]})
+
+    dev_id: DevId
+    csr: Annotated[StrictStr, Field(min_length=1, max_length=_MAX_CSR_CHARS, pattern=NO_NUL)] | None = None
+    keygen: KeygenBody | None = None
+    attributes: Annotated[dict[Annotated[str, Field(min_length=1, max_length=64, pattern=NO_NUL)], Attribute],
+                          Field(max_length=MAX_ATTRIBUTES, json_schema_extra={"additionalProperties": False})] = {}
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ItemBody:
+        if (self.csr is None) == (self.keygen is None):
+            raise ValueError("needs exactly one of csr (PEM) and keygen ({\"key_type\": \"p256\"})")
+        return self
+
+
+class BatchBody(BatchHeaderBody):
+    """A batch as one JSON document (``application/json``)."""
+
+    items: Annotated[list[ItemBody], Field(min_length=1)]
+
+
+class RegistrationDevice(Body):
+    """A device to pre-register, as an object."""
+
+    dev_id: DevId
+
+
+class RegistrationBody(Body):
+    """Pre-registration: the profile, how devices will prove themselves, token lifetime, the DevIDs."""
+
+    profile: Name
+    method: Literal["token", "group-key"] = "token"
+    token_ttl_days: Annotated[int, Field(ge=1, le=366), INTEGER] = 30
+    devices: Annotated[list[DevId | RegistrationDevice], Field(min_length=1, max_length=MAX_REGISTRATIONS)]
+
+    @property
+    def dev_ids(self) -> list[str]:
+        """The DevIDs, however each was given."""
+        return [d if isinstance(d, str) else d.dev_id for d in self.devices]
 
 
 @dataclass(frozen=True)
@@ -96,21 +134,18 @@ class BatchSpec:
     @classmethod
     def from_json(cls, obj: object, idempotency_key: str | None) -> BatchSpec:
         """Read the batch header (the JSON body's top level, or the first NDJSON line)."""
-        where = "batch"
-        doc = _obj(obj, where, {"profile", "password", "key_format", "kdf_iterations", "items"})
+        if isinstance(obj, dict) and "items" in obj:
+            obj = {k: v for k, v in obj.items() if k != "items"}  # read by BatchBody / item by item
+        return cls.of(validate(BatchHeaderBody, obj), idempotency_key)
+
+    @classmethod
+    def of(cls, header: BatchHeaderBody, idempotency_key: str | None) -> BatchSpec:
+        """The spec of a validated header and the request's Idempotency-Key."""
         if not idempotency_key or len(idempotency_key) > _MAX_KEY_LENGTH or not idempotency_key.isprintable():
             raise InvalidRequest("an Idempotency-Key header of 1-128 printable characters is required: retries"
                                  " of a batch must carry the same key", field="Idempotency-Key")
-        key_format = _str(doc, "key_format", where) or "pkcs8"
-        if key_format not in KEY_FORMATS:
-            raise InvalidRequest(f"batch.key_format must be one of {', '.join(KEY_FORMATS)}", field="key_format")
-        iterations = doc.get("kdf_iterations", DEFAULT_KDF_ITERATIONS)
-        if not isinstance(iterations, int) or isinstance(iterations, bool) or not 2_048 <= iterations <= 10_000_000:
-            raise InvalidRequest("batch.kdf_iterations must be an integer from 2,048 to 10,000,000",
-                                 field="kdf_iterations")
-        return cls(profile=str(_str(doc, "profile", where, required=True, limit=64)),
-                   idempotency_key=idempotency_key, password=_str(doc, "password", where, limit=1024),
-                   key_format=key_format, kdf_iterations=iterations)
+        return cls(profile=header.profile, idempotency_key=idempotency_key, password=header.password,
+                   key_format=header.key_format or "pkcs8", kdf_iterations=header.kdf_iterations)
 
 
 @dataclass(frozen=True)
@@ -125,19 +160,13 @@ class ItemRequest:
     @classmethod
     def from_json(cls, obj: object, index: int) -> ItemRequest:
         """Read ``{"dev_id": .., "csr": PEM | "keygen": {"key_type": "p256"}, "attributes": {..}}``."""
-        where = f"items[{index}]"
-        doc = _obj(obj, where, {"dev_id", "csr", "keygen", "attributes"})
-        dev_id = dev_id_of(doc.get("dev_id"), where)
-        csr = _str(doc, "csr", where, limit=_MAX_CSR_CHARS)
-        keygen = doc.get("keygen")
-        if (csr is None) == (keygen is None):
-            raise InvalidRequest(f"{where} needs exactly one of csr (PEM) and keygen ({{\"key_type\": \"p256\"}})",
-                                 field=f"{where}.csr")
-        key_type = None
-        if keygen is not None:
-            spec = _obj(keygen, f"{where}.keygen", {"key_type"})
-            key_type = KeyType.parse(str(spec.get("key_type", "p256")))
-        return cls(dev_id=dev_id, csr=csr, keygen=key_type, attributes=_attributes(doc.get("attributes"), where))
+        return cls.of(validate(ItemBody, obj, where=f"items.{index}"))
+
+    @classmethod
+    def of(cls, item: ItemBody) -> ItemRequest:
+        """The request of a validated item."""
+        return cls(dev_id=item.dev_id, csr=item.csr, keygen=KeyType(item.keygen.key_type) if item.keygen else None,
+                   attributes=dict(item.attributes))
 
     @property
     def mode(self) -> str:
@@ -230,17 +259,14 @@ class RegistrationSpec:
 
     @classmethod
     def from_json(cls, obj: object) -> RegistrationSpec:
-        doc = _obj(obj, "registration", {"profile", "method", "token_ttl_days", "devices"})
-        method = _str(doc, "method", "registration") or "token"
-        if method not in REGISTRATION_METHODS:
-            raise InvalidRequest(f"registration.method must be one of {', '.join(REGISTRATION_METHODS)}",
-                                 field="method")
-        ttl = doc.get("token_ttl_days", 30)
-        if not isinstance(ttl, int) or isinstance(ttl, bool) or not 1 <= ttl <= 366:
-            raise InvalidRequest("registration.token_ttl_days must be an integer from 1 to 366",
-                                 field="token_ttl_days")
-        return cls(profile=str(_str(doc, "profile", "registration", required=True, limit=64)), method=method,
-                   token_ttl_days=ttl)
+        """Read the registration settings (``devices`` may be left out: the CLI gives them apart)."""
+        document = {"devices": ["-"], **obj} if isinstance(obj, dict) else obj
+        return cls.of(validate(RegistrationBody, document))
+
+    @classmethod
+    def of(cls, body: RegistrationBody) -> RegistrationSpec:
+        """The settings of a validated registration body."""
+        return cls(profile=body.profile, method=body.method, token_ttl_days=body.token_ttl_days)
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,10 @@ def render_markdown(document: dict[str, Any]) -> str:
                              f"{' (required)' if param.get('required') else ''}: {param.get('description', '')}")
             body = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
             if body:
-                lines += ["", "Request body:", "", "```json", json.dumps(body, indent=1), "```"]
+                name = str(body.get("$ref", "")).rsplit("/", 1)[-1]
+                schema = document["components"]["schemas"].get(name, body) if name else body
+                title = f"Request body (`{name}`):" if name else "Request body:"
+                lines += ["", title, "", "```json", json.dumps(schema, indent=1), "```"]
             answers = ", ".join(f"{code} {r['description']}" for code, r in op["responses"].items())
             lines += ["", f"Responses: {answers}"]
     return "\n".join(lines) + "\n"

@@ -47,8 +47,8 @@ from bootstrap.dm.package import (
 )
 from bootstrap.dm.session import SESSION_HEADER
 from bootstrap.errors import AuthenticationFailed, InvalidRequest, NotAcceptable, NotFound, UnsupportedMediaType
-from bootstrap.runtime import Runtime
 from bootstrap.services.dm2 import BOOTSTRAP_PATH, OBJECTS_PATH
+from bootstrap.web.common import request_id, runtime_of
 from bootstrap.web.tls import client_certificate, client_chain
 from bootstrap.web.tpm import tpm_proof
 
@@ -64,14 +64,6 @@ _DEVICE_KEY = re.compile(r"[0-9a-f]{64}")
 _TOKEN_PREFIX = "dmt_"  # noqa: S105 - a prefix, not a secret
 
 
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
-
-def _request_id(request: Request) -> str | None:
-    value = request.scope.get("state", {}).get("request_id")
-    return str(value) if value else None
 
 
 def accepts(header: str | None, media_type: str) -> bool:
@@ -126,10 +118,10 @@ async def _initiation(request: Request) -> Response:
     initiation = parse_initiation(body, dev_id=request.headers.get(DEVID_HEADER))
     evidence = await _evidence(request, body, initiation)
     try:
-        package = await run_in_threadpool(_runtime(request).dm2.start, initiation, evidence,
-                                          request_id=_request_id(request))
+        package = await run_in_threadpool(runtime_of(request).dm2.start, initiation, evidence,
+                                          request_id=request_id(request))
     except AuthenticationFailed as exc:  # a credential that did not verify: every 401 offers the schemes
-        exc.challenges = http_auth.challenges(_runtime(request).dm2.nonces)  # type: ignore[attr-defined]
+        exc.challenges = http_auth.challenges(runtime_of(request).dm2.nonces)  # type: ignore[attr-defined]
         raise
     return _package2(package.body, {SESSION_HEADER: package.session} if package.session else None)
 
@@ -138,11 +130,11 @@ async def _evidence(request: Request, body: bytes, initiation: Initiation) -> Ev
     try:
         return await _find_evidence(request, body, initiation)
     except http_auth.StaleNonce as exc:
-        exc.challenges = http_auth.challenges(_runtime(request).dm2.nonces, stale=True)  # type: ignore[attr-defined]
+        exc.challenges = http_auth.challenges(runtime_of(request).dm2.nonces, stale=True)  # type: ignore[attr-defined]
         raise
     except AuthenticationFailed as exc:
         if request.url.path == BOOTSTRAP_PATH:
-            exc.challenges = http_auth.challenges(_runtime(request).dm2.nonces)  # type: ignore[attr-defined]
+            exc.challenges = http_auth.challenges(runtime_of(request).dm2.nonces)  # type: ignore[attr-defined]
         raise
 
 
@@ -157,12 +149,12 @@ async def _find_evidence(request: Request, body: bytes, initiation: Initiation) 
         return Evidence("token", token=initiation.token, body=body)
     if initiation.tpm is not None:  # ours: round 2 of TPM attestation (docs/tpm.md)
         return Evidence("tpm", tpm=tpm_proof(initiation.tpm, initiation.csr or b""), body=body)
-    settings = _runtime(request).settings
+    settings = runtime_of(request).settings
     cert = client_certificate(request, trusted_proxies=settings.trusted_proxies, header=settings.client_cert_header)
     if cert is None:
         raise AuthenticationFailed("no device credential: use HTTP Basic or Digest (user name: the DevID), "
                                    "or connect with a manufacturer (IDevID) or current device certificate")
-    method = await run_in_threadpool(_runtime(request).enrollment.certificate_method, cert)
+    method = await run_in_threadpool(runtime_of(request).enrollment.certificate_method, cert)
     return Evidence(method, client_certificate=cert, intermediates=client_chain(request), body=body)
 
 
@@ -172,7 +164,7 @@ async def _from_header(request: Request, header: str, body: bytes, initiation: I
         return Evidence("token", token=value.strip(), body=body)
     if scheme.lower() == _HMAC_SCHEME.lower():
         return Evidence("group-key", authorization=header, body=body)
-    dm2 = _runtime(request).dm2
+    dm2 = runtime_of(request).dm2
     credential = http_auth.parse_authorization(header, method=request.method, nonces=dm2.nonces,
                                                user=initiation.dev_id)
     if credential is None:
@@ -198,8 +190,8 @@ async def _response(request: Request) -> Response:
     """Ours (inline profiles): package 3 with the ``OMADM-Session`` header -> 204."""
     body = await request.body()
     response = parse_response(body)
-    await run_in_threadpool(_runtime(request).dm2.finish, response, session_ref=request.headers.get(SESSION_HEADER),
-                            dev_id=request.headers.get(DEVID_HEADER), request_id=_request_id(request))
+    await run_in_threadpool(runtime_of(request).dm2.finish, response, session_ref=request.headers.get(SESSION_HEADER),
+                            dev_id=request.headers.get(DEVID_HEADER), request_id=request_id(request))
     return Response(status_code=204, headers={"Cache-Control": "no-store"})
 
 
@@ -209,15 +201,15 @@ async def resume(request: Request) -> Response:
     if media_type != RESPONSE_MEDIA_TYPE:
         raise UnsupportedMediaType(f"post package 3 here, as {RESPONSE_MEDIA_TYPE}", field="Content-Type")
     response = parse_response(await request.body())
-    body = await run_in_threadpool(_runtime(request).dm2.resume, response,
+    body = await run_in_threadpool(runtime_of(request).dm2.resume, response,
                                    reference=str(request.path_params["reference"]),
-                                   dev_id=request.headers.get(DEVID_HEADER), request_id=_request_id(request))
+                                   dev_id=request.headers.get(DEVID_HEADER), request_id=request_id(request))
     return _package2(body)
 
 
 async def data_object(request: Request) -> Response:
     """``GET /dm/objects/{capability}``: MO data published for HGET (single use)."""
-    found = await run_in_threadpool(_runtime(request).dm2.published, str(request.path_params["ref"]))
+    found = await run_in_threadpool(runtime_of(request).dm2.published, str(request.path_params["ref"]))
     return Response(found.body, media_type=MO_INSTANCE_MEDIA_TYPE,
                     headers={DEVID_HEADER: found.dev_id, "Cache-Control": "no-store"})
 
@@ -225,7 +217,7 @@ async def data_object(request: Request) -> Response:
 def ddf(request: Request) -> Response:
     """``GET /ddf/{MOID}``: a registered DDF, as the ``DDF`` member of our MO instances names it."""
     moid = unquote(str(request.path_params["moid"]))
-    found = _runtime(request).dm2.ddfs.find(moid)
+    found = runtime_of(request).dm2.ddfs.find(moid)
     source = Path(found.source) if found is not None else None
     if source is None or not source.is_file():
         raise NotFound(f"no DDF is served for {moid!r}", field="MOID")

@@ -29,14 +29,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bootstrap.auth.attestation import Evidence
+from bootstrap.body import validate
 from bootstrap.dm.cp import CP_MEDIA_TYPE
 from bootstrap.dm.package import Initiation, parse_initiation
 from bootstrap.dm.syncml import TNDS_XML_MEDIA_TYPE, WBXML_MEDIA_TYPE, XML_MEDIA_TYPE
-from bootstrap.errors import DmBootstrapError, InvalidRequest, NotAcceptable
-from bootstrap.runtime import Runtime
+from bootstrap.errors import DmBootstrapError, NotAcceptable
 from bootstrap.services.dm1 import Dm1Package
-from bootstrap.web.api import field, media_type, parse_json, request_id
 from bootstrap.web.auth import authorize
+from bootstrap.web.bodies import Dm1Body
+from bootstrap.web.common import media_type, parse_json, request_id, runtime_of
 from bootstrap.web.dm import DEVID_HEADER, TOKEN_SCHEME, accepts
 from bootstrap.web.enroll import request_evidence
 from bootstrap.web.openapi import operation
@@ -50,14 +51,9 @@ CREDENTIALS_PATH = "/api/v1/dm1/credentials/{dev_id}"
 CERTIFICATE_CHAIN_HEADER = "DMBoot-Certificate-Chain"
 #: Ours: the IMSI, for NETWORKID MACs, when a DM 2.0 package 1 asks for a DM 1.x answer.
 IMSI_HEADER = "DMBoot-IMSI"
-_MEMBERS = {"dev_id", "csr", "token", "imsi", "sec"}
 _FORMS = (WBXML_MEDIA_TYPE, XML_MEDIA_TYPE, TNDS_XML_MEDIA_TYPE, CP_MEDIA_TYPE)
 _SIDE = {"type": "object", "properties": {k: {"type": "string"} for k in ("name", "secret", "nonce", "auth_md5")}}
 
-
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
 
 
 def negotiate(accept: str | None) -> str:
@@ -89,7 +85,7 @@ async def from_package1(request: Request,
     body = await request.body()
     initiation = parse_initiation(body, dev_id=request.headers.get(DEVID_HEADER))
     evidence = await evidence_of(request, body, initiation)
-    package = await run_in_threadpool(_runtime(request).dm1.bootstrap, initiation.dev_id, evidence,
+    package = await run_in_threadpool(runtime_of(request).dm1.bootstrap, initiation.dev_id, evidence,
                                       csr=initiation.csr or None, imsi=request.headers.get(IMSI_HEADER),
                                       request_id=request_id(request))
     return render(package, form)
@@ -107,36 +103,30 @@ def render(package: Dm1Package, form: str) -> Response:
     return Response(message.body, headers=headers)
 
 
-def _evidence(request: Request, document: dict[str, Any], body: bytes) -> Evidence:
+def _evidence(request: Request, token: str | None, body: bytes) -> Evidence:
     scheme, _, value = request.headers.get("authorization", "").strip().partition(" ")
     if scheme.lower() == TOKEN_SCHEME.lower() and value.strip():
         return Evidence("token", token=value.strip(), body=body)
-    return request_evidence(request, document, body)
+    return request_evidence(request, token, body)
 
 
 async def bootstrap(request: Request) -> Response:
     """``POST /dm1/bootstrap``: a DM 1.x device's SyncML DM bootstrap message."""
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     body = await request.body()
     document: Any = None
     try:
         form = negotiate(request.headers.get("accept"))
         document = parse_json(media_type(request), body)
-        if not isinstance(document, dict):
-            raise InvalidRequest("the body must be a JSON object", field="body")
-        unknown = sorted(set(document) - _MEMBERS)
-        if unknown:
-            raise InvalidRequest(f"unknown members: {', '.join(unknown)}", field=unknown[0])
-        dev_id = field(document, "dev_id", str, required=True)
-        csr, imsi, sec = (field(document, name, str) for name in ("csr", "imsi", "sec"))
-        evidence = await run_in_threadpool(_evidence, request, document, body)
+        start = validate(Dm1Body, document)
+        evidence = await run_in_threadpool(_evidence, request, start.token, body)
     except DmBootstrapError as exc:
         dev = document.get("dev_id") if isinstance(document, dict) else None
         await run_in_threadpool(runtime.enrollment.record_refusal, dev, "-", exc, channel="dm1",
                                 request_id=request_id(request))
         raise
-    package = await run_in_threadpool(runtime.dm1.bootstrap, str(dev_id), evidence,
-                                      csr=csr.encode() if csr else None, imsi=imsi, sec=sec,
+    package = await run_in_threadpool(runtime.dm1.bootstrap, start.dev_id, evidence,
+                                      csr=start.csr.encode() if start.csr else None, imsi=start.imsi, sec=start.sec,
                                       request_id=request_id(request))
     return render(package, form)
 
@@ -150,7 +140,7 @@ async def bootstrap(request: Request) -> Response:
 async def credentials(request: Request) -> Response:
     """A device's DM 1.x credentials (AAuthName, AAuthSecret, nonce; client and server), for its DM server."""
     principal = await authorize(request, "dm1:credentials")
-    view = await run_in_threadpool(_runtime(request).dm1.credentials, str(request.path_params["dev_id"]),
+    view = await run_in_threadpool(runtime_of(request).dm1.credentials, str(request.path_params["dev_id"]),
                                    actor=principal.actor, request_id=request_id(request))
     return JSONResponse(view.to_json(), headers={"Cache-Control": "no-store"})
 

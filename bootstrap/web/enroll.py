@@ -24,12 +24,15 @@ from starlette.routing import Route
 from bootstrap import __version__
 from bootstrap.auth import hmac_scheme
 from bootstrap.auth.attestation import METHODS, Evidence
+from bootstrap.body import validate
 from bootstrap.dm.mo import ddf_url, trust_fingerprint
-from bootstrap.errors import AuthenticationFailed, DmBootstrapError, InvalidRequest
+from bootstrap.errors import AuthenticationFailed, DmBootstrapError
 from bootstrap.runtime import Runtime
 from bootstrap.services.authorities import authority_urls
 from bootstrap.services.enrollment import EnrollmentOutcome
-from bootstrap.web.api import JSON, field, media_type, parse_json, request_id
+from bootstrap.web.bodies import EnrollBody
+from bootstrap.web.common import JSON, media_type, parse_json, request_id, runtime_of
+from bootstrap.web.openapi import request_body
 from bootstrap.web.problems import PROBLEM_TYPE
 from bootstrap.web.tls import client_certificate, client_chain
 from pki.identity import DEVICE_URI_PREFIX
@@ -39,12 +42,7 @@ __all__ = ["DISCOVERY_PATH", "ENROLL_PATH", "content_document", "request_evidenc
 
 ENROLL_PATH = "/api/v1/enroll"
 DISCOVERY_PATH = "/.well-known/dm-bootstrap"
-_MEMBERS = {"dev_id", "csr", "token", "mos", "features"}
 
-
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
 
 
 def _pem(der: bytes) -> str:
@@ -72,48 +70,44 @@ def content_document(outcome: EnrollmentOutcome) -> dict[str, Any]:
     }
 
 
-def _evidence(request: Request, document: dict[str, Any], body: bytes) -> Evidence:
-    token = field(document, "token", str)
+def _evidence(request: Request, token: str | None, body: bytes) -> Evidence:
     if token:
         return Evidence("token", token=token, body=body)
     authorization = request.headers.get("authorization", "")
     if authorization.split(" ", 1)[0].lower() == hmac_scheme.SCHEME.lower():
         return Evidence("group-key", authorization=authorization, body=body)
-    settings = _runtime(request).settings
+    settings = runtime_of(request).settings
     cert = client_certificate(request, trusted_proxies=settings.trusted_proxies, header=settings.client_cert_header)
     if cert is not None:
-        method = _runtime(request).enrollment.certificate_method(cert)
+        method = runtime_of(request).enrollment.certificate_method(cert)
         return Evidence(method, client_certificate=cert, intermediates=client_chain(request), body=body)
     raise AuthenticationFailed(f"no evidence: send a token, Authorization: {hmac_scheme.SCHEME} ..., or a TLS"
                                " client certificate", field="evidence")
 
 
-#: The evidence of a JSON device request (``token`` member, DMBoot-HMAC, TLS), shared with web/dm1.py.
+#: The evidence of a JSON device request (its ``token`` member, DMBoot-HMAC, TLS), shared with web/dm1.py.
 request_evidence = _evidence
 
 
+@request_body(EnrollBody)
 async def enroll(request: Request) -> Response:
     """Enroll one device; the answer is its certificate, account and trust anchors."""
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     body = await request.body()
     document: Any = None
     try:
         document = parse_json(media_type(request), body)
-        if not isinstance(document, dict):
-            raise InvalidRequest("the body must be a JSON object", field="body")
-        unknown = sorted(set(document) - _MEMBERS)
-        if unknown:
-            raise InvalidRequest(f"unknown members: {', '.join(unknown)}", field=unknown[0])
-        dev_id, csr = field(document, "dev_id", str, required=True), field(document, "csr", str, required=True)
-        mos, features = field(document, "mos", list), field(document, "features", dict)
-        evidence = await run_in_threadpool(_evidence, request, document, body)
+        enrollment = validate(EnrollBody, document)
+        evidence = await run_in_threadpool(_evidence, request, enrollment.token, body)
     except DmBootstrapError as exc:
         dev = document.get("dev_id") if isinstance(document, dict) else None
         await run_in_threadpool(runtime.enrollment.record_refusal, dev, "-", exc, channel="json",
                                 request_id=request_id(request))
         raise
     outcome = await run_in_threadpool(
-        runtime.enrollment.enroll, str(dev_id), evidence, str(csr).encode(), declared_mos=mos, features=features,
+        runtime.enrollment.enroll, enrollment.dev_id, evidence, enrollment.csr.encode(),
+        declared_mos=None if enrollment.mos is None else [m.model_dump(exclude_none=True) for m in enrollment.mos],
+        features=enrollment.features,
         channel="json", request_id=request_id(request))
     return JSONResponse(content_document(outcome), media_type=JSON)
 
@@ -157,7 +151,7 @@ def _discovery(runtime: Runtime) -> dict[str, Any]:
 
 async def discovery(request: Request) -> Response:
     """``/.well-known/dm-bootstrap``: endpoints, media types, attestation methods, supported MOs."""
-    return JSONResponse(await run_in_threadpool(_discovery, _runtime(request)))
+    return JSONResponse(await run_in_threadpool(_discovery, runtime_of(request)))
 
 
 def routes() -> list[Route]:

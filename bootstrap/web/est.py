@@ -31,8 +31,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bootstrap.errors import AuthenticationFailed, NotFound, UnsupportedMediaType
-from bootstrap.runtime import Runtime
 from bootstrap.services.est import EstClient, EstLabel
+from bootstrap.web.common import request_id, runtime_of
 from bootstrap.web.problems import generic_refusal, problem
 from bootstrap.web.tls import client_certificate, tls_info
 from pki.authority import IssuedCertificate
@@ -52,47 +52,39 @@ _TLS12 = 0x0303
 _OPERATIONS = ("cacerts", "simpleenroll", "simplereenroll", "serverkeygen", "csrattrs")
 
 
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
-
-def _request_id(request: Request) -> str | None:
-    value = request.scope.get("state", {}).get("request_id")
-    return str(value) if value else None
 
 
 async def _label(request: Request) -> EstLabel:
     name = request.path_params.get("label")
-    return await run_in_threadpool(_runtime(request).est.label, None if name is None else str(name))
+    return await run_in_threadpool(runtime_of(request).est.label, None if name is None else str(name))
 
 
 async def cacerts(request: Request) -> Response:
     """``GET cacerts`` (RFC 7030 4.1): the issuing CA and the root, PKCS#7 certs-only."""
     await _label(request)
-    certificates = await run_in_threadpool(_runtime(request).est.ca_certificates)
+    certificates = await run_in_threadpool(runtime_of(request).est.ca_certificates)
     return Response(b64_lines(pkcs7_certs_only(certificates)), media_type=PKCS7, headers=_B64)
 
 
 async def csrattrs(request: Request) -> Response:
     """``GET csrattrs`` (RFC 7030 4.5): what the request should carry."""
     label = await _label(request)
-    return Response(b64_lines(_runtime(request).est.csr_attributes(label)), media_type=CSRATTRS, headers=_B64)
+    return Response(b64_lines(runtime_of(request).est.csr_attributes(label)), media_type=CSRATTRS, headers=_B64)
 
 
 async def simpleenroll(request: Request) -> Response:
     """``POST simpleenroll`` (RFC 7030 4.2.1)."""
     label, csr, client = await _enrollment_request(request)
-    issued = await run_in_threadpool(_runtime(request).est.enroll, label, csr, client,
-                                     request_id=_request_id(request))
+    issued = await run_in_threadpool(runtime_of(request).est.enroll, label, csr, client,
+                                     request_id=request_id(request))
     return _certificate_response(issued)
 
 
 async def simplereenroll(request: Request) -> Response:
     """``POST simplereenroll`` (RFC 7030 4.2.2): the current certificate over TLS, same identity."""
     label, csr, client = await _enrollment_request(request)
-    issued = await run_in_threadpool(_runtime(request).est.reenroll, label, csr, client,
-                                     request_id=_request_id(request))
+    issued = await run_in_threadpool(runtime_of(request).est.reenroll, label, csr, client,
+                                     request_id=request_id(request))
     return _certificate_response(issued)
 
 
@@ -100,8 +92,8 @@ async def serverkeygen(request: Request) -> Response:
     """``POST serverkeygen`` (RFC 7030 4.4): the key pair is made here and returned once, unencrypted
     inside TLS (RFC 7030 4.4.2), never stored."""
     label, csr, client = await _enrollment_request(request)
-    issued, key = await run_in_threadpool(_runtime(request).est.server_keygen, label, csr, client,
-                                          request_id=_request_id(request))
+    issued, key = await run_in_threadpool(runtime_of(request).est.server_keygen, label, csr, client,
+                                          request_id=request_id(request))
     boundary = "est-" + secrets.token_hex(12)
     pkcs8 = key.private_bytes(Encoding.DER, PrivateFormat.PKCS8, NoEncryption())
     parts = [(PKCS8, pkcs8), (CERTS_ONLY, pkcs7_certs_only([issued.certificate]))]
@@ -123,7 +115,7 @@ async def _enrollment_request(request: Request) -> tuple[EstLabel, bytes, EstCli
 
 
 def _client(request: Request) -> EstClient:
-    settings = _runtime(request).settings
+    settings = runtime_of(request).settings
     certificate = client_certificate(request, trusted_proxies=settings.trusted_proxies,
                                      header=settings.client_cert_header)
     info = tls_info(request) or {}
@@ -166,7 +158,7 @@ def _with_challenge(handler: Callable[[Request], Awaitable[Response]]) -> Callab
             return problem(401, "authentication-failed", "Authentication failed",
                            generic_refusal(request.url.path, exc) or exc.message,
                            instance=request.url.path, headers={"WWW-Authenticate": _REALM},
-                           field=exc.field, request_id=_request_id(request))
+                           field=exc.field, request_id=request_id(request))
 
     wrapped.__name__ = handler.__name__
     wrapped.__doc__ = handler.__doc__

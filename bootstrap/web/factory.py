@@ -24,14 +24,23 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from bootstrap import strict_json
 from bootstrap.auth.principals import Principal, require
+from bootstrap.body import validate
 from bootstrap.errors import AuthenticationFailed, DmBootstrapError, InvalidRequest, UnsupportedMediaType
-from bootstrap.runtime import Runtime
 from bootstrap.services.factory import CHUNK_SIZE, OpenBatch, Station
 from bootstrap.services.factory_batches import error_of
-from bootstrap.services.factory_types import BatchSpec, ItemOutcome, ItemRequest, RegistrationSpec, dev_id_of
-from bootstrap.web.api import JSON, media_type, parse_json, request_id
+from bootstrap.services.factory_types import (
+    BatchBody,
+    BatchSpec,
+    ItemOutcome,
+    ItemRequest,
+    RegistrationBody,
+    RegistrationSpec,
+)
 from bootstrap.web.auth import check
+from bootstrap.web.common import JSON, media_type, parse_json, read_model, request_id, runtime_of
+from bootstrap.web.openapi import operation, request_body
 from bootstrap.web.tls import client_certificate
 from pki.errors import PkiError
 
@@ -41,19 +50,14 @@ NDJSON = "application/x-ndjson"
 #: Where the factory routes live; their bodies may reach ``factory_max_body_bytes``.
 PREFIX = "/api/v1/factory/"
 _MAX_LINE = 64 * 1024
-_MAX_REGISTRATIONS = 10_000
 
-
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
 
 
 def _principal(request: Request) -> Principal:
     """The station: by Bearer token, else by its registered client certificate."""
     if request.headers.get("authorization"):
         return check(request, "factory:provision")
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     settings = runtime.settings
     cert = client_certificate(request, trusted_proxies=settings.trusted_proxies, header=settings.client_cert_header)
     if cert is None:
@@ -70,6 +74,10 @@ async def _station(request: Request) -> Station:
 # -- batches --------------------------------------------------------------------------------
 
 
+@operation(permission="factory:provision", tags=["factory"], parameters=[
+    {"name": "Idempotency-Key", "in": "header", "required": True, "description": "the same on every retry",
+     "schema": {"type": "string", "pattern": "^[!-~]([ -~]{0,126}[!-~])?$"}}])
+@request_body(BatchBody)
 async def create_batch(request: Request) -> Response:
     """Issue certificates for a batch of devices, or return what they got before."""
     station = await _station(request)
@@ -79,13 +87,10 @@ async def create_batch(request: Request) -> Response:
         return await _ndjson_batch(request, station, key)
     if kind != JSON:
         raise UnsupportedMediaType(f"send a batch as {JSON} or {NDJSON}", field="content-type")
-    document = parse_json(kind, await request.body())
-    spec = BatchSpec.from_json(document, key)
-    raw_items = document.get("items")
-    if not isinstance(raw_items, list) or not raw_items:
-        raise InvalidRequest("batch.items must be a non-empty list", field="items")
-    items = [ItemRequest.from_json(obj, i) for i, obj in enumerate(raw_items)]
-    service = _runtime(request).factory.batches
+    document = validate(BatchBody, parse_json(kind, await request.body()))
+    spec = BatchSpec.of(document, key)
+    items = [ItemRequest.of(item) for item in document.items]
+    service = runtime_of(request).factory.batches
     batch = await run_in_threadpool(service.open_batch, station, spec)
     await run_in_threadpool(service.check_quota, batch, items)
     outcomes: list[ItemOutcome] = []
@@ -96,7 +101,7 @@ async def create_batch(request: Request) -> Response:
     summary = await run_in_threadpool(service.finish, batch)
     chains = {o.issuer: service.chain_pem(o.issuer) for o in outcomes if o.issuer}
     return JSONResponse({"batch": summary.to_json(), "chains": chains, "bootstrap": batch.template,
-                         "ddf_base_url": _runtime(request).settings.public_url,
+                         "ddf_base_url": runtime_of(request).settings.public_url,
                          "items": [o.to_json() for o in outcomes]})
 
 
@@ -131,8 +136,8 @@ async def _lines(request: Request) -> AsyncIterator[tuple[int, bytes]]:
 
 def _json_line(number: int, line: bytes) -> Any:
     try:
-        return json.loads(line)
-    except (ValueError, RecursionError) as exc:
+        return strict_json.loads(line)
+    except strict_json.StrictJsonError as exc:
         raise InvalidRequest(f"NDJSON line {number} is not JSON: {exc}", field="body") from None
 
 
@@ -142,7 +147,7 @@ async def _ndjson_batch(request: Request, station: Station, key: str | None) -> 
     if first is None:
         raise InvalidRequest("an NDJSON batch starts with its header line {\"profile\": ..}", field="body")
     spec = BatchSpec.from_json(_json_line(*first), key)
-    service = _runtime(request).factory.batches
+    service = runtime_of(request).factory.batches
     batch = await run_in_threadpool(service.open_batch, station, spec)
     # The first chunk is done before answering, so a refusal (over quota) is a plain 403.
     chunk, index = await _next_chunk(lines, 0)
@@ -163,10 +168,10 @@ async def _next_chunk(lines: AsyncIterator[tuple[int, bytes]], index: int) -> tu
 
 async def _stream(request: Request, batch: OpenBatch, lines: AsyncIterator[tuple[int, bytes]],
                   chunk: list[ItemRequest], outcomes: list[ItemOutcome], index: int) -> AsyncIterator[bytes]:
-    service = _runtime(request).factory.batches
+    service = runtime_of(request).factory.batches
     yield _dump({"type": "batch", "batch_id": batch.id, "idempotency_key": batch.spec.idempotency_key,
                  "profile": batch.spec.profile, "bootstrap": batch.template,
-                 "ddf_base_url": _runtime(request).settings.public_url})
+                 "ddf_base_url": runtime_of(request).settings.public_url})
     issuers: set[str] = set()
     error: str | None = None
     try:
@@ -195,18 +200,13 @@ def _dump(doc: dict[str, Any]) -> bytes:
 # -- pre-registration ------------------------------------------------------------------------
 
 
+@request_body(RegistrationBody)
 async def create_registrations(request: Request) -> Response:
     """Register devices for first-boot enrollment; per-device one-time tokens or group-derived keys."""
     station = await _station(request)
-    document = parse_json(media_type(request), await request.body())
-    spec = RegistrationSpec.from_json(document)
-    devices = document.get("devices")
-    if not isinstance(devices, list) or not 0 < len(devices) <= _MAX_REGISTRATIONS:
-        raise InvalidRequest(f"registration.devices must be a list of 1 to {_MAX_REGISTRATIONS} DevIDs",
-                             field="devices")
-    dev_ids = [dev_id_of(d.get("dev_id") if isinstance(d, dict) else d, f"devices[{i}]")
-               for i, d in enumerate(devices)]
-    service = _runtime(request).factory.registrations
+    document = await read_model(request, RegistrationBody)
+    spec, dev_ids = RegistrationSpec.of(document), document.dev_ids
+    service = runtime_of(request).factory.registrations
     outcomes = await run_in_threadpool(service.register, station, spec, dev_ids)
     return JSONResponse({"profile": spec.profile, "method": spec.method,
                          "devices": [o.to_json() for o in outcomes]},

@@ -23,20 +23,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bootstrap.errors import InvalidRequest, UnsupportedMediaType
-from bootstrap.runtime import Runtime
+from bootstrap.body import NO_NUL
 from bootstrap.services.issuance import Requester
 from bootstrap.store.models import CertificateRow
 from bootstrap.web.auth import authorize
-from bootstrap.web.openapi import operation
-from bootstrap.web.params import int_param, page_limit
+from bootstrap.web.bodies import BootstrapCompleteBody, EmptyBody, RevokeBody
+from bootstrap.web.common import read_model, request_id, runtime_of
+from bootstrap.web.openapi import operation, request_body
+from bootstrap.web.params import LIMIT_MAX, OFFSET_MAX, int_param, page_limit
 
 __all__ = ["certificate_json", "routes"]
 
-_REASON_BODY = {"type": "object", "properties": {"reason": {
-    "type": "string", "description": "RFC 5280 5.3.1 reason name", "default": "unspecified",
-    "enum": ["unspecified", "keyCompromise", "cACompromise", "affiliationChanged", "superseded",
-             "cessationOfOperation", "privilegeWithdrawn", "aACompromise"]}}}
 _OUTCOME = {"type": "object", "description": "what the revocation did", "properties": {
     "reason": {"type": "string"}, "revoked": {"type": "array", "items": {"type": "string"}},
     "already_revoked": {"type": "array", "items": {"type": "string"}},
@@ -44,106 +41,74 @@ _OUTCOME = {"type": "object", "description": "what the revocation did", "propert
     "crl_numbers": {"type": "object", "additionalProperties": {"type": "integer"}}}}
 
 
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
-
-def _request_id(request: Request) -> str | None:
-    value = request.scope.get("state", {}).get("request_id")
-    return str(value) if value else None
-
-
-async def _reason(request: Request) -> str:
-    body = await request.body()
-    if not body.strip():
-        return "unspecified"
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind != "application/json":
-        raise UnsupportedMediaType(f"send the reason as application/json, not {kind or 'no content type'}")
-    try:
-        document = json.loads(body)
-    except ValueError:
-        raise InvalidRequest("the body must be JSON: {\"reason\": \"keyCompromise\"}", field="body") from None
-    if not isinstance(document, dict) or not isinstance(document.get("reason", "unspecified"), str):
-        raise InvalidRequest("reason must be an RFC 5280 reason name, e.g. keyCompromise", field="reason")
-    unknown = sorted(set(document) - {"reason"})
-    if unknown:
-        raise InvalidRequest(f"unknown members {', '.join(unknown)}", field="body")
-    return str(document.get("reason", "unspecified"))
-
-
-@operation(permission="certs:revoke", request=_REASON_BODY, tags=["certificates"],
+@operation(permission="certs:revoke", tags=["certificates"], parameters=[
+    {"name": "serial", "in": "path", "required": True, "description": "the serial number in hex",
+     "schema": {"type": "string", "pattern": "^[0-9A-Fa-f]{1,40}$"}}],
            responses={200: _OUTCOME, 404: "no such certificate", 409: "revoked already"})
+@request_body(RevokeBody, required=False)
 async def revoke_certificate(request: Request) -> Response:
     """Revoke one certificate by serial (hex)."""
     principal = await authorize(request, "certs:revoke")
-    reason = await _reason(request)
-    outcome = await run_in_threadpool(_runtime(request).revocation.revoke_certificate,
+    reason = (await read_model(request, RevokeBody, optional=True)).reason
+    outcome = await run_in_threadpool(runtime_of(request).revocation.revoke_certificate,
                                       str(request.path_params["serial"]), reason,
-                                      Requester(principal.actor, _request_id(request)))
+                                      Requester(principal.actor, request_id(request)))
     return JSONResponse(outcome.to_json())
 
 
-@operation(permission="certs:revoke", request=_REASON_BODY, tags=["devices"],
+@operation(permission="certs:revoke", tags=["devices"],
            responses={200: _OUTCOME, 404: "neither a device nor certificates with that DevID"})
+@request_body(RevokeBody, required=False)
 async def revoke_device(request: Request) -> Response:
     """Revoke every live certificate of a device and block it."""
     principal = await authorize(request, "certs:revoke")
-    reason = await _reason(request)
-    outcome = await run_in_threadpool(_runtime(request).revocation.revoke_device,
+    reason = (await read_model(request, RevokeBody, optional=True)).reason
+    outcome = await run_in_threadpool(runtime_of(request).revocation.revoke_device,
                                       str(request.path_params["dev_id"]), reason,
-                                      Requester(principal.actor, _request_id(request)))
+                                      Requester(principal.actor, request_id(request)))
     return JSONResponse(outcome.to_json())
 
 
 @operation(permission="devices:write", tags=["devices"],
            responses={200: "the device may enroll again", 404: "no such device", 409: "the device is not blocked"})
+@request_body(EmptyBody, required=False)
 async def readmit_device(request: Request) -> Response:
     """Let a blocked device enroll again."""
     principal = await authorize(request, "devices:write")
+    await read_model(request, EmptyBody, optional=True)
     dev_id = str(request.path_params["dev_id"])
-    await run_in_threadpool(_runtime(request).revocation.readmit_device, dev_id,
-                            Requester(principal.actor, _request_id(request)))
+    await run_in_threadpool(runtime_of(request).revocation.readmit_device, dev_id,
+                            Requester(principal.actor, request_id(request)))
     return JSONResponse({"dev_id": dev_id, "status": "registered"})
 
 
 @operation(permission="devices:bootstrap-complete", tags=["devices"],
-           request={"type": "object", "properties": {"serial": {
-               "type": "string", "description": "hex serial of the certificate the device used (default: current)"}}},
            responses={200: "the device is bootstrapped", 404: "no such device",
                       409: "the serial is not the device's current certificate"})
+@request_body(BootstrapCompleteBody, required=False)
 async def bootstrap_complete(request: Request) -> Response:
     """A DM server reports the BootstrapComplete alert of a device's first session (DM 2.0 package 1)."""
     principal = await authorize(request, "devices:bootstrap-complete")
-    body = await request.body()
-    serial: str | None = None
-    if body.strip():
-        try:
-            document = json.loads(body)
-        except ValueError:
-            raise InvalidRequest("the body must be JSON: {\"serial\": \"<hex>\"} or empty", field="body") from None
-        if not isinstance(document, dict) or set(document) - {"serial"} or not isinstance(
-                document.get("serial", ""), str):
-            raise InvalidRequest("the body is {\"serial\": \"<hex>\"}", field="serial")
-        serial = document.get("serial")
+    serial = (await read_model(request, BootstrapCompleteBody, optional=True)).serial
     dev_id = str(request.path_params["dev_id"])
-    device = await run_in_threadpool(_runtime(request).dm2.bootstrap_complete, dev_id, serial_hex=serial,
-                                     request_id=_request_id(request), actor=principal.actor)
+    device = await run_in_threadpool(runtime_of(request).dm2.bootstrap_complete, dev_id, serial_hex=serial,
+                                     request_id=request_id(request), actor=principal.actor)
     return JSONResponse({"dev_id": dev_id, "status": device.status})
 
 
 @operation(permission="certs:read", tags=["certificates"], parameters=[
     {"name": "expiring_within_days", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 3650}},
-    {"name": "limit", "in": "query", "schema": {"type": "integer", "default": 100}},
-    {"name": "offset", "in": "query", "schema": {"type": "integer", "default": 0}},
+    {"name": "limit", "in": "query", "schema": {"type": "integer", "default": 100, "minimum": 1,
+                                                "maximum": LIMIT_MAX}},
+    {"name": "offset", "in": "query", "schema": {"type": "integer", "default": 0, "minimum": 0,
+                                                 "maximum": OFFSET_MAX}},
     {"name": "after", "in": "query", "description": "keyset cursor: next_after of the previous page",
-     "schema": {"type": "integer", "minimum": 0}},
-    {"name": "profile", "in": "query", "schema": {"type": "string"}}])
+     "schema": {"type": "integer", "minimum": 0, "maximum": OFFSET_MAX}},
+    {"name": "profile", "in": "query", "schema": {"type": "string", "maxLength": 64, "pattern": NO_NUL}}])
 async def list_certificates(request: Request) -> Response:
     """Certificates, newest first; with ``expiring_within_days``, valid ones expiring soonest first."""
     await authorize(request, "certs:read")
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     limit = page_limit(request)
     days = request.query_params.get("expiring_within_days")
     if days is not None:

@@ -2,7 +2,9 @@
 
 Every route under ``/api/v1`` is described: its summary and description come from
 the endpoint's docstring; handlers add what a docstring cannot say (the permission
-they check, request and response schemas) with :func:`operation`. Routes added
+they check, response schemas) with :func:`operation`, and name the pydantic model of their
+JSON body with :func:`request_body`: the requestBody schema is that model's, the one the
+handler validates with. Routes added
 later by any module appear without further work, so the document never falls
 behind the app. The permission an operation needs is ``x-permission`` (see
 bootstrap/auth/permissions.py for the role matrix).
@@ -15,22 +17,29 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from bootstrap import __version__
 
-__all__ = ["API_PREFIX", "PERMISSION_ATTR", "api_routes", "build_document", "operation", "permission_of", "routes"]
+__all__ = ["API_PREFIX", "PERMISSION_ATTR", "api_routes", "build_document", "operation", "permission_of",
+           "request_body", "routes"]
 
 API_PREFIX = "/api/v1"
 #: Attribute an endpoint carries: the permission it checks (None: public or own authentication).
 PERMISSION_ATTR = "__dmboot_permission__"
 _META_ATTR = "__dmboot_openapi__"
+#: Attribute an endpoint carries: (model of its JSON body, whether a body is required).
+_BODY_ATTR = "__dmboot_body__"
 F = TypeVar("F", bound=Callable[..., Any])
 #: How handlers check a permission (bootstrap.web.auth.authorize, principals.require); read when
 #: no @operation says it - in the handler, or in the module's helpers it calls (two levels deep).
 _CHECK = re.compile(r"""\b(?:authorize|require)\([^"'()]*(?:\([^()]*\)[^"'()]*)*,\s*["']([a-z-]+:[a-z-]+)["']""")
+_WITH_BODY = {"POST", "PUT", "PATCH"}
+#: A path parameter unless the operation says more: names, DevIDs, SrvIDs are printable ASCII.
+_PATH_VALUE = {"type": "string", "pattern": "^[!-~]{1,128}$"}
 _CALL = re.compile(r"\b(_?[a-z][a-z0-9_]*)\b")
 
 PROBLEM_SCHEMA: dict[str, Any] = {
@@ -43,14 +52,12 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 }
 
 
-def operation(*, permission: str | None, request: dict[str, Any] | None = None,
-              responses: dict[int, str | dict[str, Any]] | None = None,
+def operation(*, permission: str | None, responses: dict[int, str | dict[str, Any]] | None = None,
               parameters: list[dict[str, Any]] | None = None, tags: list[str] | None = None) -> Callable[[F], F]:
     """Describe an endpoint for the OpenAPI document (metadata only; the handler still checks).
 
     Args:
         permission: What the handler requires (``roles:manage``...), or None for public endpoints.
-        request: JSON schema of the request body.
         responses: Status -> description, or -> a JSON schema of a JSON response.
         parameters: OpenAPI parameter objects (query parameters).
         tags: Grouping in the document.
@@ -58,11 +65,36 @@ def operation(*, permission: str | None, request: dict[str, Any] | None = None,
 
     def mark(func: F) -> F:
         setattr(func, PERMISSION_ATTR, permission)
-        setattr(func, _META_ATTR, {"request": request, "responses": responses or {},
+        setattr(func, _META_ATTR, {"responses": responses or {},
                                    "parameters": parameters or [], "tags": tags or []})
         return func
 
     return mark
+
+
+def request_body(model: type[BaseModel], *, required: bool = True) -> Callable[[F], F]:
+    """Name the pydantic model an endpoint validates its JSON body with; the document's requestBody
+    schema is that model's JSON schema, so the two cannot drift.
+
+    Args:
+        model: The body model (bootstrap.web.bodies and the services' body models).
+        required: False when an empty body stands for ``{}``.
+    """
+
+    def mark(func: F) -> F:
+        setattr(func, _BODY_ATTR, (model, required))
+        return func
+
+    return mark
+
+
+def _body_schema(model: type[BaseModel], components: dict[str, Any]) -> dict[str, Any]:
+    """A reference to ``model``'s schema, added with the models it refers to under components/schemas."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    for name, definition in schema.pop("$defs", {}).items():
+        components.setdefault(name, definition)
+    components.setdefault(model.__name__, schema)
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
 def permission_of(endpoint: Callable[..., Any]) -> tuple[bool, str | None]:
@@ -104,7 +136,7 @@ def api_routes(routes: list[BaseRoute], prefix: str = "") -> Iterator[tuple[str,
                 yield path, route
 
 
-def _operation(path: str, method: str, route: Route) -> dict[str, Any]:
+def _operation(path: str, method: str, route: Route, components: dict[str, Any]) -> dict[str, Any]:
     endpoint = route.endpoint
     doc = inspect.getdoc(endpoint) or ""
     summary, _, description = doc.partition("\n")
@@ -117,13 +149,21 @@ def _operation(path: str, method: str, route: Route) -> dict[str, Any]:
     }
     if description.strip():
         op["description"] = description.strip()
-    params = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+    declared = {p["name"]: p for p in meta.get("parameters", []) if p.get("in") == "path"}
+    params = [declared.get(name) or {"name": name, "in": "path", "required": True, "schema": _PATH_VALUE}
               for name in route.param_convertors]
-    op["parameters"] = params + list(meta.get("parameters", []))
-    if meta.get("request"):
-        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": meta["request"]}}}
+    op["parameters"] = params + [p for p in meta.get("parameters", []) if p.get("in") != "path"]
+    body: tuple[type[BaseModel], bool] | None = getattr(endpoint, _BODY_ATTR, None)
+    if body is not None and method in _WITH_BODY:
+        model, required = body
+        content = {"application/json": {"schema": _body_schema(model, components)}}
+        op["requestBody"] = {"required": required, "content": content}
     responses: dict[str, Any] = {}
-    for status, spec in (meta.get("responses") or {200: "OK"}).items():
+    if not meta.get("responses") and method == "DELETE":  # undeclared: DELETE answers 204 without a body
+        responses["204"] = {"description": "deleted"}
+    elif not meta.get("responses"):  # undeclared: some 2xx with a JSON body
+        responses["2XX"] = {"description": "success", "content": {"application/json": {"schema": {}}}}
+    for status, spec in (meta.get("responses") or {}).items():
         if isinstance(spec, dict):
             responses[str(status)] = {"description": spec.get("description", "OK"),
                                       "content": {"application/json": {"schema": spec}}}
@@ -144,9 +184,10 @@ def _operation(path: str, method: str, route: Route) -> dict[str, Any]:
 def build_document(routes: list[BaseRoute], *, server_url: str | None = None) -> dict[str, Any]:
     """The OpenAPI 3.1 document for every /api/v1 route in ``routes``."""
     paths: dict[str, dict[str, Any]] = {}
+    schemas: dict[str, Any] = {"Problem": PROBLEM_SCHEMA}
     for path, route in sorted(api_routes(routes), key=lambda item: item[0]):
         for method in sorted((route.methods or {"GET"}) - {"HEAD"}):
-            paths.setdefault(path, {})[method.lower()] = _operation(path, method, route)
+            paths.setdefault(path, {})[method.lower()] = _operation(path, method, route, schemas)
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "dm-bootstrap admin API", "version": __version__,
@@ -154,7 +195,7 @@ def build_document(routes: list[BaseRoute], *, server_url: str | None = None) ->
                                 " Authenticate with `Authorization: Bearer <API token>` (dmboot token create)."},
         "paths": paths,
         "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-                       "schemas": {"Problem": PROBLEM_SCHEMA}},
+                       "schemas": dict(sorted(schemas.items()))},
     }
     if server_url:
         document["servers"] = [{"url": server_url}]

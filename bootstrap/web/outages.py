@@ -27,7 +27,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from bootstrap.logs import failures
-from bootstrap.web.problems import problem, request_id_of
+from bootstrap.web.common import request_id
+from bootstrap.web.problems import problem
 
 __all__ = ["handlers"]
 
@@ -48,14 +49,14 @@ async def _database_unavailable(request: Request, exc: Exception) -> Response:
     detail = ("the database is busy; retry shortly" if busy
               else "the database is unavailable; retry later")
     return problem(503, "not-ready", "Not ready", detail, instance=request.url.path,
-                   headers={"Retry-After": str(retry)}, request_id=request_id_of(request))
+                   headers={"Retry-After": str(retry)}, request_id=request_id(request))
 
 
 async def _database_refused_value(request: Request, exc: Exception) -> Response:
     failures.record("value refused by the database", exc)
     return problem(400, "invalid-request", "Invalid request",
                    "a value in the request cannot be stored (out of range, or a NUL character)",
-                   instance=request.url.path, request_id=request_id_of(request))
+                   instance=request.url.path, request_id=request_id(request))
 
 
 def handlers() -> dict[Any, Any]:

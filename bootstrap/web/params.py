@@ -13,7 +13,7 @@ from starlette.requests import Request
 
 from bootstrap.errors import InvalidRequest
 
-__all__ = ["LIMIT_MAX", "OFFSET_MAX", "SEQ_MAX", "TTL_SECONDS_MAX", "bounded_int", "int_param",
+__all__ = ["LIMIT_MAX", "OFFSET_MAX", "SEQ_MAX", "bounded_int", "int_param",
            "optional_int_param", "page_limit"]
 
 _INTEGER = re.compile(r"^-?[0-9]{1,20}$")  # ASCII digits only: int() would also take "١٢" and "1_000"
@@ -24,8 +24,6 @@ LIMIT_MAX = 1000
 OFFSET_MAX = 2**31 - 1
 #: Largest sequence number or id a cursor may name (a signed 64-bit column).
 SEQ_MAX = 2**63 - 1
-#: Longest lifetime of an enrollment token: ten years.
-TTL_SECONDS_MAX = 10 * 366 * 24 * 3600
 
 
 def bounded_int(value: object, name: str, *, minimum: int, maximum: int) -> int:

@@ -24,9 +24,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bootstrap.errors import NotFound, UnsupportedMediaType
-from bootstrap.runtime import Runtime
 from bootstrap.services.ocsp import OcspAnswer
 from bootstrap.store.models import utcnow
+from bootstrap.web.common import runtime_of
 from pki.ocsp import MAX_REQUEST_BYTES, OcspRequestError, decode_get_request
 
 __all__ = ["CRL_TYPE", "OCSP_REQUEST", "OCSP_RESPONSE", "routes"]
@@ -38,17 +38,13 @@ OCSP_RESPONSE = "application/ocsp-response"
 CRL_MAX_AGE = 300
 
 
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
 
 async def crl(request: Request) -> Response:
     """``/crl/{file}``: the full, delta or partition CRL of one of our CAs."""
     file = str(request.path_params["file"])
     if not file.endswith(".crl"):
         raise NotFound("CRLs are served as /crl/<CA name>.crl, <CA name>-delta.crl and <CA name>-p<N>.crl")
-    crls = _runtime(request).crls
+    crls = runtime_of(request).crls
     issuer, kind, scope = await run_in_threadpool(crls.resolve, file.removesuffix(".crl"))
     published = await run_in_threadpool(crls.current, issuer, kind, scope)
     etag = f'"{issuer}-{published.number}"'
@@ -80,7 +76,7 @@ async def ocsp_get(request: Request) -> Response:
     raw = (request.scope.get("raw_path") or request.url.path.encode()).decode("latin-1")
     encoded = raw.split("?", 1)[0].split("/ocsp/", 1)[-1]
     # A pre-signed response this process holds answers without a thread or the database.
-    cached = _runtime(request).ocsp.respond_cached(encoded)
+    cached = runtime_of(request).ocsp.respond_cached(encoded)
     if cached is not None:
         return _ocsp_response(cached)
     try:
@@ -91,7 +87,7 @@ async def ocsp_get(request: Request) -> Response:
 
 
 async def _answer(request: Request, der: bytes) -> Response:
-    answer: OcspAnswer = await run_in_threadpool(_runtime(request).ocsp.respond, der)
+    answer: OcspAnswer = await run_in_threadpool(runtime_of(request).ocsp.respond, der)
     return _ocsp_response(answer)
 
 

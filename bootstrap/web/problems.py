@@ -17,9 +17,10 @@ from starlette.routing import Match
 
 from bootstrap import errors as e
 from bootstrap.logs import failures
+from bootstrap.web.common import request_id
 from pki import errors as p
 
-__all__ = ["PROBLEM_TYPE", "MethodNotAllowed", "exception_handlers", "generic_refusal", "problem", "request_id_of",
+__all__ = ["PROBLEM_TYPE", "MethodNotAllowed", "exception_handlers", "generic_refusal", "problem",
            "status_of"]
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,7 @@ async def _domain_error(request: Request, exc: Exception) -> Response:
     if generic is not None:
         response = problem(401, "authentication-failed", "Authentication failed", generic,
                            instance=request.url.path, field=getattr(exc, "field", None),
-                           request_id=request_id_of(request))
+                           request_id=request_id(request))
     else:
         status, slug, title = _lookup(exc)
         retry_after = getattr(exc, "retry_after", None)
@@ -128,7 +129,7 @@ async def _domain_error(request: Request, exc: Exception) -> Response:
             failures.record(slug, exc)
         detail = getattr(exc, "message", str(exc))
         response = problem(status, slug, title, detail, instance=request.url.path, headers=headers,
-                           field=getattr(exc, "field", None), request_id=request_id_of(request))
+                           field=getattr(exc, "field", None), request_id=request_id(request))
     for challenge in getattr(exc, "challenges", ()):  # a 401 may offer several schemes (RFC 9110 11.6.1)
         response.headers.append("WWW-Authenticate", challenge)
     return response
@@ -159,18 +160,13 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 405 and not isinstance(exc, MethodNotAllowed):
         headers["Allow"] = _allowed(request) or headers.get("Allow", "")
     return problem(exc.status_code, slug, str(exc.detail), str(exc.detail), instance=request.url.path,
-                   headers=headers, request_id=request_id_of(request))
+                   headers=headers, request_id=request_id(request))
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     failures.record(f"internal:{type(exc).__name__}", exc, with_traceback=True)
     return problem(500, "internal", "Internal error", "An unexpected error occurred; it has been logged.",
-                   instance=request.url.path, request_id=request_id_of(request))
-
-
-def request_id_of(request: Request) -> str | None:
-    value = request.scope.get("state", {}).get("request_id")
-    return str(value) if value else None
+                   instance=request.url.path, request_id=request_id(request))
 
 
 def exception_handlers() -> dict[Any, Any]:

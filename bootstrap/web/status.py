@@ -15,6 +15,7 @@ from bootstrap.logs import failures
 from bootstrap.runtime import Runtime
 from bootstrap.secrets import CheckResult
 from bootstrap.web.auth import principal_of
+from bootstrap.web.common import runtime_of
 from bootstrap.web.problems import problem
 from bootstrap.web.tls import client_certificate, tls_info
 from pki.authority import fingerprint
@@ -25,10 +26,6 @@ PEM_CHAIN = "application/pem-certificate-chain"  # RFC 8555 9.1
 DER_CERT = "application/pkix-cert"  # RFC 2585
 _SECRETS_RETRY_AFTER = 5
 
-
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
 
 
 async def healthz(request: Request) -> Response:
@@ -43,7 +40,7 @@ async def readyz(request: Request) -> Response:
     it becomes ready again by itself once Vault is back.
     """
     # The database and Vault calls block: keep them off the event loop.
-    return await run_in_threadpool(_readiness, _runtime(request))
+    return await run_in_threadpool(_readiness, runtime_of(request))
 
 
 def _readiness(runtime: Runtime) -> Response:
@@ -80,7 +77,7 @@ def _readiness(runtime: Runtime) -> Response:
 
 
 def _certificate(request: Request, name: str) -> x509.Certificate:
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     with runtime.database.read_session() as session:
         for row in runtime.authorities.all_rows(session):
             if row.name == name:
@@ -107,7 +104,7 @@ def ca_bundle(request: Request) -> Response:
     After ``dmboot ca rotate`` certificates of the retired issuing CA stay in use until
     they expire; relying parties that load this bundle trust both during the overlap.
     """
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     with runtime.database.read_session() as session:
         rows = runtime.authorities.bundle_rows(session)
     return Response("".join(r.pem for r in rows), media_type=PEM_CHAIN)
@@ -115,7 +112,7 @@ def ca_bundle(request: Request) -> Response:
 
 def ca_chain(request: Request) -> Response:
     """``/ca/chain.pem``: the active issuing CA followed by the root."""
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     with runtime.database.read_session() as session:
         issuing = runtime.authorities.active_row(session)
         root = runtime.authorities.root_row(session)
@@ -124,7 +121,7 @@ def ca_chain(request: Request) -> Response:
 
 def whoami(request: Request) -> Response:
     """``/api/v1/whoami``: what the service sees of the caller - for debugging proxies and mTLS."""
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     principal = principal_of(request)
     cert = client_certificate(
         request, trusted_proxies=runtime.settings.trusted_proxies, header=runtime.settings.client_cert_header

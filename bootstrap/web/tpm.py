@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any
+from typing import Annotated, Any
 
 from cryptography import x509
+from pydantic import Field, StrictBool, StrictStr
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -28,80 +29,109 @@ from starlette.routing import Route
 
 from bootstrap.auth.attestation import Evidence
 from bootstrap.auth.tpm import TpmProof
+from bootstrap.body import Body, validate
 from bootstrap.errors import DmBootstrapError, InvalidRequest
-from bootstrap.runtime import Runtime
 from bootstrap.services.tpm import TpmStart
 from bootstrap.store.models.tpm import TpmManufacturerCaRow
-from bootstrap.web.api import JSON, field, media_type, parse_json, read_json, request_id
 from bootstrap.web.auth import authorize
+from bootstrap.web.bodies import CertPem, CsrPem, DeclaredMos, DevId, Features
+from bootstrap.web.common import JSON, media_type, parse_json, read_model, request_id, runtime_of
 from bootstrap.web.enroll import content_document
+from bootstrap.web.openapi import request_body
 
-__all__ = ["TPM_CHALLENGE_PATH", "TPM_ENROLL_PATH", "routes", "tpm_proof"]
+__all__ = ["TPM_CHALLENGE_PATH", "TPM_ENROLL_PATH", "TpmCaBody", "TpmCaUpdateBody", "TpmChallengeBody",
+           "TpmEnrollBody", "routes", "tpm_proof"]
 
 TPM_CHALLENGE_PATH = "/api/v1/enroll/tpm/challenge"
 TPM_ENROLL_PATH = "/api/v1/enroll/tpm"
-_ROUND1 = {"dev_id", "ek_certificate", "ek_chain", "ek_public", "ak_public", "csr"}
-_ROUND2 = {"dev_id", "challenge", "secret", "ak_public", "key_public", "certify_info", "signature", "csr", "mos",
-           "features"}
 _MAX_B64 = 8192
 
+#: Binary members: base64 (standard alphabet, padding optional), at most 8192 characters.
+B64 = Annotated[StrictStr, Field(min_length=1, max_length=_MAX_B64, pattern=r"^[A-Za-z0-9+/]+={0,2}$",
+                                 json_schema_extra={"contentEncoding": "base64"})]
 
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
+
+class TpmChallengeBody(Body):
+    """Round 1: the device's EK certificate (and chain), EK and AK public areas, and its CSR."""
+
+    dev_id: DevId
+    ek_certificate: B64
+    ek_chain: Annotated[list[B64], Field(max_length=4)] = []
+    ek_public: B64
+    ak_public: B64
+    csr: CsrPem
 
 
-def _bytes(document: dict[str, Any], key: str) -> bytes:
-    value = field(document, key, str, required=True)
-    if value is None or len(value) > _MAX_B64:
-        raise InvalidRequest(f"{key} must be base64 of at most {_MAX_B64} characters", field=key)
+class TpmProofBody(Body):
+    """Round 2's evidence: the activated secret and the AK's certification of the CSR's key."""
+
+    challenge: Annotated[StrictStr, Field(min_length=1, max_length=_MAX_B64, pattern=r"^[!-~]+$")]
+    secret: B64
+    ak_public: B64
+    key_public: B64
+    certify_info: B64
+    signature: B64
+
+
+class TpmEnrollBody(TpmProofBody):
+    """Round 2: the proof, the DevID and CSR, and what the device declares (as in ``/api/v1/enroll``)."""
+
+    dev_id: DevId
+    csr: CsrPem
+    mos: DeclaredMos | None = None
+    features: Features | None = None
+
+
+class TpmCaBody(Body):
+    """A TPM manufacturer CA to trust for a profile's EK certificates."""
+
+    name: Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+    pem: CertPem
+
+
+class TpmCaUpdateBody(Body):
+    """Enable or disable a TPM manufacturer CA."""
+
+    enabled: StrictBool
+
+
+def _b64(value: str, key: str) -> bytes:
     try:
         return base64.b64decode(value + "=" * (-len(value) % 4), validate=True)
     except (binascii.Error, ValueError):
         raise InvalidRequest(f"{key} is not base64", field=key) from None
 
 
-def tpm_proof(members: dict[str, Any] | Any, csr: bytes) -> TpmProof:
+def tpm_proof(members: Any, csr: bytes) -> TpmProof:
     """Round 2's evidence from its members (the JSON body, or DM 2.0 ``ext-dmboot.TPM``).
 
     Raises:
         InvalidRequest: a member is missing or not base64.
     """
-    return TpmProof(challenge=str(field(members, "challenge", str, required=True)),
-                    secret=_bytes(members, "secret"), ak_public=_bytes(members, "ak_public"),
-                    key_public=_bytes(members, "key_public"), certify_info=_bytes(members, "certify_info"),
-                    signature=_bytes(members, "signature"), csr=csr)
-
-
-def _document(request: Request, body: bytes, members: set[str]) -> dict[str, Any]:
-    document = parse_json(media_type(request), body)
-    if not isinstance(document, dict):
-        raise InvalidRequest("the body must be a JSON object", field="body")
-    unknown = sorted(set(document) - members)
-    if unknown:
-        raise InvalidRequest(f"unknown members: {', '.join(unknown)}", field=unknown[0])
-    return document
+    body = members if isinstance(members, TpmProofBody) else validate(TpmProofBody, members)
+    return TpmProof(challenge=body.challenge, secret=_b64(body.secret, "secret"),
+                    ak_public=_b64(body.ak_public, "ak_public"), key_public=_b64(body.key_public, "key_public"),
+                    certify_info=_b64(body.certify_info, "certify_info"),
+                    signature=_b64(body.signature, "signature"), csr=csr)
 
 
 def _dev_id(document: object) -> object:
     return document.get("dev_id") if isinstance(document, dict) else None
 
 
+@request_body(TpmChallengeBody)
 async def challenge(request: Request) -> Response:
     """Round 1: EK certificate, EK and AK public areas and CSR in; a credential and a challenge out."""
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     body = await request.body()
     document: Any = None
     try:
-        document = _document(request, body, _ROUND1)
-        chain = field(document, "ek_chain", list) or []
-        if len(chain) > 4 or not all(isinstance(c, str) for c in chain):
-            raise InvalidRequest("ek_chain must be a list of at most 4 base64 certificates", field="ek_chain")
-        start = TpmStart(dev_id=str(field(document, "dev_id", str, required=True)),
-                         ek_certificate=_bytes(document, "ek_certificate"),
-                         ek_chain=tuple(_bytes({"ek_chain": c}, "ek_chain") for c in chain),
-                         ek_public=_bytes(document, "ek_public"), ak_public=_bytes(document, "ak_public"),
-                         csr=str(field(document, "csr", str, required=True)).encode())
+        document = parse_json(media_type(request), body)
+        round1 = validate(TpmChallengeBody, document)
+        start = TpmStart(dev_id=round1.dev_id, ek_certificate=_b64(round1.ek_certificate, "ek_certificate"),
+                         ek_chain=tuple(_b64(c, "ek_chain") for c in round1.ek_chain),
+                         ek_public=_b64(round1.ek_public, "ek_public"), ak_public=_b64(round1.ak_public, "ak_public"),
+                         csr=round1.csr.encode())
     except DmBootstrapError as exc:
         await run_in_threadpool(runtime.enrollment.record_refusal, _dev_id(document), "tpm", exc, channel="json",
                                 request_id=request_id(request))
@@ -115,24 +145,25 @@ async def challenge(request: Request) -> Response:
     }, media_type=JSON)
 
 
+@request_body(TpmEnrollBody)
 async def enroll(request: Request) -> Response:
     """Round 2: the activated secret and the AK's certification of the CSR's key; the enrollment out."""
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     body = await request.body()
     document: Any = None
     try:
-        document = _document(request, body, _ROUND2)
-        dev_id = str(field(document, "dev_id", str, required=True))
-        csr = str(field(document, "csr", str, required=True)).encode()
-        proof = tpm_proof(document, csr)
-        mos, features = field(document, "mos", list), field(document, "features", dict)
+        document = parse_json(media_type(request), body)
+        round2 = validate(TpmEnrollBody, document)
+        csr = round2.csr.encode()
+        proof = tpm_proof(round2, csr)
     except DmBootstrapError as exc:
         await run_in_threadpool(runtime.enrollment.record_refusal, _dev_id(document), "tpm", exc, channel="json",
                                 request_id=request_id(request))
         raise
     outcome = await run_in_threadpool(
-        runtime.enrollment.enroll, dev_id, Evidence("tpm", tpm=proof, body=body), csr, declared_mos=mos,
-        features=features, channel="json", request_id=request_id(request))
+        runtime.enrollment.enroll, round2.dev_id, Evidence("tpm", tpm=proof, body=body), csr,
+        declared_mos=None if round2.mos is None else [m.model_dump(exclude_none=True) for m in round2.mos],
+        features=round2.features, channel="json", request_id=request_id(request))
     return JSONResponse(content_document(outcome), media_type=JSON)
 
 
@@ -149,28 +180,29 @@ def _ca_json(profile: str, row: TpmManufacturerCaRow) -> dict[str, Any]:
 async def list_cas(request: Request) -> Response:
     """The TPM manufacturer CAs of a profile."""
     await authorize(request, "ca:read")
-    rows = await run_in_threadpool(_runtime(request).tpm_trust.list, request.path_params["name"])
+    rows = await run_in_threadpool(runtime_of(request).tpm_trust.list, request.path_params["name"])
     return JSONResponse([_ca_json(p, r) for p, r in rows])
 
 
+@request_body(TpmCaBody)
 async def add_ca(request: Request) -> Response:
     """Trust a TPM manufacturer CA for a profile's EK certificates: ``{name, pem}``."""
     principal = await authorize(request, "ca:manage")
-    body = await read_json(request)
+    body = await read_model(request, TpmCaBody)
     profile = request.path_params["name"]
-    row = await run_in_threadpool(_runtime(request).tpm_trust.add, profile,
-                                  str(field(body, "name", str, required=True)),
-                                  str(field(body, "pem", str, required=True)), actor=principal.actor)
+    row = await run_in_threadpool(runtime_of(request).tpm_trust.add, profile, body.name, body.pem,
+                                  actor=principal.actor)
     return JSONResponse(_ca_json(profile, row), status_code=201)
 
 
+@request_body(TpmCaUpdateBody)
 async def update_ca(request: Request) -> Response:
     """Enable or disable a TPM manufacturer CA: ``{enabled}``."""
     principal = await authorize(request, "ca:manage")
-    enabled = field(await read_json(request), "enabled", bool, required=True)
+    body = await read_model(request, TpmCaUpdateBody)
     profile = request.path_params["name"]
-    row = await run_in_threadpool(_runtime(request).tpm_trust.set_enabled, profile, request.path_params["ca"],
-                                  bool(enabled), actor=principal.actor)
+    row = await run_in_threadpool(runtime_of(request).tpm_trust.set_enabled, profile, request.path_params["ca"],
+                                  body.enabled, actor=principal.actor)
     return JSONResponse(_ca_json(profile, row))
 
 

@@ -87,7 +87,7 @@ def test_profiles_over_the_api(client: TestClient, admin: dict[str, str]) -> Non
     assert created.status_code == 201 and created.json()["attestation"] == ["token", "idevid"]
     replaced = client.put("/api/v1/profiles/line-b", headers=admin, json={**document, "validity_days": 90})
     assert replaced.json()["validity_days"] == 90
-    _problem(client.put("/api/v1/profiles/line-b", headers=admin, json={**document, "name": "renamed"}), 400)
+    _problem(client.put("/api/v1/profiles/line-b", headers=admin, json={**document, "name": "renamed"}), 409)
     assert client.get("/api/v1/profiles/line-b", headers=admin).json()["dmacc"] == {"Name": "Line B"}
     assert {p["name"] for p in client.get("/api/v1/profiles", headers=admin).json()} == {GROUP, "line-b"}
     group = client.post("/api/v1/profiles/line-b/group-key", headers=admin)
@@ -198,14 +198,14 @@ def test_enroll_with_dmboot_hmac_over_the_exact_body(client: TestClient, configu
     pytest.param({"content-type": "application/x-www-form-urlencoded"}, b"dev_id=x", 415, "send the body as",
                  id="wrong-media-type"),
     pytest.param(JSON, b'{"dev_id": "IMEI:350000000000042", "csr": ', 400, "malformed JSON", id="malformed-json"),
-    pytest.param(JSON, b'["IMEI:350000000000042"]', 400, "JSON object", id="array"),
-    pytest.param(JSON, b'{"dev_id": "IMEI:350000000000042"}', 400, "csr is required", id="no-csr"),
-    pytest.param(JSON, b'{"dev_id": "IMEI:350000000000042", "csr": "x", "colour": 1}', 400, "unknown members",
-                 id="unknown-member"),
+    pytest.param(JSON, b'["IMEI:350000000000042"]', 400, "valid dictionary", id="array"),
+    pytest.param(JSON, b'{"dev_id": "IMEI:350000000000042"}', 400, "csr: Field required", id="no-csr"),
+    pytest.param(JSON, b'{"dev_id": "IMEI:350000000000042", "csr": "x", "colour": 1}', 400,
+                 "colour: Extra inputs are not permitted", id="unknown-member"),
     pytest.param(JSON, json.dumps(_enroll_body()).encode(), 401, "no evidence", id="no-evidence"),
     pytest.param(JSON, json.dumps(_enroll_body(token="dmt_nope")).encode(), 401, "not registered",
                  id="unknown-devid"),
-    pytest.param(JSON, json.dumps(_enroll_body(token="dmt_nope", mos="all")).encode(), 400, "mos must be",
+    pytest.param(JSON, json.dumps(_enroll_body(token="dmt_nope", mos="all")).encode(), 400, "mos: Input should be",
                  id="mos-not-a-list"),
 ])
 def test_refused_enrollments_are_problems_with_an_audit_event(client: TestClient, configured: Runtime,

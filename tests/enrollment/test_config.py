@@ -62,6 +62,7 @@ BAD_SERVERS = [
     pytest.param({"url": "http://dm.example.net"}, "url", id="plain-http"),
     pytest.param({"url": "https://"}, "url", id="no-host"),
     pytest.param({"url": "https://user@dm.example.net"}, "url", id="userinfo"),
+    pytest.param({"url": "https://[0]"}, "url", id="bracketed-non-address"),  # was a ValueError: 500
     pytest.param({"anchor": "not a pem"}, "trust_anchor_pem", id="bad-anchor"),
     pytest.param({"server_id": "dm1"}, "server_id", id="duplicate"),
 ]
@@ -102,9 +103,10 @@ BAD_PROFILES = [
     pytest.param({"key_types": ()}, InvalidRequest, "key_types", id="no-key-type"),
     pytest.param({"certificate_profile": "dm-server"}, InvalidRequest, "certificate_profile", id="not-device"),
     pytest.param({"validity_days": 0}, InvalidRequest, "validity_days", id="zero-validity"),
-    pytest.param({"dmacc": {"SrvID": "x"}}, InvalidRequest, "dmacc", id="dmacc-srvid"),
+    pytest.param({"dmacc": {"SrvID": "x"}}, InvalidRequest, "dmacc.SrvID", id="dmacc-srvid"),
     pytest.param({"dmacc": {"Perm": ["not-a-urn"]}}, InvalidRequest, "dmacc.Perm", id="dmacc-perm"),
-    pytest.param({"dmacc": {"Noti": {"Type": "x", "Secret": "s"}}}, InvalidRequest, "dmacc.Noti", id="noti-secret"),
+    pytest.param({"dmacc": {"Noti": {"Type": "x", "Secret": "s"}}}, InvalidRequest, "dmacc.Noti.Secret",
+                 id="noti-secret"),
     pytest.param({"extra_mos": ({**EXTRA_MO, "MOData": {"AppID": "w7"}},)}, InvalidRequest, "extra_mos",
                  id="extra-mo-fails-its-ddf"),
     pytest.param({"extra_mos": ({**EXTRA_MO, "MOID": "urn:oma:mo:unknown:1.0",
@@ -124,7 +126,7 @@ def test_bad_profiles_are_refused(configured: Runtime, change: dict[str, Any], e
 
 
 @pytest.mark.parametrize(("document", "field"), [
-    pytest.param([], None, id="not-an-object"),
+    pytest.param([], "body", id="not-an-object"),
     pytest.param({"dm_servers": ["dm1"]}, "name", id="no-name"),
     pytest.param({"name": "x", "dm_servers": "dm1"}, "dm_servers", id="servers-not-a-list"),
     pytest.param({"name": "x", "dm_servers": ["dm1"], "validity_days": "30"}, "validity_days", id="days-text"),

@@ -3,25 +3,10 @@ device actions routed as actions, and at least one role in every role list a req
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
-
-from bootstrap.app import create_app
-from bootstrap.runtime import Runtime
-
-
-@pytest.fixture
-def client(runtime: Runtime) -> Iterator[TestClient]:
-    with TestClient(create_app(runtime=runtime)) as test_client:
-        yield test_client
-
-
-@pytest.fixture
-def admin(runtime: Runtime) -> dict[str, str]:
-    token = runtime.tokens.create("http", ["provisioning-admin", "security-admin"], actor="test")
-    return {"authorization": f"Bearer {token}"}
 
 
 # Path -> the methods its routes serve (read from the route table in bootstrap/web by hand).
@@ -30,6 +15,13 @@ def admin(runtime: Runtime) -> dict[str, str]:
     ("DELETE", "/api/v1/enroll", {"POST"}),
     ("GET", "/api/v1/factory/batches", {"POST"}),
     ("PATCH", "/api/v1/profiles/p", {"GET", "HEAD", "PUT", "DELETE"}),
+    ("GET", "/api/v1/certificates/01/revoke", {"POST"}),
+    ("GET", "/api/v1/factory/registrations", {"POST"}),
+    ("PUT", "/api/v1/tokens", {"GET", "HEAD", "POST"}),
+    ("GET", "/dm/bootstrap", {"POST"}),
+    ("GET", "/dm1/bootstrap", {"POST"}),
+    ("GET", "/api/v1/devices/IMEI:1/readmit", {"POST"}),
+    ("DELETE", "/api/v1/devices/IMEI:1/revoke", {"POST"}),
 ])
 def test_405_lists_every_allowed_method(client: TestClient, method: str, path: str, allow: set[str]) -> None:
     response = client.request(method, path)
@@ -43,14 +35,44 @@ def test_patch_on_a_device_action_is_405_not_a_device(client: TestClient, admin:
     assert response.status_code == 405 and response.headers["allow"] == "POST"
 
 
-def test_revoke_refuses_text_plain(client: TestClient, admin: dict[str, str]) -> None:
-    response = client.post("/api/v1/certificates/01/revoke", content=b'{"reason": "keyCompromise"}',
-                           headers={**admin, "content-type": "text/plain"})
-    assert response.status_code == 415, response.text
+@pytest.mark.parametrize("body", [b'{"reason": "keyCompromise"}', b""], ids=["reason", "empty"])
+def test_revoke_refuses_text_plain(client: TestClient, admin: dict[str, str], body: bytes) -> None:
+    for path in ("/api/v1/certificates/01/revoke", "/api/v1/devices/IMEI:1/revoke"):
+        response = client.post(path, content=body, headers={**admin, "content-type": "text/plain"})
+        assert response.status_code == 415, response.text
+        assert response.headers["content-type"] == "application/problem+json"
 
 
-def test_the_schema_refuses_an_empty_role_list(client: TestClient) -> None:
+def test_revoke_without_a_body_means_unspecified(client: TestClient, admin: dict[str, str]) -> None:
+    response = client.post("/api/v1/certificates/01/revoke", headers=admin)
+    assert response.status_code == 404, response.text  # read as {}: no such certificate
+
+
+def _body_schema(document: dict[str, Any], path: str, method: str) -> dict[str, Any]:
+    schema = document["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]
+    while "$ref" in schema:
+        schema = document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
+    return dict(schema)
+
+
+def _roles(schema: dict[str, Any]) -> dict[str, Any]:
+    roles = schema["properties"]["roles"]
+    return next((r for r in roles.get("anyOf", [roles]) if r.get("type") == "array"), roles)
+
+
+@pytest.mark.parametrize(("method", "path"), [("post", "/api/v1/admins"), ("post", "/api/v1/tokens"),
+                                              ("patch", "/api/v1/admins/{username}")])
+def test_the_schema_refuses_an_empty_role_list(client: TestClient, method: str, path: str) -> None:
     document = client.get("/api/v1/openapi.json").json()
-    for path in ("/api/v1/admins", "/api/v1/tokens"):
-        schema = document["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
-        assert schema["properties"]["roles"]["minItems"] == 1, path
+    assert _roles(_body_schema(document, path, method))["minItems"] == 1, path
+
+
+@pytest.mark.parametrize(("method", "path", "body"), [
+    ("POST", "/api/v1/admins", {"username": "someone", "password": "a long password 1", "roles": []}),
+    ("POST", "/api/v1/tokens", {"name": "t1", "roles": []}),
+    ("PATCH", "/api/v1/admins/someone", {"roles": []}),
+])
+def test_the_code_refuses_an_empty_role_list(client: TestClient, admin: dict[str, str], method: str, path: str,
+                                             body: dict[str, Any]) -> None:
+    response = client.request(method, path, json=body, headers=admin)
+    assert response.status_code == 400 and response.json()["field"] == "roles", response.text

@@ -9,6 +9,7 @@ from cryptography import x509
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from bootstrap import strict_json
 from bootstrap.auth.attestation import METHODS
 from bootstrap.errors import Conflict, InvalidRequest, NotFound
 from bootstrap.services.config import DELIVERY_MODES, ProfileSpec, ProfileView
@@ -149,8 +150,8 @@ async def profile_edit(request: Request, user: ConsoleUser) -> Response:
 
 def _json_field(raw: str, name: str, kind: type) -> Any:
     try:
-        value = json.loads(raw or ("{}" if kind is dict else "[]"))
-    except ValueError as exc:
+        value = strict_json.loads(raw or ("{}" if kind is dict else "[]"))
+    except strict_json.StrictJsonError as exc:
         raise InvalidRequest(f"{name} is not valid JSON: {exc}", field=name) from None
     if not isinstance(value, kind):
         raise InvalidRequest(f"{name} must be a JSON {'object' if kind is dict else 'array'}", field=name)

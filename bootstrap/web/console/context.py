@@ -26,7 +26,7 @@ from starlette.templating import Jinja2Templates
 from bootstrap.auth.admins import AdminInfo
 from bootstrap.auth.principals import Principal
 from bootstrap.errors import DmBootstrapError
-from bootstrap.runtime import Runtime
+from bootstrap.web.common import request_id, runtime_of
 from bootstrap.web.console.csrf import csrf_token, csrf_valid
 from bootstrap.web.console.security import PRE_COOKIE, SESSION_COOKIE, set_cookie
 from bootstrap.web.openapi import PERMISSION_ATTR
@@ -70,16 +70,6 @@ class ConsoleUser:
 
     def can(self, permission: str) -> bool:
         return self.principal.can(permission)
-
-
-def runtime_of(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
-
-def request_id(request: Request) -> str | None:
-    value = request.scope.get("state", {}).get("request_id")
-    return str(value) if value else None
 
 
 def render(request: Request, template: str, user: ConsoleUser | None, *, status_code: int = 200,
