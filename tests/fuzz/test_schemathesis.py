@@ -74,7 +74,7 @@ def _beyond_schema(case: Any, response: Any) -> bool:
         return False
     problem = response.json()
     # An MO instance is free-form JSON until its DDF is read: a NUL in it meets the NUL guard first.
-    in_mo = "extra_mos" in (case.body or {}) and "NUL" in problem.get("detail", "")
+    in_mo = isinstance(case.body, dict) and "extra_mos" in case.body and "NUL" in problem.get("detail", "")
     return problem.get("field") in _BEYOND_SCHEMA_FIELDS or problem.get("type") in _BEYOND_SCHEMA_TYPES or in_mo
 
 
