@@ -1,8 +1,10 @@
 """schemathesis against the served OpenAPI document: anonymous and with a token per role.
 
-Every generated request must get an answer that is not a server error and that
-conforms to the document; anonymous calls must change nothing (the database
-tables compared before and after).
+Every check runs (ignored_auth aside, see _EXCLUDED), positive_data_acceptance included:
+every generated request must get an answer that is not a server error and that
+conforms to the document, and a request the document calls valid must not be refused
+as malformed (bar the literal exceptions in _BEYOND_SCHEMA_*). Anonymous calls must
+change nothing (the database tables compared before and after).
 """
 
 from __future__ import annotations
