@@ -79,7 +79,9 @@ class KeygenBody(Body):
 class ItemBody(Body):
     """One device of a batch: exactly one of ``csr`` (PEM) and ``keygen``; manufacturer attributes."""
 
-    model_config = ConfigDict(json_schema_extra={"oneOf": [{"required": ["csr"]}, {"required": ["keygen"]}]})
+    model_config = ConfigDict(json_schema_extra={"oneOf": [
+        {"required": ["csr"], "properties": {"csr": {"type": "string"}}},
+        {"required": ["keygen"], "properties": {"keygen": {"type": "object"}}}]})
 
     dev_id: DevId
     csr: Annotated[StrictStr, Field(min_length=1, max_length=_MAX_CSR_CHARS, pattern=NO_NUL)] | None = None

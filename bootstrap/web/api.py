@@ -12,13 +12,14 @@ from datetime import timedelta
 from typing import Any
 
 from cryptography import x509
+from pydantic import ValidationError
 from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bootstrap.auth.principals import Principal
-from bootstrap.errors import Conflict
+from bootstrap.errors import Conflict, NotFound
 from bootstrap.services.profile_spec import ProfileBody, ProfileReplaceBody
 from bootstrap.store.models import DataRepositoryRow, DmServerRow, ManufacturerCaRow
 from bootstrap.web.auth import authorize
@@ -181,7 +182,10 @@ async def replace_profile(request: Request) -> Response:
     name = request.path_params["name"]
     if body.name not in (None, name):  # the body is fine; it asks what this resource cannot do
         raise Conflict("the name in the body differs from the URL; profiles cannot be renamed", field="name")
-    spec = ProfileBody.model_validate({**body.model_dump(), "name": name}).to_spec()
+    try:
+        spec = ProfileBody.model_validate({**body.model_dump(), "name": name}).to_spec()
+    except ValidationError:  # the body was valid: the name in the URL is none a profile can have
+        raise NotFound(f"no enrollment profile {name!r}", field="profile") from None
     return JSONResponse((await call(runtime_of(request).config.update_profile, spec, actor=principal.actor)).to_json())
 
 

@@ -140,3 +140,9 @@ def test_factory_bodies_name_the_member_and_the_item(client: TestClient, runtime
                            headers={"authorization": f"Bearer {token}", "idempotency-key": "k"})
     assert response.status_code == 400, response.text
     assert response.json()["field"] == field and response.json()["detail"].startswith(where), response.json()
+
+
+def test_replacing_a_profile_whose_name_no_profile_can_have_is_404(client: TestClient,
+                                                                  admin: dict[str, str]) -> None:
+    response = client.put("/api/v1/profiles/%3A", json={"dm_servers": ["dm1"]}, headers=admin)
+    assert response.status_code == 404, response.text  # was a 500 (found by schemathesis)
