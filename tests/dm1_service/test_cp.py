@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import xml.etree.ElementTree as ET
 from typing import Any
@@ -30,9 +29,8 @@ from tests.dm1_service.support import (
     token,
 )
 
-XML2WBXML = shutil.which("xml2wbxml")
-needs_libwbxml = pytest.mark.skipif(WBXML2XML is None or XML2WBXML is None,
-                                    reason="libwbxml2-utils (wbxml2xml, xml2wbxml) is not installed")
+XML2WBXML = "xml2wbxml"
+needs_libwbxml = pytest.mark.peers("wbxml2xml", "xml2wbxml")
 ACCOUNT = Dm1Account("x1", "dm.example", "L\u00e9gacy <DM> & co", "https://dm.example.net:8443/dm", "URI", 8443,
                      "DIGEST", Dm1AppAuth("CLCRED", "DIGEST", DEV, "c-secret", bytes(range(16))),
                      Dm1AppAuth("SRVCRED", "DIGEST", "dm.example", 's"ecret', b"xyz"))

@@ -29,7 +29,6 @@ from tests.dm1_service.support import (
     DEV,
     IMSI,
     SERVER_ID,
-    WBXML2XML,
     auth_md5,
     canonical,
     configure,
@@ -45,7 +44,7 @@ WBXML = "application/vnd.syncml.dm+wbxml"
 XML = "application/vnd.syncml.dm+xml"
 TNDS = "application/vnd.syncml.dmtnds+xml"
 PROBLEM = "application/problem+json"
-needs_libwbxml = pytest.mark.skipif(WBXML2XML is None, reason="libwbxml2-utils (wbxml2xml) is not installed")
+needs_libwbxml = pytest.mark.peers("wbxml2xml")
 
 
 @dataclass
