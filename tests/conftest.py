@@ -98,3 +98,10 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     for mark in item.iter_markers("peers"):
         for name in mark.args:
             require_peer(name)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that needs OpenBao (``bao_binary`` in its fixtures, e.g. all of tests/secrets) is ``vault``."""
+    for item in items:
+        if "bao_binary" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.vault)
