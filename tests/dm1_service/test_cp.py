@@ -12,7 +12,6 @@ from starlette.testclient import TestClient
 from bootstrap.app import create_app
 from bootstrap.dm import cp
 from bootstrap.dm.dmacc10 import Dm1Account, Dm1AppAuth
-from bootstrap.dm.syncml import parse_message
 from bootstrap.dm.wbxml import Element, WbxmlError
 from bootstrap.runtime import Runtime
 from bootstrap.services.dm1 import credentials_path
@@ -26,6 +25,7 @@ from tests.dm1_service.support import (
     content_type_params,
     hmac_sha1_hex,
     mac_key,
+    syncml_leaves,
     token,
 )
 
@@ -111,5 +111,5 @@ def test_the_route_serves_client_provisioning_when_asked(runtime: Runtime) -> No
                                                   "MAC": hmac_sha1_hex(mac_key("NETWORKID", pin), reply.content)})
     decoded = ET.fromstring(_libwbxml(WBXML2XML, reply.content))  # noqa: S314 - libwbxml's output
     secrets = [p.get("value") for p in decoded.iter("parm") if p.get("name") == "AAUTHSECRET"]
-    leaves = {n.path: n.value for c in parse_message(syncml.content).commands for n in c.nodes}
+    leaves = syncml_leaves(syncml.content)
     assert secrets == [leaves[f"./DMAcc/{SERVER_ID}/AppAuth/{n}/AAuthSecret"] for n in (1, 2)]
