@@ -42,8 +42,6 @@ from typing import Any
 
 from cryptography import x509
 
-from bootstrap import metrics
-
 __all__ = ["HandshakeSeen", "refusal_reason", "report", "watch"]
 
 log = logging.getLogger("dmboot.failures")
@@ -173,6 +171,10 @@ def _refused(protocol: Any, exc: BaseException) -> None:
 
 def report(peer: Any, seen: HandshakeSeen, exc: BaseException) -> None:
     """Log and count one refused handshake."""
+    # Imported here, not at the top: bootstrap.web.tls (and so this module) is imported by the server's
+    # supervisor process too, which must not create multiprocess metric files of its own.
+    from bootstrap import metrics
+
     reason = refusal_reason(exc)
     code = str(getattr(exc, "reason", None) or type(exc).__name__)
     fields: dict[str, Any] = {"failure_class": "tls-handshake", "peer": _address(peer), "tls_version": seen.offered,
