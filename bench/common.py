@@ -1,4 +1,4 @@
-"""Shared pieces of the dm-bootstrap benchmarks (see bench/README.md and BENCHMARKING.md).
+"""Shared pieces of the dm-bootstrap benchmarks (see bench/README.md).
 
 - the crypto ceiling: the baseline every benchmark divides by, measured in the same run;
 - device CSRs generated before anything is timed;

@@ -1,6 +1,6 @@
 """A minimal HTTP/1.1 keep-alive load generator on asyncio, and what it measures.
 
-httpx would measure itself (BENCHMARKING.md): requests here are serialised before
+A client library such as httpx would measure itself: requests here are serialised before
 the timed part, each connection writes one and reads the answer (status line,
 headers, ``Content-Length`` body), and takes the next job from one shared iterator
 when it is free. A job may continue with a second request built from the first

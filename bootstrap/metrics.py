@@ -40,10 +40,12 @@ __all__ = [
     "ISSUANCE_SECONDS",
     "OCSP_CACHE",
     "OCSP_RESPONSES",
+    "TLS_REFUSALS",
     "audit_committed",
     "count_backend_error",
     "count_ocsp",
     "count_ocsp_cache",
+    "count_tls_refusal",
     "observe_batch",
     "observe_issuance",
     "observe_request",
@@ -76,6 +78,10 @@ OCSP_RESPONSES = Counter("dmboot_ocsp_responses",
                          "OCSP answers, by certificate status (good, revoked, unknown) or error status "
                          "(malformedRequest, unauthorized, tryLater, internalError).", ["status"])
 OCSP_CACHE = Counter("dmboot_ocsp_cache", "OCSP response cache lookups (hit, miss).", ["result"])
+TLS_REFUSALS = Counter("dmboot_tls_refusals",
+                       "TLS handshakes refused on the service's listener, by OpenSSL's reason code "
+                       "(CERTIFICATE_VERIFY_FAILED, UNSUPPORTED_PROTOCOL, ...) and the TLS version the client offered.",
+                       ["reason", "version"])
 
 #: Gauges computed at scrape time by bootstrap.monitoring (name -> help).
 FLEET_GAUGES: Mapping[str, str] = {
@@ -143,6 +149,11 @@ def count_ocsp(status: str) -> None:
 def count_ocsp_cache(hit: bool) -> None:
     """One lookup in an OCSP response cache (the in-process one today; pre-signed responses later)."""
     OCSP_CACHE.labels("hit" if hit else "miss").inc()
+
+
+def count_tls_refusal(reason: str, version: str) -> None:
+    """Count one refused TLS handshake (bootstrap/web/tls_refusals.py)."""
+    TLS_REFUSALS.labels(reason, version).inc()
 
 
 def count_backend_error(backend: str, error: str) -> None:

@@ -1,8 +1,11 @@
 """Encodings of certificates and keys: PEM/DER, PKCS#7 certs-only, PKCS#12.
 
 PKCS#7 "certs-only" (RFC 2315 / RFC 5652 SignedData with no signers) is what
-EST's ``/cacerts`` and ``/simpleenroll`` return (RFC 7030 4.1.3); cryptography
-only writes it, so it is read and written here with asn1crypto.
+EST's ``/cacerts`` and ``/simpleenroll`` return (RFC 7030 4.1.3). It is written
+with cryptography's ``pkcs7.serialize_certificates`` (DER: the SET OF certificates
+sorted). It is read with asn1crypto: cryptography's ``load_der_pkcs7_certificates``
+warns, and says it may one day refuse, on the unsorted SET that ``openssl crl2pkcs7``
+and other BER writers produce, and it keeps no order for the caller.
 """
 
 from __future__ import annotations
@@ -11,10 +14,9 @@ from collections.abc import Iterable, Sequence
 from typing import cast
 
 from asn1crypto import cms as asn1_cms
-from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.serialization import Encoding, pkcs12
+from cryptography.hazmat.primitives.serialization import Encoding, pkcs7, pkcs12
 
 from pki.errors import EncodingError
 from pki.keys import PrivateKey
@@ -49,21 +51,14 @@ def load_certificates(data: bytes) -> list[x509.Certificate]:
 
 
 def pkcs7_certs_only(certificates: Sequence[x509.Certificate]) -> bytes:
-    """DER PKCS#7 SignedData holding ``certificates`` and no signature."""
-    signed_data = asn1_cms.SignedData(
-        {
-            "version": "v1",
-            "digest_algorithms": [],
-            "encap_content_info": {"content_type": "data"},
-            "certificates": [asn1_x509.Certificate.load(c.public_bytes(Encoding.DER)) for c in certificates],
-            "signer_infos": [],
-        }
-    )
-    return bytes(asn1_cms.ContentInfo({"content_type": "signed_data", "content": signed_data}).dump())
+    """DER PKCS#7 SignedData holding ``certificates`` (at least one) and no signature."""
+    if not certificates:
+        raise ValueError("a PKCS#7 certs-only structure needs at least one certificate")
+    return pkcs7.serialize_certificates(list(certificates), Encoding.DER)
 
 
 def pkcs7_certificates(der: bytes) -> list[x509.Certificate]:
-    """The certificates in a DER PKCS#7 certs-only structure.
+    """The certificates in a DER (or BER) PKCS#7 certs-only structure, in the order it lists them.
 
     Raises:
         EncodingError: not a PKCS#7 SignedData.

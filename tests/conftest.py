@@ -20,6 +20,7 @@ from tests.support.backends import (  # noqa: F401 - fixtures: secret stores on 
     bao_binary,
     secret_backend,
 )
+from tests.support.peers import missing_peer, require_peer
 
 PG_ADMIN_URL = os.environ.get("DMBOOT_TEST_PG", "postgresql://127.0.0.1:5432/test")
 
@@ -38,9 +39,7 @@ _PG_DOWN = _postgres_reason()
 @pytest.fixture(scope="session")
 def postgres_admin_url() -> str:
     if _PG_DOWN:
-        if os.environ.get("CI"):
-            pytest.fail(_PG_DOWN + " (CI requires it; scripts/test starts it)")
-        pytest.skip(_PG_DOWN)
+        missing_peer(_PG_DOWN)
     return PG_ADMIN_URL
 
 
@@ -92,3 +91,17 @@ def runtime(settings: Settings) -> Iterator[Runtime]:
         yield rt
     finally:
         rt.close()
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """``@pytest.mark.peers("wbxml2xml", ...)``: each named program must be there (tests/support/peers.py)."""
+    for mark in item.iter_markers("peers"):
+        for name in mark.args:
+            require_peer(name)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that needs OpenBao (``bao_binary`` in its fixtures, e.g. all of tests/secrets) is ``vault``."""
+    for item in items:
+        if "bao_binary" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.vault)

@@ -127,7 +127,7 @@ class TokenVerifier:
 
     ``UPDATE enrollment_token SET used_at=now WHERE token_hash=:h AND used_at IS NULL
     AND expires_at > now AND (dev_id IS NULL OR dev_id=:dev)``: on PostgreSQL a racing
-    transaction waits on the row lock and then sees ``used_at`` set (rowcount 0); on
+    transaction waits on the row lock and then sees ``used_at`` set, so its ``RETURNING`` gives no row; on
     SQLite writers are serialized by ``BEGIN IMMEDIATE``. The token stays unused
     when the enrollment rolls back (a bad CSR does not burn it).
     """

@@ -1,7 +1,10 @@
 """The audit trail: append-only, hash-chained security events.
 
 Each event's hash is SHA-256 over the previous hash and the event's canonical
-JSON (sorted keys, no whitespace). A transaction's events are queued
+JSON: the array [seq, at, actor, action, outcome, target, request_id, detail]
+without whitespace, non-ASCII escaped, ``detail`` being the event's detail
+object as JSON text with sorted keys (see :func:`event_hash` and
+docs/architecture.md). A transaction's events are queued
 (:func:`append_event`) and written when it commits, under one lock of the chain's
 head row, so concurrent replicas extend one chain instead of forking it and the
 lock is held only for the commit. Events of a transaction that rolls back are

@@ -41,6 +41,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from bootstrap.errors import AuthenticationFailed
+from bootstrap.web import tls_refusals
 from pki.paths import MAX_INTERMEDIATES
 
 __all__ = ["CHAIN_HEADER", "ClientCertHttpToolsProtocol", "TlsInfo", "client_certificate", "client_chain",
@@ -165,6 +166,7 @@ def ssl_context_factory(
         context.verify_mode = ssl.CERT_OPTIONAL
         _load_trust(context, trust_pems)
         _start_reloader(context, trust_pems)
+        tls_refusals.watch(context)  # refused handshakes: an alert, a log line, a count
         return context
 
     return factory

@@ -22,6 +22,7 @@ import pytest
 
 from pki.identity import device_uri
 from tests.factories import make_csr
+from tests.support.peers import require_module, require_peer
 from tests.support.servers import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -39,14 +40,9 @@ PACKAGE = {"DDF": "https://dmboot.test/ddf/urn:oma:mo:oma-dm-dmacc:1.0", "MOID":
 pytestmark = pytest.mark.slow
 
 
-def _missing() -> str | None:
-    try:
-        import playwright  # noqa: F401
-    except ImportError:
-        return "the playwright package is not installed (pip install -e '.[dev]')"
-    if not CHROMIUM.exists():
-        return "Debian's chromium is not installed (apt-get install chromium; scripts/test does it)"
-    return None
+def _require_browser() -> None:
+    require_module("playwright")
+    require_peer("chromium")  # Debian's, at CHROMIUM: never a browser downloaded by playwright
 
 
 
@@ -59,11 +55,7 @@ def _dmboot(env: dict[str, str], *args: str) -> str:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    reason = _missing()
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+    _require_browser()
     root = tmp_path_factory.mktemp("browser")
     port = free_port()
     env = {**os.environ, "DMBOOT_DATA_DIR": str(root / "data"), "DMBOOT_KEYSTORE_PASSPHRASE": "browser-test",

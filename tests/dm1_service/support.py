@@ -1,7 +1,9 @@
 """Builders and independent checks for the DM 1.x service tests.
 
 Nothing here calls the code under test to compute what it checks: MAC keys,
-MACs and digests are built by hand from the specifications (docs/dm1x.md).
+MACs and digests are built by hand from the specifications (docs/dm1x.md), and
+served messages are read by libwbxml's wbxml2xml and ElementTree, never by the
+project's own SyncML or WBXML decoder.
 """
 
 from __future__ import annotations
@@ -10,13 +12,13 @@ import base64
 import hashlib
 import hmac
 import re
-import shutil
 import subprocess
 import xml.etree.ElementTree as ET
 from typing import Any
 
 from bootstrap.runtime import Runtime
 from bootstrap.services.config import ProfileSpec
+from tests.support.peers import require_peer
 
 ADMIN = "test:admin"
 DEV = "IMEI:490154203237518"
@@ -26,7 +28,7 @@ SERVER_URL = "https://dm.example.net:8443/dm"
 IMSI = "001010123456789"
 #: GSM 11.11 EF_IMSI semi-octets of IMSI, by hand: nibbles 9 0 0 1 0 1 0 1 2 3 4 5 6 7 8 9, each pair swapped.
 IMSI_KEY = bytes.fromhex("0910101032547698")
-WBXML2XML = shutil.which("wbxml2xml")
+WBXML2XML = "wbxml2xml"
 
 
 def configure(runtime: Runtime, **dmacc: Any) -> None:
@@ -72,8 +74,8 @@ _RAW_BIN = re.compile(rb"(>)bin(</Format>.*?<Data><!\[CDATA\[)(.*?)(\]\]></Data>
 
 def wbxml2xml(data: bytes) -> bytes:
     """Decode with libwbxml; binary items rewritten as our XML form carries them (Format b64)."""
-    assert WBXML2XML is not None
-    done = subprocess.run([WBXML2XML, "-m", "0", "-o", "-", "-"], input=data, capture_output=True, check=False)
+    done = subprocess.run([require_peer(WBXML2XML), "-m", "0", "-o", "-", "-"], input=data, capture_output=True,
+                          check=False)
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     # wbxml2xml writes OPAQUE bytes raw in CDATA; our XML form has them base64 with Format b64 (TND 7.7.2).
     return _RAW_BIN.sub(lambda m: m[1] + b"b64" + m[2] + base64.b64encode(m[3]) + m[4], done.stdout)
@@ -87,3 +89,44 @@ def canonical(data: bytes) -> tuple[object, ...]:
         return (node.tag, sorted(node.attrib.items()), text, [walk(child) for child in node])
 
     return walk(ET.fromstring(data))  # noqa: S314 - our own output or libwbxml's
+
+
+# -- reading a served SyncML DM message without the project's decoder -----------------------
+
+_SYNCML = "{SYNCML:SYNCML1.2}"
+_METINF = "{syncml:metinf}"
+
+
+def syncml_tree(body: bytes) -> ET.Element:
+    """The message as an XML tree: WBXML decoded by libwbxml's wbxml2xml, XML parsed as it is."""
+    xml = body if body.lstrip().startswith(b"<") else wbxml2xml(body)
+    return ET.fromstring(xml)  # noqa: S314 - our own output or libwbxml's
+
+
+def syncml_target(body: bytes) -> str:
+    """SyncHdr/Target/LocURI: the device the message is for."""
+    found = syncml_tree(body).findtext(f"{_SYNCML}SyncHdr/{_SYNCML}Target/{_SYNCML}LocURI")
+    assert found is not None
+    return found
+
+
+def syncml_final(body: bytes) -> bool:
+    """Whether SyncBody ends the package with <Final/>."""
+    return syncml_tree(body).find(f"{_SYNCML}SyncBody/{_SYNCML}Final") is not None
+
+
+def syncml_leaves(body: bytes) -> dict[str, object]:
+    """Every leaf node the message adds or replaces: LocURI -> value by its Meta/Format (chr: str, int: int,
+    bool: bool, b64 and bin: bytes); interior nodes (Format node) are left out."""
+    leaves: dict[str, object] = {}
+    for item in syncml_tree(body).iter(f"{_SYNCML}Item"):
+        uri = item.findtext(f"{_SYNCML}Target/{_SYNCML}LocURI")
+        form = item.findtext(f"{_SYNCML}Meta/{_METINF}Format") or "chr"
+        assert uri is not None
+        if form == "node":
+            continue
+        text = item.findtext(f"{_SYNCML}Data") or ""
+        value: object = {"int": int, "bool": lambda s: {"true": True, "false": False}[s],
+                         "b64": base64.b64decode, "bin": base64.b64decode, "chr": str}[form](text)
+        leaves[uri] = value
+    return leaves

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import xml.etree.ElementTree as ET
 from typing import Any
@@ -13,7 +12,6 @@ from starlette.testclient import TestClient
 from bootstrap.app import create_app
 from bootstrap.dm import cp
 from bootstrap.dm.dmacc10 import Dm1Account, Dm1AppAuth
-from bootstrap.dm.syncml import parse_message
 from bootstrap.dm.wbxml import Element, WbxmlError
 from bootstrap.runtime import Runtime
 from bootstrap.services.dm1 import credentials_path
@@ -27,12 +25,12 @@ from tests.dm1_service.support import (
     content_type_params,
     hmac_sha1_hex,
     mac_key,
+    syncml_leaves,
     token,
 )
 
-XML2WBXML = shutil.which("xml2wbxml")
-needs_libwbxml = pytest.mark.skipif(WBXML2XML is None or XML2WBXML is None,
-                                    reason="libwbxml2-utils (wbxml2xml, xml2wbxml) is not installed")
+XML2WBXML = "xml2wbxml"
+needs_libwbxml = pytest.mark.peers("wbxml2xml", "xml2wbxml")
 ACCOUNT = Dm1Account("x1", "dm.example", "L\u00e9gacy <DM> & co", "https://dm.example.net:8443/dm", "URI", 8443,
                      "DIGEST", Dm1AppAuth("CLCRED", "DIGEST", DEV, "c-secret", bytes(range(16))),
                      Dm1AppAuth("SRVCRED", "DIGEST", "dm.example", 's"ecret', b"xyz"))
@@ -113,5 +111,5 @@ def test_the_route_serves_client_provisioning_when_asked(runtime: Runtime) -> No
                                                   "MAC": hmac_sha1_hex(mac_key("NETWORKID", pin), reply.content)})
     decoded = ET.fromstring(_libwbxml(WBXML2XML, reply.content))  # noqa: S314 - libwbxml's output
     secrets = [p.get("value") for p in decoded.iter("parm") if p.get("name") == "AAUTHSECRET"]
-    leaves = {n.path: n.value for c in parse_message(syncml.content).commands for n in c.nodes}
+    leaves = syncml_leaves(syncml.content)
     assert secrets == [leaves[f"./DMAcc/{SERVER_ID}/AppAuth/{n}/AAuthSecret"] for n in (1, 2)]

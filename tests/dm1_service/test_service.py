@@ -16,7 +16,6 @@ from bootstrap.auth.attestation import Evidence
 from bootstrap.dm.content import DmAccount
 from bootstrap.dm.ddf import DEFAULT_DDF_DIR, DdfError, DdfRegistry
 from bootstrap.dm.dm1_security import Dm1Credentials
-from bootstrap.dm.syncml import parse_message
 from bootstrap.errors import AuthenticationFailed, ConfigurationError, Conflict, InvalidRequest, NotFound
 from bootstrap.runtime import Runtime
 from bootstrap.services.config import ProfileSpec
@@ -40,6 +39,7 @@ from tests.dm1_service.support import (
     configure,
     hmac_sha1_hex,
     mac_key,
+    syncml_leaves,
     token,
 )
 from tests.factories import make_csr
@@ -54,7 +54,7 @@ def _events(runtime: Runtime, action: str) -> list[AuditEvent]:
 
 
 def _leaves(body: bytes) -> dict[str, object]:
-    return {n.path: n.value for c in parse_message(body).commands for n in c.nodes if n.format != "node"}
+    return syncml_leaves(body)  # libwbxml and ElementTree, not the project's decoder
 
 
 # -- pure parts --------------------------------------------------------------------------

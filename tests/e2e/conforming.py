@@ -1,7 +1,8 @@
 """A DM 2.0 client written from the specification's facts alone: plain json, ssl, http.client, hashlib.
 
 Nothing here imports the project: packages, commands, MO serialization and HTTP
-authentication are implemented again from the facts (OMA-TS-DM_Protocol-V2_0):
+authentication are implemented again from the specification facts in docs/dm-protocol.md
+(OMA-TS-DM_Protocol-V2_0):
 
 - package 1: POST ``application/vnd.oma.dm.initiation+json``, ``OMADM-DevID``, body
   ``{"MOS": [...], "Alert": [{"AlertType": ClientInitiatedMgmt}]}``;

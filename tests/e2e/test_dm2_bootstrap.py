@@ -23,13 +23,11 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlmodel import func, select
 
 from bootstrap.auth import hmac_scheme
-from bootstrap.dm.mo import DMACC_1_2, TRUST_1_0
-from bootstrap.dm.package import INITIATION_MEDIA_TYPE, Put, parse_request
 from bootstrap.store.models import CertificateRow
 from pki.identity import device_uri
 from tests.dm2.helpers import EXTRA_MOID
 from tests.e2e.conftest import Stack
-from tests.e2e.device import Device, Provisioned
+from tests.e2e.device import DMACC_1_2, INITIATION, TRUST_1_0, Device, Provisioned, commands_of, moid_of
 
 pytestmark = pytest.mark.slow
 
@@ -55,14 +53,14 @@ def token_device(stack: Stack, profile: str, *moids: str) -> Enrolling:
     device = stack.device(_dev_id("token"))
     stack.admin.call("POST", "/devices", {"dev_id": device.dev_id, "profile": profile})
     token = stack.admin.call("POST", "/enrollment-tokens", {"dev_id": device.dev_id})["token"]
-    return Enrolling(device, f"DMBoot-Token {token}", device.initiation(*(moids or ALL_MOS)).encode())
+    return Enrolling(device, f"DMBoot-Token {token}", device.initiation(*(moids or ALL_MOS)))
 
 
 def group_key_device(stack: Stack, profile: str, *moids: str) -> Enrolling:
     device = stack.device(_dev_id("group"))  # not registered: the group key registers it
     exported = stack.admin.call("POST", f"/profiles/{profile}/group-key/export", {"dev_ids": [device.dev_id]})
     key = bytes.fromhex(exported["keys"][device.dev_id])
-    body = device.initiation(*(moids or ALL_MOS)).encode()
+    body = device.initiation(*(moids or ALL_MOS))
     return Enrolling(device, hmac_scheme.authorization_header(key, profile, device.dev_id, body), body)
 
 
@@ -71,7 +69,7 @@ def idevid_device(stack: Stack, profile: str, *moids: str) -> Enrolling:
     cert, key, print_ = stack.manufacturer.idevid(dev_id, stack.folder / "devices" / dev_id)
     stack.admin.call("POST", "/devices", {"dev_id": dev_id, "profile": profile, "idevid_fingerprint": print_})
     device = stack.device(dev_id, idevid=(cert, key))
-    return Enrolling(device, None, device.initiation(*(moids or ALL_MOS)).encode())
+    return Enrolling(device, None, device.initiation(*(moids or ALL_MOS)))
 
 
 METHODS: dict[str, Callable[..., Enrolling]] = {
@@ -102,8 +100,8 @@ def test_device_bootstraps_then_does_mutual_tls(stack: Stack, method: str, deliv
 
     reply = device.package1(*ALL_MOS, authorization=enrolling.authorization, body=enrolling.body)
     provisioned = device.apply(reply)
-    commands = parse_request(reply.content)
-    assert [type(c) for c in commands[:-1]] == [Put, Put, Put]
+    commands = commands_of(reply.content)
+    assert [c[0] for c in commands] == ["PUT", "PUT", "PUT", "END"]
     assert {i.moid for i in provisioned.instances.values()} == set(ALL_MOS)
     leaf = assert_credential(device, provisioned)
 
@@ -146,9 +144,8 @@ def test_the_dm_server_refuses_a_device_without_a_delivered_credential(stack: St
 def test_a_device_declaring_no_dmacc_gets_no_dmacc(stack: Stack) -> None:
     enrolling = token_device(stack, "inline", TRUST_1_0)
     reply = enrolling.device.package1(authorization=enrolling.authorization, body=enrolling.body)
-    commands = parse_request(reply.content)
-    assert [(type(c).__name__, c.instance.moid if isinstance(c, Put) else None) for c in commands] == [
-        ("Put", TRUST_1_0), ("End", None)]
+    commands = commands_of(reply.content)
+    assert [(c[0], moid_of(c[1]) if c[0] == "PUT" else None) for c in commands] == [("PUT", TRUST_1_0), ("END", None)]
 
 
 # --- refusals ----------------------------------------------------------------------------------
@@ -198,7 +195,7 @@ def test_a_used_token_issues_nothing(stack: Stack) -> None:
     enrolling = token_device(stack, "inline")
     assert enrolling.device.package1(authorization=enrolling.authorization, body=enrolling.body).status_code == 200
     again = enrolling.device.package1(authorization=enrolling.authorization,
-                                      body=enrolling.device.initiation(*ALL_MOS).encode())
+                                      body=enrolling.device.initiation(*ALL_MOS))
     problem(again, 401)
     assert device_certificates(stack, enrolling.device.dev_id) == 1
 
@@ -211,7 +208,7 @@ def test_an_idevid_from_an_untrusted_ca_is_refused(stack: Stack) -> None:
     stack.admin.call("POST", "/devices", {"dev_id": dev_id, "profile": "inline", "idevid_fingerprint": print_})
     device = stack.device(dev_id, idevid=(cert, key))
     try:
-        reply = device.package1(*ALL_MOS, headers={"Content-Type": INITIATION_MEDIA_TYPE})
+        reply = device.package1(*ALL_MOS, headers={"Content-Type": INITIATION})
     except (httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError):
         pass  # the TLS layer refused the certificate outright
     else:

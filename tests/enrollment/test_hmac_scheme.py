@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 import pytest
@@ -28,7 +27,7 @@ def test_the_documented_vector() -> None:
     assert hmac_scheme.parse_authorization(header) == hmac_scheme.HmacAuthorization("fleet", DEV_ID, TS, NONCE, MAC)
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
+@pytest.mark.peers("openssl")
 def test_openssl_computes_the_same_keys() -> None:
     def openssl_hmac(key_hex: str, data: bytes) -> str:
         result = subprocess.run(["openssl", "dgst", "-sha256", "-mac", "HMAC", "-macopt", f"hexkey:{key_hex}"],

@@ -44,13 +44,13 @@ from tests.fleet.topology import (
     Nginx,
     Replica,
     drop_database,
-    find_nginx,
     post_json,
     replica_env,
     setup_database,
 )
 from tests.support.metrics import scrape, value
 from tests.support.openbao import BaoServer
+from tests.support.peers import require_peer
 from tests.support.servers import free_port, poll
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.vault]
@@ -105,11 +105,7 @@ def _pem_key(key: PrivateKey) -> bytes:
 
 @pytest.fixture(scope="module")
 def fleet(postgres_admin_url: str, bao_binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    nginx_binary = find_nginx()
-    if nginx_binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("nginx is not installed (scripts/test installs it)")
-        pytest.skip("nginx is not installed")
+    nginx_binary = require_peer("nginx")
     workdir = tmp_path_factory.mktemp("fleet")
     with ExitStack() as stack:
         role, database, database_url = setup_database(postgres_admin_url)

@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from tests.fleet.topology import DEPLOY
-from tests.support.openbao import find_bao
+from tests.support.peers import require_peer
 
 
 def test_units_verify(tmp_path: Path) -> None:
-    analyze = shutil.which("systemd-analyze")
-    bao = find_bao()
-    if analyze is None or bao is None:
-        if os.environ.get("CI"):
-            pytest.fail("systemd-analyze or bao is missing (scripts/test installs them)")
-        pytest.skip("systemd-analyze or bao is missing")
+    analyze = require_peer("systemd-analyze")
+    bao = require_peer("bao")
     installed = {"/opt/dmboot/.venv/bin/dmboot": str(Path(sys.executable).parent / "dmboot"),
                  "/usr/local/bin/bao": str(bao)}
     for unit in ("dmboot@.service", "openbao.service"):

@@ -16,7 +16,6 @@ import os
 import re
 import secrets
 import shlex
-import shutil
 import signal
 import ssl
 import subprocess
@@ -27,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.support.peers import find_peer
 from tests.support.servers import free_port, stop_process, wait_ready
 
 __all__ = ["DEPLOY", "Nginx", "Replica", "drop_database", "env_file", "exec_start", "find_nginx", "post_json",
@@ -51,8 +51,7 @@ def exec_start() -> list[str]:
 
 
 def find_nginx() -> Path | None:
-    found = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx", "/sbin/nginx") if Path(p).exists()), None)
-    return Path(found) if found else None
+    return find_peer("nginx")
 
 
 def setup_database(admin_url: str) -> tuple[str, str, str]:

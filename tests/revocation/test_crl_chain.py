@@ -8,7 +8,6 @@ CRL distribution point. The expected verdicts are openssl's and nginx's.
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import socket
 import subprocess
 import time
@@ -30,6 +29,7 @@ from pki.identity import device_uri
 from pki.keys import KeyType, generate_private_key
 from pki.profiles import Names
 from tests.revocation.helpers import openssl
+from tests.support.peers import require_peer
 from tests.support.servers import free_port
 
 ADMIN = Requester("test:admin")
@@ -162,9 +162,7 @@ class Nginx:
 @pytest.fixture
 def nginx_for(tmp_path: Path) -> Iterator[object]:
     """``start(runtime, crl_files)``: nginx with ssl_verify_client on, depth 2 and the CRLs in ssl_crl."""
-    binary = shutil.which("nginx") or "/usr/sbin/nginx"
-    if not Path(binary).exists():
-        pytest.fail("nginx is not installed (./scripts/test installs it)")
+    binary = str(require_peer("nginx"))
     processes: list[subprocess.Popen[bytes]] = []
 
     def start(runtime: Runtime, crls: Path) -> Nginx:

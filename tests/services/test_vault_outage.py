@@ -3,9 +3,10 @@ then recovery without restarting the service.
 
 The server is a production-mode OpenBao on Raft storage (:class:`BaoServer`), so a
 real stop and start keeps its keys, and the same running service just carries on.
-The HTTP side is the app's own error mapping and ``/readyz``; there is no admin
-issuance route yet, so the test mounts a one-line route that calls the issuance
-service, as any future route will.
+The HTTP side is the app's own error mapping and ``/readyz``. The admin API issues
+server certificates only (``POST /api/v1/dm-servers/{id}/certificate``), so the test
+mounts a one-line route that issues a device certificate from a bare CSR through the
+same issuance service and the same error mapping.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx2 as httpx
+import httpx
 import pytest
 from sqlmodel import func, select
 from starlette.applications import Starlette

