@@ -22,7 +22,7 @@ from bootstrap.services.console_queries import count_devices
 from bootstrap.store.models import DataRepositoryRow, DmServerRow
 from pki.authority import fingerprint
 
-__all__ = ["register"]
+__all__ = ["device_app", "group_app", "maker_app", "profile_app", "repo_app", "server_app", "token_app"]
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print as JSON.")]
 
@@ -36,13 +36,6 @@ maker_app = typer.Typer(help="Manufacturer CAs whose device certificates (IDevID
                         no_args_is_help=True)
 group_app = typer.Typer(help="Group keys for group-key attestation (kept in the secret store).",
                         no_args_is_help=True)
-
-
-def register(app: typer.Typer) -> None:
-    """Add the configuration command groups to the root ``dmboot`` app."""
-    for sub, name in ((server_app, "server"), (repo_app, "repo"), (profile_app, "profile"), (device_app, "device"),
-                      (token_app, "enroll-token"), (maker_app, "maker-ca"), (group_app, "group-key")):
-        app.add_typer(sub, name=name)
 
 
 def _read(path: Path | None, what: str) -> str | None:
