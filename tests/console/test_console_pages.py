@@ -30,7 +30,7 @@ PACKAGE = {
 def _profile_form(csrf: str, **changes: Any) -> dict[str, Any]:
     form: dict[str, Any] = {"csrf": csrf, "name": "fleet", "description": "test fleet", "dm_servers": ["dm1", "dm2"],
                             "delivery": "inline", "validity_days": "365", "key_types": ["p256"],
-                            "attestation": ["token"], "dmacc": json.dumps({"Name": "Fleet"}),
+                            "attestation": ["token"], "dmacc_Name": "Fleet",
                             "extra_mos": json.dumps([PACKAGE]), "enabled": "on"}
     form.update(changes)
     return form
@@ -69,6 +69,34 @@ def test_create_and_edit_a_profile_with_validation(client: TestClient, console_r
     view = console_runtime.config.get_profile("fleet")
     assert view.row.validity_days == 90 and view.dm_servers == ("dm2",) and view.row.server_keygen
     assert 'name="server_keygen" checked>' in client.get("/console/profiles/fleet").text
+
+
+def test_profile_editor_sets_the_default_server_and_dmacc_fields(client: TestClient, console_runtime: Runtime) -> None:
+    _servers(console_runtime)
+    make_admin(console_runtime, "pat", "provisioning-admin")
+    login(client, "pat")
+    csrf = csrf_of(client.get("/console/profiles/new").text)
+    # dm2 is ticked after dm1 but chosen as the default: it comes first, as the API's list has it.
+    form = _profile_form(csrf, default_server="dm2", dmacc_Perm="urn:oma:mo:oma-dm-devinfo:1.0\n\n",
+                         dmacc_NotiType="sms", dmacc_NotiData="+15550100")
+    assert client.post("/console/profiles", data=form, follow_redirects=False).status_code == 303
+    view = console_runtime.config.get_profile("fleet")
+    assert view.dm_servers == ("dm2", "dm1")
+    assert view.row.dmacc == {"Name": "Fleet", "Perm": ["urn:oma:mo:oma-dm-devinfo:1.0"],
+                              "Noti": {"Type": "sms", "Data": "+15550100"}}
+    page = client.get("/console/profiles/fleet").text
+    assert 'name="default_server" value="dm2" aria-label="default: dm2" checked' in page
+    assert 'name="dmacc_NotiType" value="sms"' in page and "urn:oma:mo:oma-dm-devinfo:1.0</textarea>" in page
+    # A bad MOID is named at its own field, and what was typed stays.
+    bad = client.post("/console/profiles/fleet", data=_profile_form(csrf, default_server="dm1",
+                                                                    dmacc_Perm="not-a-moid"))
+    assert bad.status_code == 400
+    assert 'id="error-dmacc-Perm">dmacc.Perm must be a non-empty list of MOIDs' in bad.text
+    assert "not-a-moid</textarea>" in bad.text
+    assert console_runtime.config.get_profile("fleet").dm_servers == ("dm2", "dm1")  # nothing saved
+    # The default alone (not ticked) is still a server of the profile, first.
+    client.post("/console/profiles/fleet", data=_profile_form(csrf, default_server="dm1", dm_servers=[]))
+    assert console_runtime.config.get_profile("fleet").dm_servers == ("dm1",)
 
 
 def _fleet(runtime: Runtime) -> None:
