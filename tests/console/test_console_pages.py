@@ -180,8 +180,13 @@ def test_revoke_a_device(client: TestClient, console_runtime: Runtime) -> None:
     page = client.get(f"/console/devices/{DEV_ID}")
     assert issued.serial_hex in page.text and 'id="revoke-form"' in page.text
     csrf = csrf_of(page.text)
-    unconfirmed = client.post(f"/console/devices/{DEV_ID}/revoke", data={"csrf": csrf, "reason": "keyCompromise"})
+    unconfirmed = client.post(f"/console/devices/{DEV_ID}/revoke", data={"csrf": csrf, "reason": "keyCompromise",
+                                                                          "confirm": "IMEI:wrong"})
     assert unconfirmed.status_code == 400
+    # The device page again, with what to type at the form - not a bare "Invalid request".
+    assert f"Type the DevID {DEV_ID} to revoke" in unconfirmed.text and 'id="revoke-form"' in unconfirmed.text
+    assert "Invalid request" not in unconfirmed.text and issued.serial_hex in unconfirmed.text
+    assert console_runtime.devices.get(DEV_ID).row.status != "blocked"
     done = client.post(f"/console/devices/{DEV_ID}/revoke",
                        data={"csrf": csrf, "reason": "keyCompromise", "confirm": DEV_ID})
     assert done.status_code == 200 and 'id="revoked"' in done.text
@@ -208,3 +213,39 @@ def test_dashboard_and_audit_viewer(client: TestClient, console_runtime: Runtime
     assert "since must be an ISO 8601" in client.get("/console/audit", params={"since": "not-a-date"}).text
     verify = client.get("/console/audit/verify")
     assert 'id="chain-ok"' in verify.text
+
+
+ODD_ACTOR = "=cmd|' /C calc'!A0"  # an actor a spreadsheet would run as a formula
+
+
+def test_audit_detail_reads_as_fields_and_the_selection_exports(client: TestClient, console_runtime: Runtime) -> None:
+    import csv
+    import io
+
+    make_admin(console_runtime, "aud", "auditor")
+    console_runtime.issuance.issue_from_csr(make_csr("IMEI:1", uris=[device_uri("IMEI:1")]), "device",
+                                            Requester(ODD_ACTOR))
+    login(client, "aud")
+    page = client.get("/console/audit", params={"action": "cert.issue"}).text
+    # Detail as key/value pairs, not the JSON text (which the narrow cell wrapped letter by letter).
+    assert '<dl class="audit-detail">' in page and '<dt>profile</dt><dd>device</dd>' in page
+    assert 'href="/console/audit/export?action=cert.issue&amp;format=csv"' in page
+
+    jsonl = client.get("/console/audit/export", params={"action": "cert.*", "actor": ODD_ACTOR, "format": "jsonl"})
+    assert jsonl.status_code == 200 and jsonl.headers["content-type"].startswith("application/jsonl")
+    assert 'filename="audit.jsonl"' in jsonl.headers["content-disposition"]
+    events = [json.loads(line) for line in jsonl.text.splitlines()]
+    assert [e["action"] for e in events] == ["cert.issue"] and events[0]["detail"]["profile"] == "device"
+
+    exported = client.get("/console/audit/export", params={"action": "cert.issue", "actor": ODD_ACTOR,
+                                                                   "format": "csv"})
+    assert exported.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(exported.text)))
+    assert len(rows) == 1 and rows[0]["seq"] == str(events[0]["seq"]) and rows[0]["action"] == "cert.issue"
+    assert rows[0]["actor"] == "'=cmd|' /C calc'!A0"  # shown as text, never a formula
+    assert json.loads(rows[0]["detail"]) == events[0]["detail"]
+    everything = client.get("/console/audit/export", params={"format": "csv"}).text
+    assert "admin.login" in everything and "cert.issue" in everything
+    assert client.get("/console/audit/export", params={"format": "xml"}).status_code == 400
+    assert client.get("/console/audit/export", params={"since": "yesterday"}).status_code == 400
+
