@@ -48,15 +48,19 @@ class ResponderRenewal:
         self._clock = clock
         self._next_check = 0.0
 
-    def due(self, now: datetime) -> list[int]:
-        """The CAs (authority ids) whose newest responder certificate is past its renewal point."""
+    def latest(self) -> dict[int, tuple[datetime, datetime]]:
+        """Each CA's (authority id's) newest responder certificate: (notBefore, notAfter)."""
         latest: dict[int, tuple[datetime, datetime]] = {}
         with self._db.session() as session:
             for authority_id, not_before, not_after in session.exec(
                     select(OcspSignerRow.authority_id, OcspSignerRow.not_before, OcspSignerRow.not_after)):
                 if authority_id not in latest or _aware(not_after) > latest[authority_id][1]:
                     latest[authority_id] = (_aware(not_before), _aware(not_after))
-        return sorted(a for a, (start, end) in latest.items() if renewal_point(start, end) <= _aware(now))
+        return latest
+
+    def due(self, now: datetime) -> list[int]:
+        """The CAs (authority ids) whose newest responder certificate is past its renewal point."""
+        return sorted(a for a, (start, end) in self.latest().items() if renewal_point(start, end) <= _aware(now))
 
     def run(self, *, now: datetime | None = None) -> list[int]:
         """Renew what is due (at most every ``check_every`` seconds unless ``now`` is given); the CAs renewed."""

@@ -249,3 +249,20 @@ def test_audit_detail_reads_as_fields_and_the_selection_exports(client: TestClie
     assert client.get("/console/audit/export", params={"format": "xml"}).status_code == 400
     assert client.get("/console/audit/export", params={"since": "yesterday"}).status_code == 400
 
+
+
+def test_cas_page_shows_when_the_ocsp_responder_renews_itself(client: TestClient, console_runtime: Runtime) -> None:
+    from datetime import timedelta
+
+    make_admin(console_runtime, "aud", "auditor")
+    login(client, "aud")
+    assert "made at the first OCSP request" in client.get("/console/cas").text
+    with console_runtime.database.session() as session:
+        issuing = console_runtime.authorities.active_row(session).id
+    assert issuing is not None
+    responder = console_runtime.ocsp.current_responder(issuing)
+    page = client.get("/console/cas").text
+    # 30 days and 5 minutes of life: renewed with a third left, 10 days and 100 s before notAfter.
+    renews = responder.not_valid_after_utc - timedelta(days=10, seconds=100)
+    assert (f"valid until {responder.not_valid_after_utc:%Y-%m-%d}; renewed automatically from"
+            f" {renews:%Y-%m-%d %H:%M} UTC") in page

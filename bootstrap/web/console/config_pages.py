@@ -13,6 +13,7 @@ from bootstrap.auth.attestation import METHODS
 from bootstrap.errors import Conflict, InvalidRequest, NotFound
 from bootstrap.services.config import DELIVERY_MODES, ProfileSpec, ProfileView
 from bootstrap.services.console_queries import dashboard as dashboard_data
+from bootstrap.services.ocsp_renewal import renewal_point
 from bootstrap.web.console.context import ConsoleUser, page, render, runtime_of
 from pki.authority import fingerprint
 
@@ -43,8 +44,10 @@ async def cas(request: Request, user: ConsoleUser) -> Response:
     anchors = ([("DM server", s.server_id, _anchor(s.trust_anchor_pem)) for s in runtime.config.list_servers()]
                + [("data repository", r.name, _anchor(r.trust_anchor_pem))
                   for r in runtime.config.list_repositories()])
+    responders = {authority_id: (end, renewal_point(start, end))
+                  for authority_id, (start, end) in runtime.ocsp_renewal.latest().items()}
     return render(request, "cas.html", user, ours=ours, makers=runtime.config.list_manufacturer_cas(),
-                  anchors=anchors, done=_DONE.get(request.query_params.get("done", "")))
+                  anchors=anchors, responders=responders, done=_DONE.get(request.query_params.get("done", "")))
 
 
 @page("ca:manage")
