@@ -10,17 +10,15 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from cryptography import x509
 
 from bootstrap.cli.common import cli_actor, emit_json, handled, open_runtime, shown_of_total
 from bootstrap.errors import DmBootstrapError
-from bootstrap.services.config import ProfileSpec
-from bootstrap.services.console_queries import count_devices
-from bootstrap.store.models import DataRepositoryRow, DmServerRow
-from pki.authority import fingerprint
+
+if TYPE_CHECKING:
+    from bootstrap.store.models import DataRepositoryRow, DmServerRow
 
 __all__ = ["device_app", "group_app", "maker_app", "profile_app", "repo_app", "server_app", "token_app"]
 
@@ -47,6 +45,10 @@ def _read(path: Path | None, what: str) -> str | None:
 
 
 def _server_record(row: DmServerRow | DataRepositoryRow) -> dict[str, Any]:
+    from cryptography import x509
+
+    from bootstrap.store.models import DmServerRow
+    from pki.authority import fingerprint
     ident = {"server_id": row.server_id} if isinstance(row, DmServerRow) else {}
     anchor = fingerprint(x509.load_pem_x509_certificate(row.trust_anchor_pem.encode())) if row.trust_anchor_pem \
         else "root"
@@ -175,6 +177,7 @@ def profile_add(
     as_json: JsonOpt = False,
 ) -> None:
     """Create an enrollment profile (from options, or --file with the API's JSON)."""
+    from bootstrap.services.config import ProfileSpec
     if spec_file is not None:
         document = json.loads(_read(spec_file, "profile") or "{}")
         spec = ProfileSpec.from_json({**document, "name": name})
@@ -238,6 +241,9 @@ def device_add(
     as_json: JsonOpt = False,
 ) -> None:
     """Register a device."""
+    from cryptography import x509
+
+    from pki.authority import fingerprint
     if idevid_cert is not None:
         idevid_fingerprint = fingerprint(x509.load_pem_x509_certificate((_read(idevid_cert, "IDevID") or "").encode()))
     with open_runtime() as runtime:
@@ -256,6 +262,7 @@ def device_list(
     as_json: JsonOpt = False,
 ) -> None:
     """List or search devices."""
+    from bootstrap.services.console_queries import count_devices
     with open_runtime() as runtime:
         views = [v.to_json() for v in runtime.devices.search(q=q, status=status, profile=profile, limit=limit)]
         total = count_devices(runtime.database, q=q, status=status, profile=profile) if not as_json else 0

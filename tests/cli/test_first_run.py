@@ -115,8 +115,10 @@ def test_keystore_warning_once_per_data_dir_and_never_with_quiet(tmp_path: Path)
 HEAVY = ("sqlalchemy", "sqlmodel", "cryptography", "starlette", "bootstrap.runtime", "pydantic")
 
 
-@pytest.mark.parametrize("args", [["config", "show"], ["config", "show", "--json"], ["--help"], ["config", "--help"]],
-                         ids=" ".join)
+@pytest.mark.parametrize("args", [["config", "show"], ["config", "show", "--json"], ["--help"], ["config", "--help"],
+                                  ["cert", "--help"], ["cert", "revoke", "--help"], ["ca", "--help"],
+                                  ["audit", "--help"], ["profile", "--help"], ["device", "list", "--help"],
+                                  ["token", "--help"], ["admin", "--help"]], ids=" ".join)
 def test_simple_commands_import_no_database_layer_or_cryptography(tmp_path: Path, args: list[str]) -> None:
     # `dmboot config show` took a second importing every command group's services; the groups
     # load when named now (bootstrap/cli/lazy.py). Timing is bench/cli_start.py's job, not a test's.
