@@ -7,7 +7,8 @@ import json
 import logging
 import os
 import secrets
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -37,6 +38,7 @@ from bootstrap.services.est import EstService
 from bootstrap.services.factory import FactoryService
 from bootstrap.services.issuance import IssuanceService, Requester
 from bootstrap.services.ocsp import OcspResponder
+from bootstrap.services.ocsp_renewal import ResponderRenewal
 from bootstrap.services.revocation import RevocationService
 from bootstrap.services.tpm import TpmChallengeService
 from bootstrap.services.tpm_trust import TpmTrustService
@@ -99,7 +101,8 @@ class Runtime:
                                           interval=settings.crl_publish_seconds)
         self.ocsp = OcspResponder(self.database, self.authorities, self.store, settings.organization)
         self.revocation = RevocationService(self.database, on_revoked=self._revoked)
-        self.crl_publisher.after_pass = self.ocsp.presign_revoked
+        self.ocsp_renewal = ResponderRenewal(self.database, self.ocsp)
+        self.crl_publisher.after_pass = _after_publishing(weakref.ref(self))
         self.issuance.pipeline.sweeper = self.revocation.revoke_superseded
         self.est = EstService(self.database, self.store, self.authorities, self.issuance)
         self.factory = FactoryService(self.database, self.store, self.authorities, self.tokens,
@@ -253,3 +256,19 @@ def _vault_config_text(settings: Settings) -> str:
         *(f"{key} = {json.dumps(str(value))}" for key, value in values.items() if value),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _after_publishing(runtime: weakref.ref[Runtime]) -> Callable[[], None]:
+    """The CRL publisher's thread, after each pass: renew due OCSP responders, pre-sign revocations.
+
+    A weak reference: the publisher holding its runtime would make a cycle that keeps a closed
+    runtime (and its database pool) alive until the garbage collector finds it.
+    """
+
+    def after() -> None:
+        found = runtime()
+        if found is not None:
+            found.ocsp_renewal.run()
+            found.ocsp.presign_revoked()
+
+    return after

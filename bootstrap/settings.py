@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bootstrap.errors import ConfigurationError
-from pki.keys import KeyType
+from pki.key_types import KeyType
 
 __all__ = ["CA_KEY_CHOICES", "Secret", "Settings", "VaultSettings", "load_with_sources", "port_mismatch"]
 

@@ -9,8 +9,6 @@ import typer
 
 from bootstrap.cli.common import emit_json, fail, handled, open_runtime
 from bootstrap.errors import InvalidRequest
-from bootstrap.services.audit_query import AuditFilter, export_events
-from bootstrap.services.audit_verify import verify_chain
 
 app = typer.Typer(help="The audit trail: verify its hash chain, export it.", no_args_is_help=True)
 
@@ -32,6 +30,7 @@ def audit_verify(
                                                " earlier; it must still have that hash.")] = None,
 ) -> None:
     """Walk the chain; name every edited, deleted or reordered event. Exit 1 if any."""
+    from bootstrap.services.audit_verify import verify_chain
     with open_runtime() as runtime:
         report = verify_chain(runtime.database, expect=_expect(expect))
     if as_json:
@@ -56,6 +55,7 @@ def audit_export(
     actor: Annotated[str | None, typer.Option("--actor", help="Only this actor (prefix with *).")] = None,
 ) -> None:
     """Print events as JSON lines, oldest first (``> events.jsonl``)."""
+    from bootstrap.services.audit_query import AuditFilter, export_events
     params = {"since": since.isoformat() if since else "", "until": until.isoformat() if until else "",
               "action": action or "", "actor": actor or ""}
     where = AuditFilter.parse(params)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from bootstrap.cli.common import cli_actor, emit_json, handled, open_runtime
 from bootstrap.errors import DmBootstrapError
-from bootstrap.secrets import KeyRef
-from bootstrap.store.models import AuthorityRow
+
+if TYPE_CHECKING:
+    from bootstrap.store.models import AuthorityRow
 
 app = typer.Typer(help="The certificate authorities.", no_args_is_help=True)
 
@@ -22,6 +23,7 @@ def ca_show(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Show the CA hierarchy."""
+    from bootstrap.secrets import KeyRef
     with open_runtime() as runtime, runtime.database.session() as session:
         rows = runtime.authorities.all_rows(session)
     if not rows:

@@ -7,18 +7,15 @@ import json
 import sys
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from bootstrap.cli.common import cli_actor, emit_json, handled, open_runtime, shown_of_total
 from bootstrap.errors import DmBootstrapError
-from bootstrap.services.console_queries import count_certificates
-from bootstrap.services.issuance import Requester
-from bootstrap.store.models import CertificateRow
-from pki.revocation import parse_reason
+
+if TYPE_CHECKING:
+    from bootstrap.store.models import CertificateRow
 
 app = typer.Typer(help="Issue and inspect certificates.", no_args_is_help=True)
 
@@ -54,6 +51,7 @@ def cert_issue(
     old_profile: Annotated[str | None, typer.Option("--profile", hidden=True)] = None,
 ) -> None:
     """Issue a certificate for a CSR under a certificate profile."""
+    from bootstrap.services.issuance import Requester
     if old_profile is not None:
         # Elsewhere --profile names an enrollment profile; here it meant a certificate profile.
         typer.secho("warning: `cert issue --profile` is deprecated; use --cert-profile", fg=typer.colors.YELLOW,
@@ -94,6 +92,7 @@ def cert_list(
         "--after", help="The cursor printed by the previous page: continue after it.", min=0)] = None,
 ) -> None:
     """List issued certificates, newest first; page on with --after CURSOR."""
+    from bootstrap.services.console_queries import count_certificates
     with open_runtime() as runtime:
         rows = runtime.issuance.list(limit=limit, profile=profile, after=after)
         total = count_certificates(runtime.database, profile=profile) if not as_json else 0
@@ -119,6 +118,8 @@ def cert_show(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Show one certificate."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
     with open_runtime() as runtime:
         row = runtime.issuance.get(serial)
         supersedes = runtime.issuance.superseded_by(row.serial_hex)
@@ -162,6 +163,8 @@ def cert_revoke(
     Revoking by --device or --profile first says how many certificates and devices it
     touches and asks (or needs --yes); --dry-run only lists them.
     """
+    from bootstrap.services.issuance import Requester
+    from pki.revocation import parse_reason
     chosen = [name for name, value in (("SERIAL", serial), ("--device", device), ("--profile", profile)) if value]
     if len(chosen) != 1:
         raise DmBootstrapError("name exactly one of SERIAL, --device DEVID or --profile NAME")
@@ -225,6 +228,7 @@ def _confirmed_bulk(preview: tuple[list[str], list[str]], option: str, value: st
 @handled
 def cert_readmit(dev_id: Annotated[str, typer.Argument(help="The blocked device's DevID.")]) -> None:
     """Let a blocked (revoked) device enroll again."""
+    from bootstrap.services.issuance import Requester
     with open_runtime() as runtime:
         runtime.revocation.readmit_device(dev_id, Requester(cli_actor()))
     typer.echo(f"re-admitted {dev_id}: it may enroll again")

@@ -10,15 +10,16 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
 from bootstrap.errors import DmBootstrapError
-from bootstrap.runtime import Runtime
-from bootstrap.secrets.embedded import EmbeddedKeystoreWarning
 from bootstrap.settings import Settings, load_with_sources
 from pki.errors import PkiError
+
+if TYPE_CHECKING:
+    from bootstrap.runtime import Runtime
 
 __all__ = [
     "State", "cli_actor", "emit_json", "fail", "handled", "keystore_warning_once", "load_settings",
@@ -88,6 +89,11 @@ def handled(func: F) -> F:
 @contextmanager
 def open_runtime(settings: Settings | None = None) -> Iterator[Runtime]:
     """The runtime of an initialized data directory."""
+    # Imported here: commands that need no runtime (`config show`, `--help`) start without
+    # the database layer and cryptography.
+    from bootstrap.runtime import Runtime
+    from bootstrap.secrets.embedded import EmbeddedKeystoreWarning
+
     settings = settings or load_settings()
     if not settings.data_dir.exists() and not settings.database_url:
         raise DmBootstrapError(no_data_dir_message(settings.data_dir))
@@ -105,6 +111,8 @@ def open_runtime(settings: Settings | None = None) -> Iterator[Runtime]:
 @contextmanager
 def keystore_warning_once(settings: Settings) -> Iterator[None]:
     """Show the embedded-keystore warning once per data directory (never with ``--quiet``)."""
+    from bootstrap.secrets.embedded import EmbeddedKeystoreWarning
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", EmbeddedKeystoreWarning)
         yield

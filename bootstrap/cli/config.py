@@ -10,20 +10,18 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from cryptography import x509
 
 from bootstrap import strict_json
 from bootstrap.cli.common import cli_actor, emit_json, handled, open_runtime, shown_of_total
 from bootstrap.errors import DmBootstrapError
-from bootstrap.services.config import ProfileSpec
-from bootstrap.services.console_queries import count_devices
-from bootstrap.store.models import DataRepositoryRow, DmServerRow
-from pki.authority import fingerprint
 
-__all__ = ["register"]
+if TYPE_CHECKING:
+    from bootstrap.store.models import DataRepositoryRow, DmServerRow
+
+__all__ = ["device_app", "group_app", "maker_app", "profile_app", "repo_app", "server_app", "token_app"]
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print as JSON.")]
 
@@ -37,13 +35,6 @@ maker_app = typer.Typer(help="Manufacturer CAs whose device certificates (IDevID
                         no_args_is_help=True)
 group_app = typer.Typer(help="Group keys for group-key attestation (kept in the secret store).",
                         no_args_is_help=True)
-
-
-def register(app: typer.Typer) -> None:
-    """Add the configuration command groups to the root ``dmboot`` app."""
-    for sub, name in ((server_app, "server"), (repo_app, "repo"), (profile_app, "profile"), (device_app, "device"),
-                      (token_app, "enroll-token"), (maker_app, "maker-ca"), (group_app, "group-key")):
-        app.add_typer(sub, name=name)
 
 
 def _read(path: Path | None, what: str) -> str | None:
@@ -63,6 +54,10 @@ def _read_json(path: Path, what: str) -> Any:
 
 
 def _server_record(row: DmServerRow | DataRepositoryRow) -> dict[str, Any]:
+    from cryptography import x509
+
+    from bootstrap.store.models import DmServerRow
+    from pki.authority import fingerprint
     ident = {"server_id": row.server_id} if isinstance(row, DmServerRow) else {}
     anchor = fingerprint(x509.load_pem_x509_certificate(row.trust_anchor_pem.encode())) if row.trust_anchor_pem \
         else "root"
@@ -191,6 +186,7 @@ def profile_add(
     as_json: JsonOpt = False,
 ) -> None:
     """Create an enrollment profile (from options, or --file with the API's JSON)."""
+    from bootstrap.services.config import ProfileSpec
     if spec_file is not None:
         document = _read_json(spec_file, "profile")
         spec = ProfileSpec.from_json({**document, "name": name})
@@ -254,6 +250,9 @@ def device_add(
     as_json: JsonOpt = False,
 ) -> None:
     """Register a device."""
+    from cryptography import x509
+
+    from pki.authority import fingerprint
     if idevid_cert is not None:
         idevid_fingerprint = fingerprint(x509.load_pem_x509_certificate((_read(idevid_cert, "IDevID") or "").encode()))
     with open_runtime() as runtime:
@@ -272,6 +271,7 @@ def device_list(
     as_json: JsonOpt = False,
 ) -> None:
     """List or search devices."""
+    from bootstrap.services.console_queries import count_devices
     with open_runtime() as runtime:
         views = [v.to_json() for v in runtime.devices.search(q=q, status=status, profile=profile, limit=limit)]
         total = count_devices(runtime.database, q=q, status=status, profile=profile) if not as_json else 0

@@ -18,7 +18,6 @@ from typing import Annotated, Any
 import typer
 
 from bootstrap import __version__
-from bootstrap.cli import admin, audit, ca, cert, config, dm1, factory, secrets, settings_show, tokens, tpm
 from bootstrap.cli.common import (
     cli_actor,
     emit_json,
@@ -29,29 +28,15 @@ from bootstrap.cli.common import (
     state,
 )
 from bootstrap.cli.help_text import tidy
-from bootstrap.cli.secrets import check_hierarchy_keys, with_ca_keys
-from bootstrap.runtime import Runtime
-from bootstrap.server_port import check_port_free
-from bootstrap.settings import port_mismatch
-from pki.keys import KeyType
+from bootstrap.cli.lazy import LazyGroup
 
 __all__ = ["app", "main"]
 
-app = typer.Typer(help="dm-bootstrap: OMA DM 2.0 bootstrap and credential provisioning.",
+# The command groups (admin, cert, profile...) are imported when named: bootstrap/cli/lazy.py.
+app = typer.Typer(help="dm-bootstrap: OMA DM 2.0 bootstrap and credential provisioning.", cls=LazyGroup,
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
-app.add_typer(admin.app, name="admin")
-app.add_typer(audit.app, name="audit")
-app.add_typer(ca.app, name="ca")
-app.add_typer(cert.app, name="cert")
 app.add_typer(db_app, name="db")
-app.add_typer(dm1.app, name="dm1")
-app.add_typer(factory.app, name="factory")
-app.add_typer(secrets.app, name="secrets")
-app.add_typer(tokens.app, name="token")
-app.add_typer(settings_show.app, name="config")
-app.add_typer(tpm.app, name="tpm-ca")
-config.register(app)
 
 
 def _print_version(value: bool) -> None:
@@ -93,6 +78,10 @@ def init(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Create the data directory, config, database schema, CA hierarchy and TLS certificate."""
+    from bootstrap.cli.secrets import check_hierarchy_keys, with_ca_keys
+    from bootstrap.runtime import Runtime
+    from pki.key_types import KeyType
+
     settings = load_settings(ca_key_type=KeyType.parse(key_type) if key_type else None, port=port,
                              public_url=public_url)
     if ca_keys is not None:
@@ -129,6 +118,9 @@ def serve(
 ) -> None:
     """Start the HTTPS service, initializing on first run."""
     from bootstrap import logs, server
+    from bootstrap.runtime import Runtime
+    from bootstrap.server_port import check_port_free
+    from bootstrap.settings import port_mismatch
 
     settings = load_settings(host=host, port=port, workers=workers, log_format=log_format,
                              metrics_port=metrics_port)

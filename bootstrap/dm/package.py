@@ -248,7 +248,7 @@ def parse_initiation(body: bytes | str, *, dev_id: str | None) -> Initiation:
         PackageError: What is wrong, with a JSON Pointer to it (``/MOS/2/MOID``).
     """
     if dev_id is None:
-        raise PackageError("", "the OMADM-DevID header is required")
+        raise PackageError("OMADM-DevID", "this header is required: it carries the device's DevID")
     try:
         check_dev_id(dev_id)
     except ValueError as exc:

@@ -365,6 +365,9 @@ class OcspResponder:
         log.info("issued OCSP responder certificate %s for %s", issued.serial_hex, authority.name)
         return _Responder(row_id(authority.id), cert, signer)
 
+    def current_responder(self, authority_id: int, *, now: datetime | None = None) -> x509.Certificate:
+        """The CA's responder certificate, made or renewed now if it is due (the background renewal)."""
+        return self._responder(_Issuer(authority_id, "", False), now or utcnow()).certificate
 
 
 def _key(issuer: _Issuer, query: OcspQuery) -> CacheKey:

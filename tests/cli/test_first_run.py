@@ -110,3 +110,45 @@ def test_keystore_warning_once_per_data_dir_and_never_with_quiet(tmp_path: Path)
     assert first.count("warning: embedded keystore") == 1 and "shown once" in first
     assert "warning" not in again
     assert "warning" not in init("--quiet", "--data-dir", "b")
+
+
+HEAVY = ("sqlalchemy", "sqlmodel", "cryptography", "starlette", "bootstrap.runtime", "pydantic")
+
+
+@pytest.mark.parametrize("args", [["config", "show"], ["config", "show", "--json"], ["--help"], ["config", "--help"],
+                                  ["cert", "--help"], ["cert", "revoke", "--help"], ["ca", "--help"],
+                                  ["audit", "--help"], ["profile", "--help"], ["device", "list", "--help"],
+                                  ["token", "--help"], ["admin", "--help"]], ids=" ".join)
+def test_simple_commands_import_no_database_layer_or_cryptography(tmp_path: Path, args: list[str]) -> None:
+    # `dmboot config show` took a second importing every command group's services; the groups
+    # load when named now (bootstrap/cli/lazy.py). Timing is bench/cli_start.py's job, not a test's.
+    probe = (f"import sys; sys.argv = ['dmboot', *{args!r}]\nfrom bootstrap.cli import main\n"
+             "try:\n    main()\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
+             f"print('heavy:', sorted(m for m in {HEAVY!r} if m in sys.modules))")
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("DMBOOT_")}
+    result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=environ, capture_output=True, text=True,
+                            check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "heavy: []"
+
+
+def test_every_command_group_loads_with_the_help_line_it_is_listed_with() -> None:
+    import typer.main
+
+    from bootstrap.cli.lazy import GROUPS
+    from bootstrap.cli.main import app
+
+    root = typer.main.get_command(app)
+    context = root.make_context("dmboot", ["--help"], resilient_parsing=True)
+    for name, spec in GROUPS.items():
+        group = root.get_command(context, name)
+        assert group is not None and group.name == name
+        assert group.help == spec.help, name
+        assert getattr(group, "commands", None), name  # a group, even with one command (`config show`)
+    assert [n for n in root.list_commands(context) if n in GROUPS] == list(GROUPS)
+    assert {"init", "serve", "db"} <= set(root.list_commands(context))
+
+
+def test_a_mistyped_group_is_suggested(tmp_path: Path) -> None:
+    result = dmboot(tmp_path, "crt", "list")
+    assert result.returncode == 2 and "Did you mean 'cert'" in result.stderr, result.stderr

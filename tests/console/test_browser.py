@@ -144,17 +144,37 @@ def test_browser_walkthrough(page: object) -> None:
     p.goto("/console/profiles/new")  # type: ignore[attr-defined]
     p.fill("input[name=name]", "home-fleet")  # type: ignore[attr-defined]
     p.fill("input[name=description]", "Home gateways")  # type: ignore[attr-defined]
-    p.select_option("select[name=dm_servers]", ["dm-home", "dm-work"])  # type: ignore[attr-defined]
+    # Both servers allowed; dm-work (listed second) is made the default: it must come first.
+    p.check("input[aria-label='allowed: dm-home']")  # type: ignore[attr-defined]
+    p.check("input[aria-label='allowed: dm-work']")  # type: ignore[attr-defined]
+    p.check("input[aria-label='default: dm-work']")  # type: ignore[attr-defined]
+    p.fill("input[name=dmacc_Name]", "Home DM")  # type: ignore[attr-defined]
+    p.fill("textarea[name=dmacc_Perm]", "not-a-moid")  # type: ignore[attr-defined]
+    p.fill("input[name=dmacc_NotiType]", "sms")  # type: ignore[attr-defined]
     p.fill("input[name=validity_days]", "99999")  # type: ignore[attr-defined]
     p.fill("textarea[name=extra_mos]", json.dumps([PACKAGE], indent=2))  # type: ignore[attr-defined]
     p.click("button:has-text('Create profile')")  # type: ignore[attr-defined]
     assert "validity_days" in p.inner_text("#form-error")  # type: ignore[attr-defined]
+    assert "3650" in p.inner_text("#error-validity_days")  # type: ignore[attr-defined]
     _shot(p, "02-profile-validation")
     p.fill("input[name=validity_days]", "730")  # type: ignore[attr-defined]
     p.click("button:has-text('Create profile')")  # type: ignore[attr-defined]
+    # The bad MOID is named at its own field, with everything typed kept.
+    assert "MOIDs" in p.inner_text("#error-dmacc-Perm")  # type: ignore[attr-defined]
+    assert p.input_value("input[name=dmacc_Name]") == "Home DM"  # type: ignore[attr-defined]
+    assert p.is_checked("input[aria-label='default: dm-work']")  # type: ignore[attr-defined]
+    _shot(p, "02b-profile-dmacc-field-error")
+    p.fill("textarea[name=dmacc_Perm]", "urn:oma:mo:oma-dm-devinfo:1.0")  # type: ignore[attr-defined]
+    p.click("button:has-text('Create profile')")  # type: ignore[attr-defined]
     p.wait_for_url("**/console/profiles?done=profile")  # type: ignore[attr-defined]
-    assert "home-fleet" in p.inner_text("table")  # type: ignore[attr-defined]
+    assert "dm-work, dm-home" in p.inner_text("table")  # type: ignore[attr-defined]
     _shot(p, "03-profiles")
+    p.click("a:has-text('home-fleet')")  # type: ignore[attr-defined]
+    listed = p.inner_text("#dm-servers")  # type: ignore[attr-defined]
+    assert listed.index("dm-work") < listed.index("dm-home")  # the default first
+    assert p.is_checked("input[aria-label='default: dm-work']")  # type: ignore[attr-defined]
+    assert p.input_value("input[name=dmacc_NotiType]") == "sms"  # type: ignore[attr-defined]
+    _shot(p, "03b-profile-editor")
 
     # 3. A claim code for the device, shown once.
     p.goto("/console/claim-codes")  # type: ignore[attr-defined]
@@ -198,6 +218,13 @@ def test_browser_walkthrough(page: object) -> None:
     _shot(p, "05b-devices")
     p.click(f"text={REVOKED}")  # type: ignore[attr-defined]
     p.wait_for_url(f"**/console/devices/{REVOKED}")  # type: ignore[attr-defined]
+    p.fill("#revoke-form input[name=confirm]", "IMEI:typo")  # type: ignore[attr-defined]
+    with p.expect_navigation() as wrong:  # type: ignore[attr-defined]
+        p.click("#revoke-form button")  # type: ignore[attr-defined]
+    assert wrong.value.status == 400
+    assert f"Type the DevID {REVOKED}" in p.inner_text("#revoke-error")  # type: ignore[attr-defined]
+    assert p.inner_text("#device-status") != "blocked"  # type: ignore[attr-defined]
+    _shot(p, "05c-revoke-wrong-confirmation")
     p.select_option("#revoke-form select[name=reason]", "keyCompromise")  # type: ignore[attr-defined]
     p.fill("#revoke-form input[name=confirm]", REVOKED)  # type: ignore[attr-defined]
     p.click("#revoke-form button")  # type: ignore[attr-defined]

@@ -1,5 +1,6 @@
 """New console pages in a real browser: Certificates (search by DevID, serial, fingerprint; revoke by
-serial), the dashboard corrected, API tokens (create, shown once, revoke).
+serial), the dashboard corrected, API tokens (create, shown once, revoke), the audit view (filters
+by actor, action, target and time; detail as fields; export as CSV and JSON lines).
 
 Screenshots are kept in test-artifacts/console-admin-pages/.
 """
@@ -78,7 +79,9 @@ def test_search_and_revoke_by_serial(page: object) -> None:
     with p.expect_navigation() as wrong:  # type: ignore[attr-defined]
         p.click("form.revoke button:has-text('Revoke')")  # type: ignore[attr-defined]
     assert wrong.value.status == 400
-    assert f"type the serial {serial} to revoke it" in p.inner_text("main")  # type: ignore[attr-defined]
+    assert f"Type the serial {serial} to revoke it" in p.inner_text("#revoke-error")  # type: ignore[attr-defined]
+    assert _rows(p)[0][0] == serial and _rows(p)[0][4] == "valid"  # the certificate again, nothing revoked
+    assert p.is_visible("form.revoke input[name=confirm]")  # type: ignore[attr-defined]  # its form open
     _shot(p, "03-wrong-confirmation")
 
     p.goto(f"/console/certificates?q={serial}")  # type: ignore[attr-defined]
@@ -137,3 +140,54 @@ def test_api_tokens_page_creates_shows_once_and_revokes(page: object) -> None:
     p.wait_for_url("**revoked=line-9")  # type: ignore[attr-defined]
     assert next(r for r in _rows(p) if r[0] == "line-9")[7] == "revoked"
     _shot(p, "09-token-revoked")
+
+
+def test_audit_view_filters_reads_and_exports(page: object, tmp_path: Path) -> None:
+    import csv
+    import json
+    from datetime import UTC, datetime
+
+    p = page
+    p.click("nav a:has-text('Audit')")  # type: ignore[attr-defined]
+    p.wait_for_url("**/console/audit")  # type: ignore[attr-defined]
+    _shot(p, "10-audit")
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    p.fill("input[name=actor]", "admin:*")  # type: ignore[attr-defined]
+    p.fill("input[name=action]", "cert.revoke")  # type: ignore[attr-defined]
+    p.fill("input[name=since]", today)  # type: ignore[attr-defined]
+    p.click("button:has-text('Filter')")  # type: ignore[attr-defined]
+    (row,) = _rows(p)  # the revocation of test_search_and_revoke_by_serial
+    serial = row[5]
+    assert row[2] == "admin:alice" and row[3] == "cert.revoke" and row[4] == "success"
+    assert "reason" in row[6] and "keyCompromise" in row[6]  # detail as fields, not JSON text
+    width = p.eval_on_selector("table.audit td.detail", "cell => cell.getBoundingClientRect().width")  # type: ignore[attr-defined]
+    assert width > 150  # not a sliver wrapping one character a line
+    overflow = p.evaluate(  # type: ignore[attr-defined]
+        "() => document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0
+    _shot(p, "11-audit-filtered")
+
+    p.fill("input[name=target]", serial)  # type: ignore[attr-defined]
+    p.click("button:has-text('Filter')")  # type: ignore[attr-defined]
+    assert [r[5] for r in _rows(p)] == [serial]
+    with p.expect_download() as csv_download:  # type: ignore[attr-defined]
+        p.click("#export-csv")  # type: ignore[attr-defined]
+    saved = tmp_path / "audit.csv"
+    csv_download.value.save_as(saved)
+    (exported,) = list(csv.DictReader(saved.read_text().splitlines()))
+    assert exported["action"] == "cert.revoke" and exported["target"] == serial
+    assert json.loads(exported["detail"])["reason"] == "keyCompromise"
+    with p.expect_download() as jsonl_download:  # type: ignore[attr-defined]
+        p.click("#export-jsonl")  # type: ignore[attr-defined]
+    lines = Path(jsonl_download.value.path()).read_text().splitlines()
+    assert [json.loads(line)["seq"] for line in lines] == [int(exported["seq"])]
+
+    p.fill("input[name=since]", "")  # type: ignore[attr-defined]
+    p.fill("input[name=until]", "2000-01-01")  # type: ignore[attr-defined]
+    p.click("button:has-text('Filter')")  # type: ignore[attr-defined]
+    assert "No events match." in p.inner_text("table.audit")  # type: ignore[attr-defined]
+    p.fill("input[name=until]", "last tuesday")  # type: ignore[attr-defined]
+    p.click("button:has-text('Filter')")  # type: ignore[attr-defined]
+    assert "until must be an ISO 8601" in p.inner_text("main")  # type: ignore[attr-defined]
+    _shot(p, "12-audit-bad-time")
+

@@ -30,7 +30,7 @@ PACKAGE = {
 def _profile_form(csrf: str, **changes: Any) -> dict[str, Any]:
     form: dict[str, Any] = {"csrf": csrf, "name": "fleet", "description": "test fleet", "dm_servers": ["dm1", "dm2"],
                             "delivery": "inline", "validity_days": "365", "key_types": ["p256"],
-                            "attestation": ["token"], "dmacc": json.dumps({"Name": "Fleet"}),
+                            "attestation": ["token"], "dmacc_Name": "Fleet",
                             "extra_mos": json.dumps([PACKAGE]), "enabled": "on"}
     form.update(changes)
     return form
@@ -69,6 +69,34 @@ def test_create_and_edit_a_profile_with_validation(client: TestClient, console_r
     view = console_runtime.config.get_profile("fleet")
     assert view.row.validity_days == 90 and view.dm_servers == ("dm2",) and view.row.server_keygen
     assert 'name="server_keygen" checked>' in client.get("/console/profiles/fleet").text
+
+
+def test_profile_editor_sets_the_default_server_and_dmacc_fields(client: TestClient, console_runtime: Runtime) -> None:
+    _servers(console_runtime)
+    make_admin(console_runtime, "pat", "provisioning-admin")
+    login(client, "pat")
+    csrf = csrf_of(client.get("/console/profiles/new").text)
+    # dm2 is ticked after dm1 but chosen as the default: it comes first, as the API's list has it.
+    form = _profile_form(csrf, default_server="dm2", dmacc_Perm="urn:oma:mo:oma-dm-devinfo:1.0\n\n",
+                         dmacc_NotiType="sms", dmacc_NotiData="+15550100")
+    assert client.post("/console/profiles", data=form, follow_redirects=False).status_code == 303
+    view = console_runtime.config.get_profile("fleet")
+    assert view.dm_servers == ("dm2", "dm1")
+    assert view.row.dmacc == {"Name": "Fleet", "Perm": ["urn:oma:mo:oma-dm-devinfo:1.0"],
+                              "Noti": {"Type": "sms", "Data": "+15550100"}}
+    page = client.get("/console/profiles/fleet").text
+    assert 'name="default_server" value="dm2" aria-label="default: dm2" checked' in page
+    assert 'name="dmacc_NotiType" value="sms"' in page and "urn:oma:mo:oma-dm-devinfo:1.0</textarea>" in page
+    # A bad MOID is named at its own field, and what was typed stays.
+    bad = client.post("/console/profiles/fleet", data=_profile_form(csrf, default_server="dm1",
+                                                                    dmacc_Perm="not-a-moid"))
+    assert bad.status_code == 400
+    assert 'id="error-dmacc-Perm">dmacc.Perm must be a non-empty list of MOIDs' in bad.text
+    assert "not-a-moid</textarea>" in bad.text
+    assert console_runtime.config.get_profile("fleet").dm_servers == ("dm2", "dm1")  # nothing saved
+    # The default alone (not ticked) is still a server of the profile, first.
+    client.post("/console/profiles/fleet", data=_profile_form(csrf, default_server="dm1", dm_servers=[]))
+    assert console_runtime.config.get_profile("fleet").dm_servers == ("dm1",)
 
 
 def _fleet(runtime: Runtime) -> None:
@@ -152,8 +180,13 @@ def test_revoke_a_device(client: TestClient, console_runtime: Runtime) -> None:
     page = client.get(f"/console/devices/{DEV_ID}")
     assert issued.serial_hex in page.text and 'id="revoke-form"' in page.text
     csrf = csrf_of(page.text)
-    unconfirmed = client.post(f"/console/devices/{DEV_ID}/revoke", data={"csrf": csrf, "reason": "keyCompromise"})
+    unconfirmed = client.post(f"/console/devices/{DEV_ID}/revoke", data={"csrf": csrf, "reason": "keyCompromise",
+                                                                          "confirm": "IMEI:wrong"})
     assert unconfirmed.status_code == 400
+    # The device page again, with what to type at the form - not a bare "Invalid request".
+    assert f"Type the DevID {DEV_ID} to revoke" in unconfirmed.text and 'id="revoke-form"' in unconfirmed.text
+    assert "Invalid request" not in unconfirmed.text and issued.serial_hex in unconfirmed.text
+    assert console_runtime.devices.get(DEV_ID).row.status != "blocked"
     done = client.post(f"/console/devices/{DEV_ID}/revoke",
                        data={"csrf": csrf, "reason": "keyCompromise", "confirm": DEV_ID})
     assert done.status_code == 200 and 'id="revoked"' in done.text
@@ -180,3 +213,56 @@ def test_dashboard_and_audit_viewer(client: TestClient, console_runtime: Runtime
     assert "since must be an ISO 8601" in client.get("/console/audit", params={"since": "not-a-date"}).text
     verify = client.get("/console/audit/verify")
     assert 'id="chain-ok"' in verify.text
+
+
+ODD_ACTOR = "=cmd|' /C calc'!A0"  # an actor a spreadsheet would run as a formula
+
+
+def test_audit_detail_reads_as_fields_and_the_selection_exports(client: TestClient, console_runtime: Runtime) -> None:
+    import csv
+    import io
+
+    make_admin(console_runtime, "aud", "auditor")
+    console_runtime.issuance.issue_from_csr(make_csr("IMEI:1", uris=[device_uri("IMEI:1")]), "device",
+                                            Requester(ODD_ACTOR))
+    login(client, "aud")
+    page = client.get("/console/audit", params={"action": "cert.issue"}).text
+    # Detail as key/value pairs, not the JSON text (which the narrow cell wrapped letter by letter).
+    assert '<dl class="audit-detail">' in page and '<dt>profile</dt><dd>device</dd>' in page
+    assert 'href="/console/audit/export?action=cert.issue&amp;format=csv"' in page
+
+    jsonl = client.get("/console/audit/export", params={"action": "cert.*", "actor": ODD_ACTOR, "format": "jsonl"})
+    assert jsonl.status_code == 200 and jsonl.headers["content-type"].startswith("application/jsonl")
+    assert 'filename="audit.jsonl"' in jsonl.headers["content-disposition"]
+    events = [json.loads(line) for line in jsonl.text.splitlines()]
+    assert [e["action"] for e in events] == ["cert.issue"] and events[0]["detail"]["profile"] == "device"
+
+    exported = client.get("/console/audit/export", params={"action": "cert.issue", "actor": ODD_ACTOR,
+                                                                   "format": "csv"})
+    assert exported.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(exported.text)))
+    assert len(rows) == 1 and rows[0]["seq"] == str(events[0]["seq"]) and rows[0]["action"] == "cert.issue"
+    assert rows[0]["actor"] == "'=cmd|' /C calc'!A0"  # shown as text, never a formula
+    assert json.loads(rows[0]["detail"]) == events[0]["detail"]
+    everything = client.get("/console/audit/export", params={"format": "csv"}).text
+    assert "admin.login" in everything and "cert.issue" in everything
+    assert client.get("/console/audit/export", params={"format": "xml"}).status_code == 400
+    assert client.get("/console/audit/export", params={"since": "yesterday"}).status_code == 400
+
+
+
+def test_cas_page_shows_when_the_ocsp_responder_renews_itself(client: TestClient, console_runtime: Runtime) -> None:
+    from datetime import timedelta
+
+    make_admin(console_runtime, "aud", "auditor")
+    login(client, "aud")
+    assert "made at the first OCSP request" in client.get("/console/cas").text
+    with console_runtime.database.session() as session:
+        issuing = console_runtime.authorities.active_row(session).id
+    assert issuing is not None
+    responder = console_runtime.ocsp.current_responder(issuing)
+    page = client.get("/console/cas").text
+    # 30 days and 5 minutes of life: renewed with a third left, 10 days and 100 s before notAfter.
+    renews = responder.not_valid_after_utc - timedelta(days=10, seconds=100)
+    assert (f"valid until {responder.not_valid_after_utc:%Y-%m-%d}; renewed automatically from"
+            f" {renews:%Y-%m-%d %H:%M} UTC") in page

@@ -142,7 +142,7 @@ def test_package1_refusals_name_the_member(body: bytes, pointer: str, reason: st
 
 
 @pytest.mark.parametrize(("dev_id", "pointer", "reason"), [
-    pytest.param(None, "", "OMADM-DevID header is required", id="missing"),
+    pytest.param(None, "OMADM-DevID", "header is required", id="missing"),
     pytest.param("has space", "OMADM-DevID", "printable ASCII", id="space"),
     pytest.param("", "OMADM-DevID", "printable ASCII", id="empty"),
 ])

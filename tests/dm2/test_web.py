@@ -218,6 +218,13 @@ def test_bad_package1_is_400_and_issues_nothing(setup: Setup, body: bytes, field
     assert certificates(setup.runtime) == 0
 
 
+def test_a_missing_devid_header_is_named_as_the_problem_field(setup: Setup) -> None:
+    # Not "/" (the body's root): the body is fine, the header is what is missing.
+    problem = assert_problem(post1(setup, headers={"OMADM-DevID": ""}), 400, "invalid-request")
+    assert problem["field"] == "OMADM-DevID" and "OMADM-DevID" in problem["detail"]
+    assert certificates(setup.runtime) == 0
+
+
 def test_a_used_token_is_refused_and_audited(setup: Setup) -> None:
     assert post1(setup).status_code == 200
     assert_problem(post1(setup), 401, "authentication-failed")

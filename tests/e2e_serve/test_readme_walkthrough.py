@@ -4,7 +4,7 @@
 (`server add`, `repo add`, `profile add`, `device add`, `enroll-token create`) run as
 written; a device enrolls with its token, then renews with the certificate it holds
 (`current-cert`, which the README's profile now allows). Every URL the device receives -
-in the discovery document, the enrollment answer and its certificates - carries port P.
+in the discovery document, the enrollment answer and its certificates, DM 2.0 package 2 - carries port P.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import AuthorityInformationAccessOID
 
+from bootstrap.dm.mo import DMACC_1_2, TRUST_1_0
+from bootstrap.dm.package import INITIATION_MEDIA_TYPE, REQUEST_MEDIA_TYPE, DeclaredMo, Initiation
 from pki.keys import KeyType, generate_private_key
 from tests.factories import make_csr
 from tests.support.servers import free_port, wait_ready
@@ -168,6 +170,28 @@ def test_walkthrough_on_a_non_default_port(world: dict[str, Any], tmp_path: Path
     old_serial = x509.load_pem_x509_certificates(chain.encode())[0].serial_number
     assert x509.load_pem_x509_certificates(new_chain.encode())[0].serial_number != old_serial
     assert all(urlsplit(u).port == port for u in _ours(_urls(renewed) + _certificate_urls(new_chain)))
+
+
+def test_dm2_package2_urls_carry_the_port(world: dict[str, Any], tmp_path: Path) -> None:
+    """DM 2.0 package 1 -> package 2: its CONT (and any HGET of ours) names port P, not 8443."""
+    port, dmboot = world["port"], world["dmboot"]
+    dev_id = "IMEI:490154203237526"
+    dmboot("device", "add", dev_id, "--profile", "fleet")
+    token = dmboot("enroll-token", "create", "--profile", "fleet", "--dev-id", dev_id).strip()
+    key = generate_private_key(KeyType.P256)
+    mos = (DeclaredMo(moid=DMACC_1_2, miids=()), DeclaredMo(moid=TRUST_1_0, miids=()))
+    body = Initiation(dev_id=dev_id, mos=mos, csr=make_csr(dev_id, key=key, encoding=serialization.Encoding.DER),
+                      features={"tls": ["1.2", "1.3"], "hget": True}, token=token).encode()
+    request = urllib.request.Request(f"https://localhost:{port}/dm/bootstrap", data=body, method="POST",  # noqa: S310
+                                     headers={"Content-Type": INITIATION_MEDIA_TYPE, "Accept": REQUEST_MEDIA_TYPE,
+                                              "OMADM-DevID": dev_id})
+    context = ssl.create_default_context(cafile=str(world["root"]))
+    with urllib.request.urlopen(request, context=context, timeout=30) as response:  # noqa: S310 - https
+        package2 = json.loads(response.read())
+    verbs = [command[0] for command in package2["CMD"]]
+    assert verbs.count("HGET") == 2 and "CONT" in verbs, verbs  # the trust MO and DMAcc, then the CONT
+    received = _ours(_urls(package2))
+    assert len(received) == 3 and all(urlsplit(u).port == port for u in received), received
 
 
 def _chain(answer: dict[str, Any]) -> str:

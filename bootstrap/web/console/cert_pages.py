@@ -5,7 +5,6 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from bootstrap.errors import InvalidRequest
 from bootstrap.services.console_queries import search_certificates
 from bootstrap.services.issuance import Requester
 from bootstrap.web.console.context import ConsoleUser, page, render, request_id, runtime_of
@@ -33,8 +32,12 @@ async def certificate_revoke(request: Request, user: ConsoleUser) -> Response:
     form = await request.form()
     serial = request.path_params["serial"]
     if str(form.get("confirm", "")).strip().lower() != serial.lower():
-        raise InvalidRequest(f"the confirmation did not match: type the serial {serial} to revoke it",
-                             field="confirm")
+        # The certificate again, nothing revoked, and what to type: not a bare error page.
+        rows, total = search_certificates(runtime_of(request).database, serial, limit=PAGE_SIZE, offset=0)
+        return render(request, "certificates.html", user, status_code=400, certs=rows, total=total, q=serial,
+                      offset=0, page_size=PAGE_SIZE, reasons=REVOKE_REASONS, revoked=False, open_serial=serial,
+                      error=f"Nothing was revoked: the confirmation did not match. Type the serial {serial} to"
+                            " revoke it.")
     runtime_of(request).revocation.revoke_certificate(serial, str(form.get("reason", "unspecified")),
                                                       Requester(user.principal.actor, request_id(request)))
     return RedirectResponse(f"/console/certificates?q={serial}&revoked=1", status_code=303)

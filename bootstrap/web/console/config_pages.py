@@ -14,6 +14,7 @@ from bootstrap.auth.attestation import METHODS
 from bootstrap.errors import Conflict, InvalidRequest, NotFound
 from bootstrap.services.config import DELIVERY_MODES, ProfileSpec, ProfileView
 from bootstrap.services.console_queries import dashboard as dashboard_data
+from bootstrap.services.ocsp_renewal import renewal_point
 from bootstrap.web.console.context import ConsoleUser, page, render, runtime_of
 from pki.authority import fingerprint
 
@@ -44,8 +45,10 @@ async def cas(request: Request, user: ConsoleUser) -> Response:
     anchors = ([("DM server", s.server_id, _anchor(s.trust_anchor_pem)) for s in runtime.config.list_servers()]
                + [("data repository", r.name, _anchor(r.trust_anchor_pem))
                   for r in runtime.config.list_repositories()])
+    responders = {authority_id: (end, renewal_point(start, end))
+                  for authority_id, (start, end) in runtime.ocsp_renewal.latest().items()}
     return render(request, "cas.html", user, ours=ours, makers=runtime.config.list_manufacturer_cas(),
-                  anchors=anchors, done=_DONE.get(request.query_params.get("done", "")))
+                  anchors=anchors, responders=responders, done=_DONE.get(request.query_params.get("done", "")))
 
 
 @page("ca:manage")
@@ -117,13 +120,43 @@ def _form_values(view: ProfileView | None) -> dict[str, Any]:
     if view is None:
         return {"name": "", "description": "", "dm_servers": [], "data_repositories": [], "delivery": "hget",
                 "validity_days": "365", "key_types": ["p256", "p384", "ed25519"], "attestation": ["token"],
-                "dmacc": "{}", "extra_mos": "[]", "enabled": True, "server_keygen": False}
+                "dmacc": {}, "extra_mos": "[]", "enabled": True, "server_keygen": False}
     row = view.row
     return {"name": row.name, "description": row.description, "dm_servers": list(view.dm_servers),
             "data_repositories": list(view.data_repositories), "delivery": row.delivery,
             "validity_days": str(row.validity_days), "key_types": row.key_types, "attestation": row.attestation,
-            "dmacc": json.dumps(row.dmacc, indent=2), "extra_mos": json.dumps(row.extra_mos, indent=2),
+            "dmacc": _dmacc_fields(row.dmacc), "extra_mos": json.dumps(row.extra_mos, indent=2),
             "enabled": row.enabled, "server_keygen": row.server_keygen}
+
+
+def _dmacc_fields(dmacc: dict[str, Any]) -> dict[str, str]:
+    """A profile's DMAcc settings as the form's fields: Name, Perm (one MOID a line), Noti, DM 1.x options."""
+    noti = dmacc.get("Noti") or {}
+    fields = {"Name": str(dmacc.get("Name", "")), "Perm": "\n".join(dmacc.get("Perm", [])),
+              "NotiType": str(noti.get("Type", "")), "NotiData": str(noti.get("Data", ""))}
+    return fields | {k: str(v) for k, v in dmacc.items() if k.startswith("dm1_")}
+
+
+def _dmacc_of_form(fields: dict[str, str]) -> dict[str, Any]:
+    """The ``dmacc`` the service checks (services/config.py names each bad member) from the form's fields."""
+    dmacc: dict[str, Any] = {k: v for k, v in fields.items() if k.startswith("dm1_") and v}
+    if fields.get("Name", "").strip():
+        dmacc["Name"] = fields["Name"].strip()
+    perm = [line.strip() for line in fields.get("Perm", "").splitlines() if line.strip()]
+    if perm:
+        dmacc["Perm"] = perm
+    if fields.get("NotiType", "").strip() or fields.get("NotiData", "").strip():
+        dmacc["Noti"] = {"Type": fields.get("NotiType", "").strip()}
+        if fields.get("NotiData", "").strip():
+            dmacc["Noti"]["Data"] = fields["NotiData"].strip()
+    return dmacc
+
+
+def _ordered_servers(form: Any) -> list[str]:
+    """The profile's DM servers, the default first (the radio), then the others ticked, in page order."""
+    ticked = [str(v) for v in form.getlist("dm_servers")]
+    default = str(form.get("default_server", "")).strip()
+    return ([default] if default else []) + [s for s in ticked if s != default]
 
 
 def _editor(request: Request, user: ConsoleUser, values: dict[str, Any], *, creating: bool,
@@ -166,12 +199,13 @@ async def profile_save(request: Request, user: ConsoleUser) -> Response:
     values: dict[str, Any] = {
         "name": str(form.get("name", "")) if creating else request.path_params["name"],
         "description": str(form.get("description", "")),
-        "dm_servers": [str(v) for v in form.getlist("dm_servers")],
+        "dm_servers": _ordered_servers(form),
         "data_repositories": [str(v) for v in form.getlist("data_repositories")],
         "delivery": str(form.get("delivery", "hget")), "validity_days": str(form.get("validity_days", "")),
         "key_types": [str(v) for v in form.getlist("key_types")],
         "attestation": [str(v) for v in form.getlist("attestation")],
-        "dmacc": str(form.get("dmacc", "{}")), "extra_mos": str(form.get("extra_mos", "[]")),
+        "dmacc": {k.removeprefix("dmacc_"): str(v) for k, v in form.items() if k.startswith("dmacc_")},
+        "extra_mos": str(form.get("extra_mos", "[]")),
         "enabled": form.get("enabled") == "on", "server_keygen": form.get("server_keygen") == "on",
     }
     try:
@@ -180,7 +214,7 @@ async def profile_save(request: Request, user: ConsoleUser) -> Response:
         spec = ProfileSpec(name=values["name"], description=values["description"],
                            dm_servers=tuple(values["dm_servers"]),
                            data_repositories=tuple(values["data_repositories"]),
-                           dmacc=_json_field(values["dmacc"], "dmacc", dict),
+                           dmacc=_dmacc_of_form(values["dmacc"]),
                            key_types=tuple(values["key_types"]), attestation=tuple(values["attestation"]),
                            extra_mos=tuple(_json_field(values["extra_mos"], "extra_mos", list)),
                            delivery=values["delivery"], validity_days=int(values["validity_days"]),

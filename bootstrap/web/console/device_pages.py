@@ -41,13 +41,18 @@ async def devices(request: Request, user: ConsoleUser) -> Response:
 @page("devices:read")
 async def device_detail(request: Request, user: ConsoleUser) -> Response:
     """A device: status, certificates, declared MOs, audit history."""
+    return _device_page(request, user, request.path_params["dev_id"])
+
+
+def _device_page(request: Request, user: ConsoleUser, dev_id: str, *, error: str | None = None,
+                 status_code: int = 200) -> Response:
     runtime = runtime_of(request)
-    dev_id = request.path_params["dev_id"]
     device = runtime.devices.get(dev_id)
     certs = device_certificates(runtime.database, dev_id)
     history = device_history(runtime.database, dev_id, [c.serial_hex for c in certs])
     return render(request, "device.html", user, device=device, certs=certs, history=history,
-                  reasons=REVOKE_REASONS, revoked=request.query_params.get("done") == "revoked")
+                  reasons=REVOKE_REASONS, revoked=request.query_params.get("done") == "revoked", error=error,
+                  status_code=status_code)
 
 
 @page("certs:revoke")
@@ -55,8 +60,11 @@ async def device_revoke(request: Request, user: ConsoleUser) -> Response:
     """Revoke every live certificate of the device and block it."""
     form = await request.form()
     dev_id = request.path_params["dev_id"]
-    if form.get("confirm") != dev_id:
-        raise InvalidRequest("type the DevID to confirm the revocation", field="confirm")
+    if str(form.get("confirm", "")).strip() != dev_id:
+        # The device again, nothing revoked, and what to type: not a bare error page.
+        return _device_page(request, user, dev_id, status_code=400,
+                            error=f"Nothing was revoked: the confirmation did not match. Type the DevID {dev_id}"
+                                  " to revoke its certificates and block it.")
     runtime_of(request).revocation.revoke_device(dev_id, str(form.get("reason", "unspecified")),
                                                  Requester(user.principal.actor, request_id(request)))
     return RedirectResponse(f"/console/devices/{dev_id}?done=revoked", status_code=303)

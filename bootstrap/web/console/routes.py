@@ -60,6 +60,7 @@ def routes() -> list[BaseRoute]:
         Route("/claim-codes", off_loop(device_pages.claim_code_create), methods=["POST"]),
         Route("/audit", off_loop(access_pages.audit), methods=["GET"]),
         Route("/audit/verify", off_loop(access_pages.audit_verify), methods=["GET"]),
+        Route("/audit/export", off_loop(access_pages.audit_export), methods=["GET"]),
         Route("/tokens", off_loop(token_pages.tokens), methods=["GET"]),
         Route("/tokens", off_loop(token_pages.token_create), methods=["POST"]),
         Route("/tokens/{name}/revoke", off_loop(token_pages.token_revoke), methods=["POST"]),
