@@ -54,11 +54,11 @@ from bench.common import (
     print_context,
     report,
 )
+from bootstrap.factory.keys import KeyEncryptor, new_salt
+from bootstrap.factory.service import CHUNK_SIZE, Station
+from bootstrap.factory.types import BatchSpec, ItemRequest
 from bootstrap.runtime import Runtime
 from bootstrap.services.config import ProfileSpec
-from bootstrap.services.factory import CHUNK_SIZE, Station
-from bootstrap.services.factory_keys import KeyEncryptor, new_salt
-from bootstrap.services.factory_types import BatchSpec, ItemRequest
 from pki.keys import KeyType
 
 PASSWORD = "bench-factory-password-" + secrets.token_hex(8)

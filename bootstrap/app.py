@@ -15,8 +15,8 @@ from bootstrap.web import (
     api,
     api_reference,
     console,
-    dm,
     dm1,
+    dm2,
     enroll,
     est,
     factory,
@@ -51,7 +51,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     app = Starlette(
         # Relying parties' routes (OCSP, CRLs) first: Starlette tries routes in order, on every request.
-        routes=[*status.routes(), *pkix.routes(), *dm.routes(), *api.routes(), *enroll.routes(), *est.routes(),
+        routes=[*status.routes(), *pkix.routes(), *dm2.routes(), *api.routes(), *enroll.routes(), *est.routes(),
                 *lifecycle.routes(), *access_api.routes(), *openapi.routes(), *api_reference.routes(),
                 *console.routes(),
                 *factory.routes(), *dm1.routes()],

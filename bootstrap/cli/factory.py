@@ -42,10 +42,10 @@ from bootstrap.cli.factory_run import (
     safe_name,
 )
 from bootstrap.dm.ddf import DdfRegistry
-from bootstrap.factory_client import FactoryClient
-from bootstrap.services.factory import Station
-from bootstrap.services.factory_keys import KEY_FORMATS
-from bootstrap.services.factory_types import RegistrationSpec
+from bootstrap.factory.client import FactoryClient
+from bootstrap.factory.keys import KEY_FORMATS
+from bootstrap.factory.service import Station
+from bootstrap.factory.types import RegistrationSpec
 from pki.keys import KeyType
 
 __all__ = ["app"]

@@ -46,11 +46,11 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat,
 from bootstrap.cli.factory_output import bundle_files, certificate_facts
 from bootstrap.dm.ddf import DdfRegistry
 from bootstrap.errors import DmBootstrapError, InvalidRequest
-from bootstrap.factory_client import FactoryClient
+from bootstrap.factory.client import FactoryClient
+from bootstrap.factory.content import content_from_json, device_content, package2
+from bootstrap.factory.service import CHUNK_SIZE, Station
+from bootstrap.factory.types import BatchSpec, ItemOutcome, ItemRequest
 from bootstrap.runtime import Runtime
-from bootstrap.services.factory import CHUNK_SIZE, Station
-from bootstrap.services.factory_content import content_from_json, device_content, package2
-from bootstrap.services.factory_types import BatchSpec, ItemOutcome, ItemRequest
 from bootstrap.settings import Settings
 from pki.identity import check_dev_id
 

@@ -26,10 +26,10 @@ from starlette.types import Receive, Scope, Send
 
 from bootstrap.auth.principals import Principal, require
 from bootstrap.errors import AuthenticationFailed, DmBootstrapError, InvalidRequest, UnsupportedMediaType
+from bootstrap.factory.batches import error_of
+from bootstrap.factory.service import CHUNK_SIZE, OpenBatch, Station
+from bootstrap.factory.types import BatchSpec, ItemOutcome, ItemRequest, RegistrationSpec, dev_id_of
 from bootstrap.runtime import Runtime
-from bootstrap.services.factory import CHUNK_SIZE, OpenBatch, Station
-from bootstrap.services.factory_batches import error_of
-from bootstrap.services.factory_types import BatchSpec, ItemOutcome, ItemRequest, RegistrationSpec, dev_id_of
 from bootstrap.web.api import JSON, media_type, parse_json, request_id
 from bootstrap.web.auth import check
 from bootstrap.web.tls import client_certificate

@@ -23,10 +23,10 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
-from bootstrap.auth.admins import AdminInfo
 from bootstrap.auth.principals import Principal
 from bootstrap.errors import DmBootstrapError
 from bootstrap.runtime import Runtime
+from bootstrap.services.admins import AdminInfo
 from bootstrap.web.console.csrf import csrf_token, csrf_valid
 from bootstrap.web.console.security import PRE_COOKIE, SESSION_COOKIE, set_cookie
 from bootstrap.web.openapi import PERMISSION_ATTR

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from bootstrap.errors import ConfigurationError
-from bootstrap.secrets.vault import Secret, VaultConfig, VaultSecretStore, config_from_settings, policy_hcl
+from bootstrap.secrets.vault.store import Secret, VaultConfig, VaultSecretStore, config_from_settings, policy_hcl
 from bootstrap.settings import VaultSettings
 from pki.keys import KeyType
 from tests.secrets.conftest import MakeAppRole, MakeStore

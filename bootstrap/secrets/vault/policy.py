@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bootstrap.secrets.vault_config import VaultConfig
+from bootstrap.secrets.vault.config import VaultConfig
 
 __all__ = ["PolicyRule", "policy_hcl", "policy_rules"]
 

@@ -15,7 +15,7 @@ from cryptography.x509.oid import NameOID
 
 from bootstrap.errors import SecretConflict, SecretNotFound, SecretStoreError
 from bootstrap.secrets.base import KeyRef
-from bootstrap.secrets.vault import VaultSecretStore, VaultTransitSigner
+from bootstrap.secrets.vault.store import VaultSecretStore, VaultTransitSigner
 from pki.keys import KeyType, PublicKey, signature_hash
 from pki.signers import LocalSigner, Signer
 from pki.tbs import sign_certificate

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from bootstrap.errors import SecretStoreError, SecretStoreUnavailable
 from bootstrap.secrets.base import CheckResult
-from bootstrap.secrets.vault_client import VaultClient
-from bootstrap.secrets.vault_policy import PolicyRule, policy_rules
+from bootstrap.secrets.vault.client import VaultClient
+from bootstrap.secrets.vault.policy import PolicyRule, policy_rules
 
 __all__ = ["run_checks"]
 

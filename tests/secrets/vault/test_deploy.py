@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bootstrap.errors import SecretStoreUnavailable
-from bootstrap.secrets.vault import Secret, VaultConfig, policy_hcl
+from bootstrap.secrets.vault.store import Secret, VaultConfig, policy_hcl
 from pki.keys import KeyType
 from tests.secrets.conftest import MakeAppRole, MakeStore
 from tests.support.openbao import BaoDevServer
@@ -71,7 +71,7 @@ def test_concurrent_first_calls_log_in_once(
             errors.append(exc)
 
     threads = [threading.Thread(target=read) for _ in range(12)]
-    with caplog.at_level(logging.INFO, logger="bootstrap.secrets.vault_client"):
+    with caplog.at_level(logging.INFO, logger="bootstrap.secrets.vault.client"):
         for thread in threads:
             thread.start()
         for thread in threads:

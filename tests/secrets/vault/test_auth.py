@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bootstrap.errors import SecretAccessDenied
-from bootstrap.secrets.vault import Secret, VaultConfig, policy_hcl
+from bootstrap.secrets.vault.store import Secret, VaultConfig, policy_hcl
 from pki.errors import SignerError
 from pki.keys import KeyType
 from tests.secrets.conftest import MakeAppRole, MakeStore
@@ -144,7 +144,7 @@ def test_revoked_approle_token_is_replaced_by_a_new_login(
     store.put("before", {"v": "1"})
     accessor = store.client.lookup_self()["data"]["accessor"]
     bao.write("auth/token/revoke-accessor", {"accessor": accessor})
-    with caplog.at_level(logging.INFO, logger="bootstrap.secrets.vault_client"):
+    with caplog.at_level(logging.INFO, logger="bootstrap.secrets.vault.client"):
         assert store.get("before")[0] == {"v": "1"}
     assert "logged in to Vault with AppRole" in caplog.text
 
@@ -158,7 +158,7 @@ def test_short_lived_token_is_renewed(
     token = created["auth"]["client_token"]
     store = make_store(token=Secret(token))
     store.put("renewed", {"v": "1"})
-    with caplog.at_level(logging.INFO, logger="bootstrap.secrets.vault_client"):
+    with caplog.at_level(logging.INFO, logger="bootstrap.secrets.vault.client"):
         for _ in range(2):  # 6 s in all, past the 4 s the token was created with
             time.sleep(3)
             assert store.get("renewed")[0] == {"v": "1"}
@@ -174,7 +174,7 @@ def test_approle_logs_in_again_near_the_max_ttl(
 ) -> None:
     config = make_approle(service_policy(bao, prefix), token_ttl="6s", token_max_ttl="8s")
     store = make_store(config)
-    with caplog.at_level(logging.INFO, logger="bootstrap.secrets.vault_client"):
+    with caplog.at_level(logging.INFO, logger="bootstrap.secrets.vault.client"):
         store.put("long-lived", {"v": "1"})  # login: 6 s
         time.sleep(4.2)
         store.get("long-lived")  # renewal, capped by the 8 s max TTL

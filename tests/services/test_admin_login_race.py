@@ -24,9 +24,9 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from bootstrap.auth.admins import AdminAccountService
 from bootstrap.errors import AuthenticationFailed, TooManyAttempts
 from bootstrap.runtime import Runtime
+from bootstrap.services.admins import AdminAccountService
 from bootstrap.store.models import AuditEvent
 from tests.support.admins import PASSWORD, fast_admins, make_admin
 from tests.support.servers import free_port

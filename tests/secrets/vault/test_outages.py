@@ -31,8 +31,8 @@ from starlette.testclient import TestClient
 from bootstrap.app import create_app
 from bootstrap.errors import SecretStoreError
 from bootstrap.runtime import Runtime
-from bootstrap.secrets.vault_config import VaultConfig
-from bootstrap.secrets.vault_policy import policy_hcl
+from bootstrap.secrets.vault.config import VaultConfig
+from bootstrap.secrets.vault.policy import policy_hcl
 from bootstrap.services.issuance import Requester
 from bootstrap.settings import Secret, Settings
 from bootstrap.store.models import CertificateRow

@@ -2,12 +2,12 @@
 
 One entry point for the web routes and the CLI; the work is in:
 
-- :mod:`bootstrap.services.factory_batches` - batches of certificates (CSR or
+- :mod:`bootstrap.factory.batches` - batches of certificates (CSR or
   server-generated key), idempotent per (profile, DevID), chunked transactions;
-- :mod:`bootstrap.services.factory_registration` - devices registered now, enrolling at
+- :mod:`bootstrap.factory.registration` - devices registered now, enrolling at
   first boot with a one-time token or a group-derived key;
-- :mod:`bootstrap.services.factory_stations` - stations authenticated by client certificate;
-- :mod:`bootstrap.services.factory_keys`, ``factory_signer``, ``factory_store``,
+- :mod:`bootstrap.factory.stations` - stations authenticated by client certificate;
+- :mod:`bootstrap.factory.keys`, ``factory_signer``, ``factory_store``,
   ``factory_content``, ``factory_types`` - the pieces.
 
 The line integrator's guide is docs/factory.md.
@@ -18,11 +18,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 from bootstrap.auth.principals import TokenService
+from bootstrap.factory.batches import CHUNK_SIZE, BatchService, OpenBatch, QuotaExceeded, Station
+from bootstrap.factory.registration import RegistrationService
+from bootstrap.factory.stations import StationService
 from bootstrap.secrets.base import SecretStore
 from bootstrap.services.authorities import AuthorityDirectory
-from bootstrap.services.factory_batches import CHUNK_SIZE, BatchService, OpenBatch, QuotaExceeded, Station
-from bootstrap.services.factory_registration import RegistrationService
-from bootstrap.services.factory_stations import StationService
 from bootstrap.store.db import Database
 
 __all__ = ["CHUNK_SIZE", "FactoryService", "OpenBatch", "QuotaExceeded", "Station"]

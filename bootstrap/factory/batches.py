@@ -8,10 +8,10 @@ and submits devices in chunks (``BatchService.submit``); each chunk is:
    which are registered elsewhere or blocked;
 2. signing, outside any transaction (so replicas sign in parallel): the CSR is
    checked against the profile and the DevID, or a key is generated and encrypted
-   for the station (bootstrap.services.factory_keys);
+   for the station (bootstrap.factory.keys);
 3. one write transaction: the station's quota is taken, then every certificate,
    factory item, device row and audit event of the chunk is inserted
-   (bootstrap.services.factory_store). If another process recorded one of these
+   (bootstrap.factory.store). If another process recorded one of these
    devices first, the unique constraint fails the whole transaction; it rolls
    back and the chunk goes back to step 1, where those devices are now found.
 
@@ -41,13 +41,10 @@ from sqlmodel import Session, select
 
 from bootstrap.auth.principals import Principal, require
 from bootstrap.errors import Conflict, DmBootstrapError, NotFound, PermissionDenied, QuotaExceeded
-from bootstrap.secrets.base import SecretStore
-from bootstrap.services.audit import append_event
-from bootstrap.services.authorities import AuthorityDirectory, CaInfo
-from bootstrap.services.factory_content import profile_template
-from bootstrap.services.factory_keys import KeyEncryptor, check_password, new_salt
-from bootstrap.services.factory_signer import BatchSigner, SignedItem, same_key
-from bootstrap.services.factory_store import (
+from bootstrap.factory.content import profile_template
+from bootstrap.factory.keys import KeyEncryptor, check_password, new_salt
+from bootstrap.factory.signer import BatchSigner, SignedItem, same_key
+from bootstrap.factory.store import (
     AuditRecord,
     ExistingDevice,
     ExistingItem,
@@ -60,7 +57,10 @@ from bootstrap.services.factory_store import (
     insert_rows,
     take_quota,
 )
-from bootstrap.services.factory_types import BatchSpec, BatchSummary, ItemError, ItemOutcome, ItemRequest
+from bootstrap.factory.types import BatchSpec, BatchSummary, ItemError, ItemOutcome, ItemRequest
+from bootstrap.secrets.base import SecretStore
+from bootstrap.services.audit import append_event
+from bootstrap.services.authorities import AuthorityDirectory, CaInfo
 from bootstrap.store.db import Database
 from bootstrap.store.models import AuthorityRow, EnrollmentProfileRow, FactoryBatchRow, utcnow
 from pki.errors import PkiError
@@ -119,7 +119,7 @@ class OpenBatch:
     authority_id: int
     issuer: str
     signer: BatchSigner
-    #: The profile's bootstrap content without DevID and chain (bootstrap.services.factory_content).
+    #: The profile's bootstrap content without DevID and chain (bootstrap.factory.content).
     template: dict[str, Any]
     kdf_salt: str
     kdf_iterations: int

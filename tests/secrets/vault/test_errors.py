@@ -22,7 +22,7 @@ from bootstrap.errors import (
     SecretStoreUnavailable,
 )
 from bootstrap.secrets.base import KeyRef
-from bootstrap.secrets.vault import VaultSecretStore
+from bootstrap.secrets.vault.store import VaultSecretStore
 from pki.errors import SignerError, SignerUnavailable
 from pki.keys import KeyType
 

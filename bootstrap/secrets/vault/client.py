@@ -7,9 +7,9 @@ Every call goes through :meth:`VaultClient.request`, which
   and logs in again when renewal fails or the token nears its max TTL;
 * sends the request with hvac's JSON adapter (hvac itself is untyped);
 * turns every hvac and requests exception into a :mod:`bootstrap.errors` one
-  (see :mod:`bootstrap.secrets.vault_errors`).
+  (see :mod:`bootstrap.secrets.vault.errors`).
 
-Tokens and secret ids are kept in :class:`~bootstrap.secrets.vault_config.Secret`
+Tokens and secret ids are kept in :class:`~bootstrap.secrets.vault.config.Secret`
 and never logged. API reference: https://openbao.org/api-docs/auth/token/ and
 https://openbao.org/api-docs/auth/approle/.
 """
@@ -26,8 +26,8 @@ from typing import Any
 import hvac
 
 from bootstrap.errors import SecretAccessDenied, SecretStoreError, SecretStoreUnavailable
-from bootstrap.secrets.vault_config import Secret, VaultConfig
-from bootstrap.secrets.vault_errors import Operation, translate_errors
+from bootstrap.secrets.vault.config import Secret, VaultConfig
+from bootstrap.secrets.vault.errors import Operation, translate_errors
 
 __all__ = ["Json", "VaultClient"]
 

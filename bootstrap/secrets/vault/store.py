@@ -7,11 +7,11 @@ Layout inside Vault (``prefix`` is ``VaultConfig.key_prefix``)::
     {transit_mount}/keys/{prefix}-{name}      CA keys in Transit, never exportable
 
 References keep the caller's names (``KeyRef.name``, ``SecretRef.path``); the prefix
-is added here. The pieces: :mod:`~bootstrap.secrets.vault_config` (settings),
-:mod:`~bootstrap.secrets.vault_client` (the typed hvac adapter, token lifecycle),
-:mod:`~bootstrap.secrets.vault_transit` (the Transit signer),
-:mod:`~bootstrap.secrets.vault_policy` (the policy) and
-:mod:`~bootstrap.secrets.vault_check` (``dmboot secrets check``).
+is added here. The pieces: :mod:`~bootstrap.secrets.vault.config` (settings),
+:mod:`~bootstrap.secrets.vault.client` (the typed hvac adapter, token lifecycle),
+:mod:`~bootstrap.secrets.vault.transit` (the Transit signer),
+:mod:`~bootstrap.secrets.vault.policy` (the policy) and
+:mod:`~bootstrap.secrets.vault.check` (``dmboot secrets check``).
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from bootstrap.errors import SecretConflict, SecretNotFound, SecretStoreError
 from bootstrap.secrets.base import CheckResult, KeyRef, SecretRef
-from bootstrap.secrets.vault_check import run_checks
-from bootstrap.secrets.vault_client import Json, VaultClient
-from bootstrap.secrets.vault_config import Secret, VaultConfig, config_from_settings
-from bootstrap.secrets.vault_policy import policy_hcl
-from bootstrap.secrets.vault_transit import (
+from bootstrap.secrets.vault.check import run_checks
+from bootstrap.secrets.vault.client import Json, VaultClient
+from bootstrap.secrets.vault.config import Secret, VaultConfig, config_from_settings
+from bootstrap.secrets.vault.policy import policy_hcl
+from bootstrap.secrets.vault.transit import (
     VaultTransitSigner,
     key_type_from_transit,
     public_key_from_transit,

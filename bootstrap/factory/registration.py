@@ -28,10 +28,8 @@ from bootstrap.auth.attestation import read_group_key
 from bootstrap.auth.hmac_scheme import derive_device_key
 from bootstrap.auth.principals import hash_token
 from bootstrap.errors import DmBootstrapError, InvalidRequest, NotFound, PermissionDenied
-from bootstrap.secrets.base import SecretStore
-from bootstrap.services.devices import ENROLLMENT_TOKEN_PREFIX
-from bootstrap.services.factory_batches import BatchService, QuotaExceeded, Station
-from bootstrap.services.factory_store import (
+from bootstrap.factory.batches import BatchService, QuotaExceeded, Station
+from bootstrap.factory.store import (
     AuditRecord,
     ExistingDevice,
     append_events,
@@ -39,7 +37,9 @@ from bootstrap.services.factory_store import (
     existing_devices,
     take_quota,
 )
-from bootstrap.services.factory_types import ItemError, RegistrationOutcome, RegistrationSpec
+from bootstrap.factory.types import ItemError, RegistrationOutcome, RegistrationSpec
+from bootstrap.secrets.base import SecretStore
+from bootstrap.services.devices import ENROLLMENT_TOKEN_PREFIX
 from bootstrap.store.db import Database
 from bootstrap.store.models import DeviceRow, EnrollmentProfileRow, EnrollmentTokenRow, utcnow
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from bootstrap.errors import SecretStoreUnavailable
-from bootstrap.secrets.vault import Secret, VaultConfig, VaultSecretStore
+from bootstrap.secrets.vault.store import Secret, VaultConfig, VaultSecretStore
 from pki.errors import SignerUnavailable
 from pki.keys import KeyType
 from tests.support.openbao import BaoDevServer

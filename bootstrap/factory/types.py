@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bootstrap.errors import InvalidRequest
-from bootstrap.services.factory_keys import DEFAULT_KDF_ITERATIONS, KEY_FORMATS
+from bootstrap.factory.keys import DEFAULT_KDF_ITERATIONS, KEY_FORMATS
 from pki.identity import check_dev_id
 from pki.keys import KeyType
 

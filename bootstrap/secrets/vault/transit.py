@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from bootstrap.errors import SecretAccessDenied, SecretNotFound, SecretStoreError, SecretStoreUnavailable
-from bootstrap.secrets.vault_client import VaultClient
+from bootstrap.secrets.vault.client import VaultClient
 from pki.errors import PkiError, SignerError, SignerUnavailable
 from pki.keys import KeyType, PublicKey, classify_public_key, signature_hash
 

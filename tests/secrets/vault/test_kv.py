@@ -6,7 +6,7 @@ import pytest
 
 from bootstrap.errors import SecretConflict, SecretNotFound
 from bootstrap.secrets.base import SecretRef, SecretStore
-from bootstrap.secrets.vault import VaultSecretStore
+from bootstrap.secrets.vault.store import VaultSecretStore
 from tests.secrets.conftest import MakeStore
 from tests.support.openbao import BaoDevServer
 

@@ -9,11 +9,11 @@ import pytest
 from sqlmodel import col, select
 
 from bootstrap.auth import totp
-from bootstrap.auth.admins import AdminAccountService, totp_path
 from bootstrap.auth.principals import Principal
 from bootstrap.auth.sessions import SessionService
 from bootstrap.errors import AuthenticationFailed, Conflict, InvalidRequest, PermissionDenied, TooManyAttempts
 from bootstrap.runtime import Runtime
+from bootstrap.services.admins import AdminAccountService, totp_path
 from bootstrap.store.models import AdminRow, AuditEvent, ConsoleSessionRow, utcnow
 from tests.support.admins import PASSWORD, fast_admins, make_admin
 
