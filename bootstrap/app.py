@@ -22,6 +22,7 @@ from bootstrap.web import (
     factory,
     lifecycle,
     openapi,
+    outages,
     pkix,
     status,
 )
@@ -61,7 +62,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             Middleware(BodyLimitMiddleware, limit=settings.max_body_bytes,
                        overrides={factory.PREFIX: settings.factory_max_body_bytes}),
         ],
-        exception_handlers=exception_handlers(),
+        exception_handlers={**outages.handlers(), **exception_handlers()},
         lifespan=lifespan,
     )
     if runtime is not None:

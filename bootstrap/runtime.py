@@ -17,7 +17,6 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
 from sqlalchemy.engine import make_url
 
-from bootstrap.auth.principals import TokenService
 from bootstrap.auth.sessions import SessionService
 from bootstrap.dm.ddf import DdfRegistry
 from bootstrap.dm.session import SessionSigner
@@ -38,6 +37,7 @@ from bootstrap.services.est import EstService
 from bootstrap.services.issuance import IssuanceService, Requester
 from bootstrap.services.ocsp import OcspResponder
 from bootstrap.services.revocation import RevocationService
+from bootstrap.services.tokens import TokenService
 from bootstrap.settings import Settings
 from bootstrap.store import migrate
 from bootstrap.store.db import Database

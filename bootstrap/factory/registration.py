@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Table, delete, insert
 from sqlmodel import Session, select
 
-from bootstrap.auth.attestation import read_group_key
+from bootstrap.auth.group_keys import read_group_key
 from bootstrap.auth.hmac_scheme import derive_device_key
 from bootstrap.auth.principals import hash_token
 from bootstrap.errors import DmBootstrapError, InvalidRequest, NotFound, PermissionDenied

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from bootstrap.auth.principals import TokenService
 from bootstrap.factory.batches import CHUNK_SIZE, BatchService, OpenBatch, QuotaExceeded, Station
 from bootstrap.factory.registration import RegistrationService
 from bootstrap.factory.stations import StationService
 from bootstrap.secrets.base import SecretStore
 from bootstrap.services.authorities import AuthorityDirectory
+from bootstrap.services.tokens import TokenService
 from bootstrap.store.db import Database
 
 __all__ = ["CHUNK_SIZE", "FactoryService", "OpenBatch", "QuotaExceeded", "Station"]

@@ -18,9 +18,10 @@ from datetime import UTC, datetime
 from cryptography import x509
 from sqlmodel import select
 
-from bootstrap.auth.principals import Principal, TokenService
+from bootstrap.auth.principals import Principal
 from bootstrap.errors import AuthenticationFailed, Conflict, InvalidRequest, NotFound
 from bootstrap.services.audit import append_event
+from bootstrap.services.tokens import TokenService
 from bootstrap.store.db import Database
 from bootstrap.store.models import ApiTokenRow, FactoryStationRow, utcnow
 from pki.authority import fingerprint

@@ -37,7 +37,7 @@ from bootstrap.runtime import Runtime
 from bootstrap.services.dm1 import Dm1Package
 from bootstrap.web.api import field, media_type, parse_json, request_id
 from bootstrap.web.auth import authorize
-from bootstrap.web.dm2 import DEVID_HEADER, TOKEN_SCHEME, accepts
+from bootstrap.web.device_http import DEVID_HEADER, TOKEN_SCHEME, accepts
 from bootstrap.web.enroll import request_evidence
 from bootstrap.web.openapi import operation
 

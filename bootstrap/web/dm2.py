@@ -49,15 +49,14 @@ from bootstrap.dm.session import SESSION_HEADER
 from bootstrap.errors import AuthenticationFailed, InvalidRequest, NotAcceptable, NotFound, UnsupportedMediaType
 from bootstrap.runtime import Runtime
 from bootstrap.services.dm2 import BOOTSTRAP_PATH, OBJECTS_PATH
+from bootstrap.web import dm1
+from bootstrap.web.device_http import DEVID_HEADER, TOKEN_SCHEME, accepts
 from bootstrap.web.tls import client_certificate, client_chain
 
-__all__ = ["DEVID_HEADER", "OMADM_ACCEPT_HEADER", "TOKEN_SCHEME", "accepts", "routes"]
+__all__ = ["OMADM_ACCEPT_HEADER", "routes"]
 
-DEVID_HEADER = "OMADM-DevID"
 #: DM 2.0: a response header listing the media types the client may use for HPUT/HPOST bodies.
 OMADM_ACCEPT_HEADER = "OMADM-Accept"
-#: Ours: the Authorization scheme for a one-time enrollment token on /dm.
-TOKEN_SCHEME = "DMBoot-Token"  # noqa: S105 - a scheme name, not a secret
 _HMAC_SCHEME = "DMBoot-HMAC"
 _DEVICE_KEY = re.compile(r"[0-9a-f]{64}")
 _TOKEN_PREFIX = "dmt_"  # noqa: S105 - a prefix, not a secret
@@ -71,26 +70,6 @@ def _runtime(request: Request) -> Runtime:
 def _request_id(request: Request) -> str | None:
     value = request.scope.get("state", {}).get("request_id")
     return str(value) if value else None
-
-
-def accepts(header: str | None, media_type: str) -> bool:
-    """Whether an Accept-style header (RFC 9110 12.5.1) admits ``media_type``; no header admits all."""
-    if header is None or not header.strip():
-        return True
-    major = media_type.partition("/")[0]
-    for item in header.split(","):
-        media_range, *params = (p.strip() for p in item.split(";"))
-        quality = 1.0
-        for param in params:
-            name, _, value = param.partition("=")
-            if name.strip().lower() == "q":
-                try:
-                    quality = float(value)
-                except ValueError:
-                    quality = 0.0
-        if quality > 0 and media_range.lower() in ("*/*", f"{major}/*", media_type):
-            return True
-    return False
 
 
 def _media_type(request: Request) -> str:
@@ -116,8 +95,6 @@ def _package2(body: bytes, headers: dict[str, str] | None = None) -> Response:
 
 async def _initiation(request: Request) -> Response:
     if not accepts(request.headers.get("accept"), REQUEST_MEDIA_TYPE):
-        from bootstrap.web import dm1  # a DM 1.x client asking for SyncML; web/dm1.py imports this module
-
         if dm1.wants_dm1(request.headers.get("accept")):
             return await dm1.from_package1(request, _evidence)
         raise NotAcceptable(f"package 2 is {REQUEST_MEDIA_TYPE}; the Accept header excludes it", field="Accept")
