@@ -204,7 +204,8 @@ def test_a_clean_toy_tree_passes(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("added", "violation", "cycle"), [
     pytest.param({"toy/pki.py": "def f():\n    from toy import web\n"}, "toy.pki -> toy.web",
-                 ["toy.dm", "toy.pki", "toy.services.a", "toy.services.b", "toy.store", "toy.web"], id="pki-reaches-up-to-web"),
+                 ["toy.dm", "toy.pki", "toy.services.a", "toy.services.b", "toy.store", "toy.web"],
+                 id="pki-reaches-up-to-web"),
     pytest.param({"toy/store.py": "from toy.dm import y\n"}, "toy.store -> toy.dm", None, id="store-imports-dm"),
     pytest.param({"toy/services/a.py": "from toy import dm, store\nfrom toy.services.b import z\n"}, None,
                  ["toy.services.a", "toy.services.b"], id="cycle-inside-a-layer"),

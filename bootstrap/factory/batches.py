@@ -30,45 +30,40 @@ import functools
 import logging
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from bootstrap.auth.principals import Principal, require
 from bootstrap.errors import Conflict, DmBootstrapError, NotFound, PermissionDenied, QuotaExceeded
+from bootstrap.factory.chunks import OpenBatch, Pending, as_existing, chunk_rows, device_error, error_of, failed, issued
 from bootstrap.factory.content import profile_template
-from bootstrap.factory.keys import KeyEncryptor, check_password, new_salt
-from bootstrap.factory.signer import BatchSigner, SignedItem, same_key
+from bootstrap.factory.keys import new_salt
+from bootstrap.factory.signer import BatchSigner, same_key
+from bootstrap.factory.stations import Station
 from bootstrap.factory.store import (
-    AuditRecord,
     ExistingDevice,
     ExistingItem,
     append_events,
     bump_batch,
-    certificate_row,
-    device_row,
     existing_devices,
     existing_items,
     insert_rows,
     take_quota,
 )
-from bootstrap.factory.types import BatchSpec, BatchSummary, ItemError, ItemOutcome, ItemRequest
+from bootstrap.factory.types import BatchSpec, BatchSummary, ItemOutcome, ItemRequest
 from bootstrap.secrets.base import SecretStore
 from bootstrap.services.audit import append_event
 from bootstrap.services.authorities import AuthorityDirectory, CaInfo
 from bootstrap.store.db import Database
 from bootstrap.store.models import AuthorityRow, EnrollmentProfileRow, FactoryBatchRow, utcnow
 from pki.errors import PkiError
-from pki.identity import device_uri
 from pki.keys import KeyPolicy
 from pki.profiles import get_profile
 
-__all__ = ["CHUNK_SIZE", "BatchService", "OpenBatch", "QuotaExceeded", "Station", "error_of"]
+__all__ = ["CHUNK_SIZE", "BatchService", "QuotaExceeded"]
 
 log = logging.getLogger(__name__)
 
@@ -77,69 +72,6 @@ log = logging.getLogger(__name__)
 CHUNK_SIZE = 500
 _ATTEMPTS = 5
 _KEY_PATH = "factory/keys"
-
-
-@dataclass(frozen=True)
-class Station:
-    """Who runs a batch: its audit name, the profiles it may use, and whose quota it draws on."""
-
-    #: How the audit trail names the caller (``token:line-3`` by Bearer, ``station:line-3`` by mTLS).
-    actor: str
-    #: Who owns the batches and devices: the same for both ways a station authenticates.
-    owner: str
-    #: None: any profile (the local operator of an embedded install).
-    allowed_profiles: frozenset[str] | None
-    #: The API token whose ``device_quota`` is drawn on; None: no quota.
-    quota_token: str | None = None
-    request_id: str | None = None
-
-    @classmethod
-    def of(cls, principal: Principal, request_id: str | None = None) -> Station:
-        """The station an authenticated principal is (it must hold ``factory:provision``)."""
-        require(principal, "factory:provision")
-        if principal.kind in ("token", "station"):
-            return cls(principal.actor, f"token:{principal.name}", frozenset(principal.allowed_profiles),
-                       principal.name, request_id)
-        return cls(principal.actor, principal.actor, frozenset(principal.allowed_profiles), None, request_id)
-
-    @classmethod
-    def local(cls, actor: str = "cli:factory") -> Station:
-        """The operator of a single-machine install, running the CLI against the local data directory."""
-        return cls(actor, actor, None)
-
-
-@dataclass
-class OpenBatch:
-    """A batch ready for ``BatchService.submit``: its rows and its signing context."""
-
-    id: int
-    spec: BatchSpec
-    station: Station
-    profile_id: int
-    authority_id: int
-    issuer: str
-    signer: BatchSigner
-    #: The profile's bootstrap content without DevID and chain (bootstrap.factory.content).
-    template: dict[str, Any]
-    kdf_salt: str
-    kdf_iterations: int
-    summary: BatchSummary
-    _encryptor: KeyEncryptor | None = field(default=None, repr=False)
-
-    def encryptor(self) -> KeyEncryptor:
-        """The key encryptor (derived once per batch: PBKDF2 is slow by design)."""
-        if self._encryptor is None:
-            self._encryptor = KeyEncryptor(check_password(self.spec.password), self.kdf_salt, self.kdf_iterations,
-                                           self.spec.key_format)
-        return self._encryptor
-
-
-@dataclass
-class _Pending:
-    index: int
-    item: ItemRequest
-    signed: SignedItem | None = None
-    key_blob: bytes | None = None
 
 
 class BatchService:
@@ -262,14 +194,14 @@ class BatchService:
         """
         outcomes: dict[int, ItemOutcome] = {}
         first: dict[str, int] = {}
-        pending: list[_Pending] = []
+        pending: list[Pending] = []
         repeats: list[tuple[int, int]] = []
         for index, item in enumerate(items):
             if item.dev_id in first:
                 repeats.append((index, first[item.dev_id]))
             else:
                 first[item.dev_id] = index
-                pending.append(_Pending(index, item))
+                pending.append(Pending(index, item))
         for _ in range(_ATTEMPTS):
             if not pending:
                 break
@@ -281,35 +213,35 @@ class BatchService:
                 if refuse_whole:
                     raise
                 for pend in pending:
-                    outcomes.setdefault(pend.index, _failed(pend.item.dev_id, *error_of(exc)))
+                    outcomes.setdefault(pend.index, failed(pend.item.dev_id, *error_of(exc)))
                 pending = []
         for pend in pending:  # pragma: no cover - five lost races in a row
-            outcomes[pend.index] = _failed(pend.item.dev_id, "conflict", "the device is being provisioned by"
+            outcomes[pend.index] = failed(pend.item.dev_id, "conflict", "the device is being provisioned by"
                                            " another request; retry")
         for index, original in repeats:
             done = outcomes[original]
-            outcomes[index] = done if done.status == "failed" else _as_existing(done)
+            outcomes[index] = done if done.status == "failed" else as_existing(done)
         result = [outcomes[i] for i in range(len(items))]
         for outcome in result:
             batch.summary.add(outcome)
         return result
 
-    def _attempt(self, batch: OpenBatch, pending: list[_Pending], outcomes: dict[int, ItemOutcome],
-                 now: datetime) -> list[_Pending]:
+    def _attempt(self, batch: OpenBatch, pending: list[Pending], outcomes: dict[int, ItemOutcome],
+                 now: datetime) -> list[Pending]:
         """One round of read, sign, write; returns the devices still undecided (a lost race)."""
         dev_ids = [p.item.dev_id for p in pending]
         with self._db.session() as session:
             found = existing_items(session, batch.spec.profile, dev_ids)
             devices = existing_devices(session, dev_ids)
-        to_sign: list[_Pending] = []
-        failures: list[_Pending] = []
+        to_sign: list[Pending] = []
+        failures: list[Pending] = []
         for pend in pending:
             dev_id = pend.item.dev_id
             if dev_id in found:
                 outcomes[pend.index] = self._existing(batch, pend.item, found[dev_id], now)
                 continue
             device = devices.get(dev_id)
-            error = _device_error(dev_id, device, batch) if device is not None else None
+            error = device_error(dev_id, device, batch.profile_id) if device is not None else None
             if error is not None:
                 outcomes[pend.index] = error
                 failures.append(pend)
@@ -331,10 +263,10 @@ class BatchService:
                 outcomes.pop(pend.index, None)
             return [p for p in pending if p.index not in outcomes]
         for pend in signed:
-            outcomes[pend.index] = self._issued(batch, pend)
+            outcomes[pend.index] = issued(batch, pend)
         return []
 
-    def _sign(self, batch: OpenBatch, pend: _Pending, now: datetime) -> ItemOutcome | None:
+    def _sign(self, batch: OpenBatch, pend: Pending, now: datetime) -> ItemOutcome | None:
         """Sign one device; a refusal is returned as its failed outcome."""
         item = pend.item
         try:
@@ -350,10 +282,10 @@ class BatchService:
                 pend.signed = batch.signer.from_csr(item.dev_id, item.csr or "", now=now)
         except (PkiError, DmBootstrapError) as exc:
             pend.signed = None
-            return _failed(item.dev_id, *error_of(exc))
+            return failed(item.dev_id, *error_of(exc))
         return None
 
-    def _keep_keys(self, batch: OpenBatch, signed: list[_Pending]) -> str | None:
+    def _keep_keys(self, batch: OpenBatch, signed: list[Pending]) -> str | None:
         """Keep the chunk's encrypted keys in the secret store for redelivery; the reference to store."""
         blobs = {p.item.dev_id: p.key_blob for p in signed if p.key_blob is not None}
         if not blobs or self._key_retention <= timedelta(0):
@@ -362,74 +294,35 @@ class BatchService:
         ref = self._store.put(path, {dev_id: base64.b64encode(blob).decode() for dev_id, blob in blobs.items()})
         return ref.to_uri()
 
-    def _record(self, batch: OpenBatch, signed: list[_Pending], failed: list[ItemOutcome],
+    def _record(self, batch: OpenBatch, signed: list[Pending], failed: list[ItemOutcome],
                 devices: dict[str, ExistingDevice], key_ref: str | None, now: datetime) -> None:
         station = batch.station
-        certificates: list[dict[str, Any]] = []
-        items: list[dict[str, Any]] = []
-        new_devices: list[dict[str, Any]] = []
-        updated: list[dict[str, Any]] = []
-        events: list[AuditRecord] = []
-        cert_profile = batch.signer.profile.name
         expires = now + self._key_retention if key_ref else None
-        for pend in signed:
-            s = pend.signed
-            assert s is not None  # noqa: S101 - filtered by the caller
-            serial, fp, dev_id = s.serial_hex, s.fingerprint, s.dev_id
-            subject = s.certificate.subject.rfc4514_string()
-            certificates.append(certificate_row(
-                serial_hex=serial, subject=subject, authority_id=batch.authority_id, profile=cert_profile,
-                dev_id=dev_id, key_type=s.key_type.value, not_before=s.certificate.not_valid_before_utc,
-                not_after=s.certificate.not_valid_after_utc, fingerprint=fp, pem=s.pem, actor=station.actor,
-                request_id=station.request_id, now=now, uri=device_uri(dev_id)))
-            items.append({"batch_id": batch.id, "profile": batch.spec.profile, "dev_id": dev_id,
-                          "mode": pend.item.mode, "serial_hex": serial,
-                          "key_ref": key_ref if pend.key_blob is not None else None,
-                          "key_expires_at": expires if pend.key_blob is not None else None,
-                          "attributes": pend.item.attributes, "created_at": now})
-            if dev_id in devices:
-                updated.append({"b_dev_id": dev_id, "b_serial": serial, "b_at": now})
-            else:
-                new_devices.append(device_row(dev_id=dev_id, profile_id=batch.profile_id, serial_hex=serial, now=now))
-            events.append(AuditRecord(station.actor, "cert.issue", "success", serial, {
-                "profile": cert_profile, "subject": subject, "fingerprint": fp, "dev_id": dev_id,
-                "channel": "factory", "batch": batch.id, "mode": pend.item.mode}, station.request_id))
-        for outcome in failed:
-            error = outcome.error
-            events.append(AuditRecord(station.actor, "cert.issue", "failure", outcome.dev_id, {
-                "channel": "factory", "batch": batch.id, "error": error.type if error else None,
-                "reason": error.detail[:500] if error else None}, station.request_id))
+        rows = chunk_rows(batch, signed, failed, devices, key_ref, expires, now)
         with self._db.session() as session:
             if station.quota_token is not None and signed:
                 left = take_quota(session, station.quota_token, len(signed))
                 if left == -1:
                     raise QuotaExceeded(f"{station.actor}'s device quota does not cover {len(signed)} more devices;"
                                         " nothing of this chunk was issued", field="quota")
-            insert_rows(session, certificates=certificates, items=items, new_devices=new_devices,
-                        updated_devices=updated)
-            append_events(session, events)
+            insert_rows(session, certificates=rows.certificates, items=rows.items, new_devices=rows.new_devices,
+                        updated_devices=rows.updated)
+            append_events(session, rows.events)
             bump_batch(session, batch.id, issued=len(signed), existing=0, failed=len(failed))
-
-    def _issued(self, batch: OpenBatch, pend: _Pending) -> ItemOutcome:
-        s = pend.signed
-        assert s is not None  # noqa: S101 - only signed items get here
-        return ItemOutcome(dev_id=s.dev_id, status="issued", serial=s.serial_hex, issuer=batch.issuer,
-                           certificate_pem=s.pem, key=pend.key_blob,
-                           key_format=batch.spec.key_format if pend.key_blob is not None else None)
 
     def _existing(self, batch: OpenBatch, item: ItemRequest, found: ExistingItem, now: datetime) -> ItemOutcome:
         """What a device the factory issued for already gets: the same result, or why not."""
         if found.principal != batch.station.owner:
-            return _failed(item.dev_id, "conflict", f"device {item.dev_id!r} was provisioned by another station"
+            return failed(item.dev_id, "conflict", f"device {item.dev_id!r} was provisioned by another station"
                            f" ({found.principal}); nothing was issued")
         if found.status != "valid":
-            return _failed(item.dev_id, "revoked", f"device {item.dev_id!r}'s factory certificate {found.serial_hex}"
+            return failed(item.dev_id, "revoked", f"device {item.dev_id!r}'s factory certificate {found.serial_hex}"
                            f" is {found.status}; re-provision it through enrollment, not the factory")
         if item.mode != found.mode:
-            return _failed(item.dev_id, "conflict", f"device {item.dev_id!r} was provisioned with mode"
+            return failed(item.dev_id, "conflict", f"device {item.dev_id!r} was provisioned with mode"
                            f" {found.mode}, not {item.mode}; its certificate is {found.serial_hex}")
         if item.csr is not None and not same_key(item.csr, found.pem):
-            return _failed(item.dev_id, "conflict", f"device {item.dev_id!r} has certificate {found.serial_hex}"
+            return failed(item.dev_id, "conflict", f"device {item.dev_id!r} has certificate {found.serial_hex}"
                            " for another key; revoke it before provisioning a new key")
         self._chain_of(found.issuer)
         key, key_format, note = None, None, None
@@ -482,46 +375,6 @@ class BatchService:
                              detail={"profile": profile, "error": type(exc).__name__, "reason": exc.message[:500]})
         except Exception:  # the refusal matters more than its audit line; the log keeps this
             log.exception("could not audit a refused factory call of %s", station.actor)
-
-
-# -- helpers --------------------------------------------------------------------------------
-
-_SLUGS: dict[str, str] = {
-    "CsrEncodingError": "bad-csr", "CsrSignatureError": "bad-csr-signature", "CsrPolicyError": "csr-policy",
-    "KeyPolicyError": "key-policy", "ProfileError": "bad-profile", "QuotaExceeded": "quota-exceeded",
-    "PermissionDenied": "forbidden", "Conflict": "conflict", "NotFound": "not-found",
-    "InvalidRequest": "invalid-request", "SignerUnavailable": "signer-unavailable", "SignerError": "signer-failed",
-    "IssuanceError": "cannot-issue",
-}
-
-
-def error_of(exc: Exception) -> tuple[str, str]:
-    """(slug, sentence) for an item's failure; slugs are those of the problem types (docs/api.md)."""
-    slug = next((_SLUGS[c.__name__] for c in type(exc).__mro__ if c.__name__ in _SLUGS), "failed")
-    return slug, str(getattr(exc, "message", None) or exc)
-
-
-def _failed(dev_id: str, slug: str, detail: str) -> ItemOutcome:
-    return ItemOutcome(dev_id=dev_id, status="failed", error=ItemError(slug, detail))
-
-
-def _as_existing(outcome: ItemOutcome) -> ItemOutcome:
-    return ItemOutcome(dev_id=outcome.dev_id, status="existing", serial=outcome.serial, issuer=outcome.issuer,
-                       certificate_pem=outcome.certificate_pem, key=outcome.key, key_format=outcome.key_format,
-                       key_note="repeated in the request" if outcome.key is not None else outcome.key_note)
-
-
-def _device_error(dev_id: str, device: ExistingDevice, batch: OpenBatch) -> ItemOutcome | None:
-    """Why a known device without a factory item cannot be issued for here, if it cannot."""
-    if device.profile_id != batch.profile_id:
-        return _failed(dev_id, "conflict", f"device {dev_id!r} is registered in another enrollment profile;"
-                       " nothing was issued")
-    if device.status == "blocked":
-        return _failed(dev_id, "forbidden", f"device {dev_id!r} is blocked; nothing was issued")
-    if device.status != "registered":
-        return _failed(dev_id, "conflict", f"device {dev_id!r} is {device.status} already (it has a certificate"
-                       " from enrollment); nothing was issued")
-    return None
 
 
 def _chain_pem(row: AuthorityRow | CaInfo, upper: Sequence[x509.Certificate]) -> str:

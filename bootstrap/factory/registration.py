@@ -28,7 +28,8 @@ from bootstrap.auth.group_keys import read_group_key
 from bootstrap.auth.hmac_scheme import derive_device_key
 from bootstrap.auth.principals import hash_token
 from bootstrap.errors import DmBootstrapError, InvalidRequest, NotFound, PermissionDenied
-from bootstrap.factory.batches import BatchService, QuotaExceeded, Station
+from bootstrap.factory.batches import BatchService, QuotaExceeded
+from bootstrap.factory.stations import Station
 from bootstrap.factory.store import (
     AuditRecord,
     ExistingDevice,

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from bootstrap.factory.batches import CHUNK_SIZE, BatchService, OpenBatch, QuotaExceeded, Station
+from bootstrap.factory.batches import CHUNK_SIZE, BatchService, QuotaExceeded
+from bootstrap.factory.chunks import OpenBatch
 from bootstrap.factory.registration import RegistrationService
-from bootstrap.factory.stations import StationService
+from bootstrap.factory.stations import Station, StationService
 from bootstrap.secrets.base import SecretStore
 from bootstrap.services.authorities import AuthorityDirectory
 from bootstrap.services.tokens import TokenService

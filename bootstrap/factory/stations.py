@@ -13,12 +13,13 @@ database on every request.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cryptography import x509
 from sqlmodel import select
 
-from bootstrap.auth.principals import Principal
+from bootstrap.auth.principals import Principal, require
 from bootstrap.errors import AuthenticationFailed, Conflict, InvalidRequest, NotFound
 from bootstrap.services.audit import append_event
 from bootstrap.services.tokens import TokenService
@@ -26,7 +27,37 @@ from bootstrap.store.db import Database
 from bootstrap.store.models import ApiTokenRow, FactoryStationRow, utcnow
 from pki.authority import fingerprint
 
-__all__ = ["StationService"]
+__all__ = ["Station", "StationService"]
+
+
+@dataclass(frozen=True)
+class Station:
+    """Who runs a batch: its audit name, the profiles it may use, and whose quota it draws on."""
+
+    #: How the audit trail names the caller (``token:line-3`` by Bearer, ``station:line-3`` by mTLS).
+    actor: str
+    #: Who owns the batches and devices: the same for both ways a station authenticates.
+    owner: str
+    #: None: any profile (the local operator of an embedded install).
+    allowed_profiles: frozenset[str] | None
+    #: The API token whose ``device_quota`` is drawn on; None: no quota.
+    quota_token: str | None = None
+    request_id: str | None = None
+
+    @classmethod
+    def of(cls, principal: Principal, request_id: str | None = None) -> Station:
+        """The station an authenticated principal is (it must hold ``factory:provision``)."""
+        require(principal, "factory:provision")
+        if principal.kind in ("token", "station"):
+            return cls(principal.actor, f"token:{principal.name}", frozenset(principal.allowed_profiles),
+                       principal.name, request_id)
+        return cls(principal.actor, principal.actor, frozenset(principal.allowed_profiles), None, request_id)
+
+    @classmethod
+    def local(cls, actor: str = "cli:factory") -> Station:
+        """The operator of a single-machine install, running the CLI against the local data directory."""
+        return cls(actor, actor, None)
+
 
 
 class StationService:

@@ -26,7 +26,7 @@ from starlette.types import Receive, Scope, Send
 
 from bootstrap.auth.principals import Principal, require
 from bootstrap.errors import AuthenticationFailed, DmBootstrapError, InvalidRequest, UnsupportedMediaType
-from bootstrap.factory.batches import error_of
+from bootstrap.factory.chunks import error_of
 from bootstrap.factory.service import CHUNK_SIZE, OpenBatch, Station
 from bootstrap.factory.types import BatchSpec, ItemOutcome, ItemRequest, RegistrationSpec, dev_id_of
 from bootstrap.runtime import Runtime
