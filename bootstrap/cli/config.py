@@ -15,16 +15,22 @@ from typing import Annotated, Any
 import typer
 from cryptography import x509
 
-from bootstrap.cli.common import cli_actor, emit_json, handled, open_runtime, shown_of_total
-from bootstrap.errors import DmBootstrapError
+from bootstrap.cli.common import (
+    JsonOpt,
+    cli_actor,
+    emit_json,
+    handled,
+    open_runtime,
+    print_rows,
+    read_optional,
+    shown_of_total,
+)
 from bootstrap.services.config import ProfileSpec
 from bootstrap.services.console_queries import count_devices
 from bootstrap.store.models import DataRepositoryRow, DmServerRow
 from pki.authority import fingerprint
 
 __all__ = ["register"]
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print as JSON.")]
 
 server_app = typer.Typer(help="DM servers devices are bootstrapped to (DMAcc SrvID, SrvURI).", no_args_is_help=True)
 repo_app = typer.Typer(help="Data repositories devices fetch MO data from (HGET).", no_args_is_help=True)
@@ -45,26 +51,11 @@ def register(app: typer.Typer) -> None:
         app.add_typer(sub, name=name)
 
 
-def _read(path: Path | None, what: str) -> str | None:
-    if path is None:
-        return None
-    if not path.is_file():
-        raise DmBootstrapError(f"{what} file {path} does not exist")
-    return path.read_text()
-
-
 def _server_record(row: DmServerRow | DataRepositoryRow) -> dict[str, Any]:
     ident = {"server_id": row.server_id} if isinstance(row, DmServerRow) else {}
     anchor = fingerprint(x509.load_pem_x509_certificate(row.trust_anchor_pem.encode())) if row.trust_anchor_pem \
         else "root"
     return {**ident, "name": row.name, "url": row.url, "trust_anchor": anchor}
-
-
-def _print_rows(rows: list[dict[str, Any]], keys: tuple[str, ...], empty: str) -> None:
-    if not rows:
-        typer.echo(empty)
-    for row in rows:
-        typer.echo("  ".join(str(row.get(k) if row.get(k) is not None else "-") for k in keys))
 
 
 # -- servers and repositories -----------------------------------------------------------
@@ -81,7 +72,7 @@ def server_add(
 ) -> None:
     """Register a DM server."""
     with open_runtime() as runtime:
-        row = runtime.config.add_server(server_id, name, url, _read(anchor, "anchor"), actor=cli_actor())
+        row = runtime.config.add_server(server_id, name, url, read_optional(anchor, "anchor"), actor=cli_actor())
     emit_json(_server_record(row)) if as_json else typer.echo(f"added DM server {row.server_id} ({row.url})")
 
 
@@ -91,11 +82,11 @@ def server_list(as_json: JsonOpt = False) -> None:
     """List DM servers."""
     with open_runtime() as runtime:
         rows = [_server_record(r) for r in runtime.config.list_servers()]
-    emit_json(rows) if as_json else _print_rows(rows, ("server_id", "url", "trust_anchor"), "no DM servers")
+    emit_json(rows) if as_json else print_rows(rows, ("server_id", "url", "trust_anchor"), "no DM servers")
 
 
 def _issue(kind: str, ident: str, csr: Path, out: Path | None, as_json: bool) -> None:
-    text = _read(csr, "CSR") or ""
+    text = read_optional(csr, "CSR") or ""
     with open_runtime() as runtime:
         issued = runtime.config.issue_server_certificate(kind, ident, text, actor=cli_actor())
     if out is not None:
@@ -131,7 +122,7 @@ def repo_add(
 ) -> None:
     """Register a data repository."""
     with open_runtime() as runtime:
-        row = runtime.config.add_repository(name, url, _read(anchor, "anchor"), actor=cli_actor())
+        row = runtime.config.add_repository(name, url, read_optional(anchor, "anchor"), actor=cli_actor())
     emit_json(_server_record(row)) if as_json else typer.echo(f"added data repository {row.name} ({row.url})")
 
 
@@ -141,7 +132,7 @@ def repo_list(as_json: JsonOpt = False) -> None:
     """List data repositories."""
     with open_runtime() as runtime:
         rows = [_server_record(r) for r in runtime.config.list_repositories()]
-    emit_json(rows) if as_json else _print_rows(rows, ("name", "url", "trust_anchor"), "no data repositories")
+    emit_json(rows) if as_json else print_rows(rows, ("name", "url", "trust_anchor"), "no data repositories")
 
 
 @repo_app.command("cert")
@@ -183,7 +174,7 @@ def profile_add(
 ) -> None:
     """Create an enrollment profile (from options, or --file with the API's JSON)."""
     if spec_file is not None:
-        document = json.loads(_read(spec_file, "profile") or "{}")
+        document = json.loads(read_optional(spec_file, "profile") or "{}")
         spec = ProfileSpec.from_json({**document, "name": name})
     else:
         dmacc: dict[str, Any] = {}
@@ -191,7 +182,7 @@ def profile_add(
             dmacc["Name"] = account_name
         if perm:
             dmacc["Perm"] = perm
-        mos = tuple(json.loads(_read(p, "MO instance") or "{}") for p in extra_mo or ())
+        mos = tuple(json.loads(read_optional(p, "MO instance") or "{}") for p in extra_mo or ())
         spec = ProfileSpec(name=name, dm_servers=tuple(server or ()), data_repositories=tuple(repo or ()),
                            attestation=tuple(attestation or ("token",)),
                            key_types=tuple(key_type or ("p256", "p384", "ed25519")), delivery=delivery,
@@ -212,7 +203,7 @@ def profile_list(as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json(views)
         return
-    _print_rows([{**v, "dm_servers": ",".join(v["dm_servers"]), "attestation": ",".join(v["attestation"])}
+    print_rows([{**v, "dm_servers": ",".join(v["dm_servers"]), "attestation": ",".join(v["attestation"])}
                  for v in views], ("name", "dm_servers", "attestation", "delivery"), "no profiles")
 
 
@@ -246,7 +237,8 @@ def device_add(
 ) -> None:
     """Register a device."""
     if idevid_cert is not None:
-        idevid_fingerprint = fingerprint(x509.load_pem_x509_certificate((_read(idevid_cert, "IDevID") or "").encode()))
+        pem = read_optional(idevid_cert, "IDevID") or ""
+        idevid_fingerprint = fingerprint(x509.load_pem_x509_certificate(pem.encode()))
     with open_runtime() as runtime:
         view = runtime.devices.register(dev_id, profile, idevid_fingerprint=idevid_fingerprint, dm_server=dm_server,
                                         actor=cli_actor())
@@ -269,7 +261,7 @@ def device_list(
     if as_json:
         emit_json(views)
         return
-    _print_rows(views, ("dev_id", "profile", "status", "current_serial"), "no devices")
+    print_rows(views, ("dev_id", "profile", "status", "current_serial"), "no devices")
     shown_of_total(len(views), total, "devices")
 
 
@@ -336,7 +328,7 @@ def enroll_token_list(
     """List enrollment tokens (never their secrets)."""
     with open_runtime() as runtime:
         views = [v.to_json() for v in runtime.devices.list_tokens(profile=profile, dev_id=dev_id)]
-    emit_json(views) if as_json else _print_rows(views, ("id", "profile", "dev_id", "state", "expires_at"),
+    emit_json(views) if as_json else print_rows(views, ("id", "profile", "dev_id", "state", "expires_at"),
                                                  "no enrollment tokens")
 
 
@@ -352,7 +344,7 @@ def maker_add(
 ) -> None:
     """Trust a manufacturer CA for IDevID attestation."""
     with open_runtime() as runtime:
-        row = runtime.config.add_manufacturer_ca(name, _read(cert, "certificate") or "", actor=cli_actor())
+        row = runtime.config.add_manufacturer_ca(name, read_optional(cert, "certificate") or "", actor=cli_actor())
     emit_json({"name": row.name, "fingerprint": row.fingerprint}) if as_json else typer.echo(
         f"trusted manufacturer CA {row.name} {row.fingerprint}")
 
@@ -364,7 +356,7 @@ def maker_list(as_json: JsonOpt = False) -> None:
     with open_runtime() as runtime:
         rows = [{"name": r.name, "fingerprint": r.fingerprint, "enabled": r.enabled}
                 for r in runtime.config.list_manufacturer_cas()]
-    emit_json(rows) if as_json else _print_rows(rows, ("name", "fingerprint", "enabled"), "no manufacturer CAs")
+    emit_json(rows) if as_json else print_rows(rows, ("name", "fingerprint", "enabled"), "no manufacturer CAs")
 
 
 @maker_app.command("disable")
@@ -395,7 +387,7 @@ def group_key_derive(
     as_json: JsonOpt = False,
 ) -> None:
     """Export device keys HMAC-SHA256(group key, DevID), hex, for factory injection (audited)."""
-    ids = list(dev_ids or []) + [line.strip() for line in (_read(from_file, "DevID") or "").splitlines()
+    ids = list(dev_ids or []) + [line.strip() for line in (read_optional(from_file, "DevID") or "").splitlines()
                                  if line.strip()]
     with open_runtime() as runtime:
         keys = runtime.devices.export_device_keys(profile, ids, actor=cli_actor())
