@@ -1,11 +1,14 @@
-"""Vault sealed, stopped or denying under a live service: 503 + Retry-After, one CLI line, nothing issued;
-then recovery without restarting the service.
+"""Vault sealed, stopped, restarted or denying: unavailable while it lasts, working again after.
 
-The server is a production-mode OpenBao on Raft storage (:class:`BaoServer`), so a
-real stop and start keeps its keys, and the same running service just carries on.
-The HTTP side is the app's own error mapping and ``/readyz``; there is no admin
-issuance route yet, so the test mounts a one-line route that calls the issuance
-service, as any future route will.
+Under a live service: 503 + Retry-After, one CLI line, nothing issued; then recovery
+without restarting the service. The server is a production-mode OpenBao on Raft
+storage (:class:`BaoServer`), so a real stop and start keeps its keys, and the same
+running service just carries on. The HTTP side is the app's own error mapping and
+``/readyz``, plus a one-line route that calls the issuance service directly, so the
+outage is seen by the service layer itself and not only by one channel.
+
+Under a live store (:class:`VaultSecretStore` on a dev server of its own): sealed,
+stopped and restarted, it is unavailable and then works again with the same object.
 """
 
 from __future__ import annotations
@@ -29,17 +32,19 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from bootstrap.app import create_app
-from bootstrap.errors import SecretStoreError
+from bootstrap.errors import SecretStoreError, SecretStoreUnavailable
 from bootstrap.runtime import Runtime
 from bootstrap.secrets.vault.config import VaultConfig
 from bootstrap.secrets.vault.policy import policy_hcl
+from bootstrap.secrets.vault.store import VaultSecretStore
 from bootstrap.services.issuance import Requester
 from bootstrap.settings import Secret, Settings
 from bootstrap.store.models import CertificateRow
 from pki.errors import PkiError, SignerUnavailable
+from pki.keys import KeyType
 from tests.factories import make_csr
 from tests.support.backends import vault_settings
-from tests.support.openbao import BaoServer
+from tests.support.openbao import BaoDevServer, BaoServer
 
 pytestmark = pytest.mark.vault
 
@@ -193,3 +198,72 @@ def test_denying_vault(service: Service, live_vault: BaoServer, tmp_path: Path) 
     assert_unavailable(service, tmp_path, "Vault denied")
     live_vault.write(f"sys/policies/acl/{service.policy_name}", {"policy": service.policy}, method="PUT")
     assert_recovered(service, tmp_path)
+
+
+# -- a live store on a dev server of its own -----------------------------------------------
+
+
+@pytest.fixture
+def live_store(own_bao: BaoDevServer) -> Iterator[VaultSecretStore]:
+    """A store on a server of its own, with the root token (which survives a dev restart)."""
+    store = VaultSecretStore(VaultConfig(addr=own_bao.addr, token=Secret(own_bao.root_token), timeout=5))
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def test_sealed_vault_is_unavailable_until_unsealed(
+    own_bao: BaoDevServer, live_store: VaultSecretStore
+) -> None:
+    signer = live_store.signer(live_store.create_key("ca", KeyType.P256))
+    live_store.put("kept", {"v": "1"})
+    own_bao.seal()
+    with pytest.raises(SecretStoreUnavailable, match="sealed") as sealed:
+        live_store.get("kept")
+    assert sealed.value.retry_after > 0
+    with pytest.raises(SignerUnavailable) as signing:
+        signer.sign(b"tbs")
+    assert signing.value.retry_after > 0
+    results = {r.name: r for r in live_store.check()}
+    assert results["reachable"].ok and not results["unsealed"].ok and results["unsealed"].hint
+    own_bao.unseal()
+    assert live_store.get("kept")[0] == {"v": "1"}
+    assert signer.sign(b"tbs")
+
+
+def test_stopped_vault_is_unavailable(own_bao: BaoDevServer, live_store: VaultSecretStore) -> None:
+    live_store.put("kept", {"v": "1"})
+    signer = live_store.signer(live_store.create_key("ca", KeyType.ED25519))
+    own_bao.stop()
+    with pytest.raises(SecretStoreUnavailable, match="unreachable") as stopped:
+        live_store.get("kept")
+    assert stopped.value.retry_after > 0
+    with pytest.raises(SignerUnavailable):
+        signer.sign(b"tbs")
+    [reachable] = live_store.check()
+    assert (reachable.name, reachable.ok) == ("reachable", False)
+    assert "start Vault" in reachable.hint
+
+
+def test_restarted_vault_works_again_with_the_same_store(
+    own_bao: BaoDevServer, live_store: VaultSecretStore
+) -> None:
+    live_store.put("before", {"v": "1"})
+    own_bao.stop()
+    with pytest.raises(SecretStoreUnavailable):
+        live_store.get("before")
+    own_bao.start()  # a dev server starts empty: write again, then read back
+    live_store.put("after", {"v": "2"})
+    assert live_store.get("after")[0] == {"v": "2"}
+    ref = live_store.create_key("ca", KeyType.P256)
+    assert live_store.signer(ref).sign(b"tbs")
+    assert all(r.ok for r in live_store.check())
+
+
+def test_restart_without_an_outage_in_between(own_bao: BaoDevServer, live_store: VaultSecretStore) -> None:
+    # Pooled keep-alive connections to the old process must not break the first call.
+    live_store.put("one", {"v": "1"})
+    own_bao.restart()
+    live_store.put("two", {"v": "2"})
+    assert live_store.get("two")[0] == {"v": "2"}
