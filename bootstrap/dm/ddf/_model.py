@@ -10,26 +10,6 @@ from typing import TypeAlias, TypeVar
 
 from bootstrap.errors import ConfigurationError, InvalidRequest
 
-__all__ = [
-    "DDF_MEDIA_TYPE",
-    "DEFAULT_DDF_DIR",
-    "MAX_DDF_BYTES",
-    "MAX_NODE_NAME_LENGTH",
-    "PLACEHOLDER",
-    "AccessType",
-    "DdfError",
-    "DdfNode",
-    "DfFormat",
-    "MoProblem",
-    "MoTree",
-    "MoValidationError",
-    "MoValue",
-    "Occurrence",
-    "Scope",
-    "node_name_error",
-]
-
-
 DDF_MEDIA_TYPE = "application/vnd.syncml.dmddf+xml"
 
 

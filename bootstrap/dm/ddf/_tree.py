@@ -22,8 +22,6 @@ from bootstrap.dm.ddf._model import (
     node_name_error,
 )
 
-__all__ = ["Ddf"]
-
 
 @dataclass(frozen=True, slots=True)
 class Ddf:

@@ -30,9 +30,6 @@ from bootstrap.dm.ddf._model import (
 from bootstrap.dm.ddf._tree import Ddf, _join
 from bootstrap.errors import NotFound
 
-__all__ = ["DdfRegistry", "load_ddf", "load_ddf_bytes"]
-
-
 # --- XML ---------------------------------------------------------------------------------------
 
 class _SafeXml:

@@ -24,9 +24,6 @@ from bootstrap.dm.wbxml._model import (
     WbxmlError,
 )
 
-__all__ = ["decode"]
-
-
 # --------------------------------------------------------------------------- decoder
 
 

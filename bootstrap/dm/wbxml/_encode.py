@@ -22,9 +22,6 @@ from bootstrap.dm.wbxml._model import (
     WbxmlError,
 )
 
-__all__ = ["encode"]
-
-
 # --------------------------------------------------------------------------- encoder
 
 

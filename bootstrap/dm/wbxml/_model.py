@@ -6,9 +6,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
-__all__ = ["CHARSET_UTF8", "SYNCML12", "WBXML_VERSION_1_3", "Element", "Language", "WbxmlError"]
-
-
 # Global tokens, WBXML 1.3 section 7.1.
 SWITCH_PAGE, END, ENTITY, STR_I, LITERAL = 0x00, 0x01, 0x02, 0x03, 0x04
 

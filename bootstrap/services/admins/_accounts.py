@@ -32,8 +32,6 @@ from bootstrap.services.audit import append_event
 from bootstrap.store.models import AdminRow, utcnow
 from pki.authority import fingerprint as cert_fingerprint
 
-__all__ = ["AdminAccountService"]
-
 
 class AdminAccountService(AdminLogins):
     """Creates and changes admins under the role rules, and checks their logins."""
@@ -72,11 +70,7 @@ class AdminAccountService(AdminLogins):
             raise InvalidRequest("usernames are 1-64 of a-z 0-9 . _ -, starting with a letter or digit",
                                  field="username")
         wanted = _check_roles(roles)
-        try:
-            passwords.check_password_policy(password)
-        except ValueError as exc:
-            raise InvalidRequest(str(exc), field="password") from None
-        hashed = passwords.hash_password(password, self._cost)
+        hashed = self._new_password_hash(password)
 
         def change(session: Session) -> AdminInfo:
             self._require_manage(actor)
@@ -144,11 +138,7 @@ class AdminAccountService(AdminLogins):
 
     def set_password(self, username: str, password: str, *, actor: Actor, request_id: str | None = None) -> None:
         """Set a new password: admins change their own; ``roles:manage`` changes anyone's."""
-        try:
-            passwords.check_password_policy(password)
-        except ValueError as exc:
-            raise InvalidRequest(str(exc), field="password") from None
-        hashed = passwords.hash_password(password, self._cost)
+        hashed = self._new_password_hash(password)
 
         def change(session: Session) -> None:
             if not (isinstance(actor, Principal) and actor.kind == "admin" and actor.name == username):
@@ -214,6 +204,14 @@ class AdminAccountService(AdminLogins):
             return self._audited(action, username, actor, request_id, {"fingerprint": digest}, change)
         except IntegrityError:
             raise Conflict("that certificate is bound to another admin already", field="certificate") from None
+
+    def _new_password_hash(self, password: str) -> str:
+        """The scrypt hash of a new password, which must meet the password policy."""
+        try:
+            passwords.check_password_policy(password)
+        except ValueError as exc:
+            raise InvalidRequest(str(exc), field="password") from None
+        return passwords.hash_password(password, self._cost)
 
     @staticmethod
     def _require_manage(actor: Actor) -> None:

@@ -21,8 +21,6 @@ from bootstrap.store.db import Database
 from bootstrap.store.models import AdminRow, CertificateRow, utcnow
 from pki.authority import fingerprint as cert_fingerprint
 
-__all__ = ["AdminLogins"]
-
 
 class AdminLogins:
     """Checks admins' logins; the base of :class:`~bootstrap.services.admins.AdminAccountService`."""

@@ -17,8 +17,6 @@ from bootstrap.errors import (
 )
 from bootstrap.store.models import AdminRow, ConsoleSessionRow
 
-__all__ = ["SECURITY_ADMIN", "Actor", "AdminInfo", "LoginResult", "totp_path"]
-
 SECURITY_ADMIN = "security-admin"
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 #: Who changes something: an authenticated principal, or the CLI operator on the server (a string).

@@ -24,20 +24,6 @@ from bootstrap.errors import (
 )
 from bootstrap.secrets.base import SecretRef
 
-__all__ = [
-    "AUTH_SCHEMES",
-    "DMACC_1_0",
-    "Dm1AccountError",
-    "Dm1CredentialsView",
-    "Dm1Message",
-    "Dm1Options",
-    "Dm1Package",
-    "credentials_path",
-    "dm1_account",
-    "profile_options",
-]
-
-
 DMACC_1_0 = "urn:oma:mo:oma-dm-dmacc:1.0"
 
 

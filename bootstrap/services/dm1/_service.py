@@ -57,9 +57,6 @@ from bootstrap.store.db import Database
 from bootstrap.store.models import DeviceRow, DmServerRow, EnrollmentProfileRow, utcnow
 from pki.authority import IssuedCertificate
 
-__all__ = ["Dm1Service"]
-
-
 log = logging.getLogger(__name__)
 
 
