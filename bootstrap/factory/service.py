@@ -7,8 +7,8 @@ One entry point for the web routes and the CLI; the work is in:
 - :mod:`bootstrap.factory.registration` - devices registered now, enrolling at
   first boot with a one-time token or a group-derived key;
 - :mod:`bootstrap.factory.stations` - stations authenticated by client certificate;
-- :mod:`bootstrap.factory.keys`, ``factory_signer``, ``factory_store``,
-  ``factory_content``, ``factory_types`` - the pieces.
+- :mod:`~bootstrap.factory.chunks`, ``signer``, ``keys``, ``store``, ``content``, ``types``
+  - the pieces.
 
 The line integrator's guide is docs/factory.md.
 """
