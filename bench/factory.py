@@ -44,16 +44,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from bench.common import (
-    CeilingBench,
-    Sample,
-    bench_runtime,
-    context_facts,
-    make_device_csrs,
-    median,
-    print_context,
-    report,
-)
+from bench.ceiling import CeilingBench
+from bench.common import Sample, bench_runtime, context_facts, make_device_csrs, median, print_context, report
 from bootstrap.factory.keys import KeyEncryptor, new_salt
 from bootstrap.factory.service import CHUNK_SIZE, Station
 from bootstrap.factory.types import BatchSpec, ItemRequest
