@@ -1,11 +1,12 @@
 """Shared pieces of the dm-bootstrap benchmarks (see bench/README.md).
 
-- the crypto ceiling: the baseline every benchmark divides by, measured in the same run;
 - device CSRs generated before anything is timed;
 - timing: warm-up, then a fixed duration (or count), wall clock and CPU seconds;
-- CPU accounting of other processes (servers, PostgreSQL) from ``/proc/<pid>/stat``;
 - context facts, a scratch runtime (temp data dir, SQLite file or a scratch PostgreSQL
   database), and ``report``: an aligned table, then one JSON line, last.
+
+The crypto ceiling (the baseline every benchmark divides by) is in ``bench/ceiling.py``,
+the CPU accounting of other processes in ``bench/cpu.py``.
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,162 +29,28 @@ import cryptography
 from cryptography import x509
 from cryptography.hazmat.backends.openssl.backend import backend as openssl_backend
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import NameOID
+
+from bench.cpu import CpuMeter
 
 if TYPE_CHECKING:
     from bootstrap.runtime import Runtime
 
 __all__ = [
-    "CLK_TCK",
-    "CeilingBench",
-    "CeilingResult",
-    "CpuMeter",
     "Sample",
     "bench_runtime",
-    "ceiling",
     "context_facts",
     "database_kind",
-    "descendants",
-    "local_postgres_pids",
-    "postgres_backend_pids",
     "make_device_csrs",
     "measure",
     "median",
     "print_context",
-    "proc_cpu_seconds",
     "report",
     "scratch_postgres",
-    "tree_cpu_seconds",
 ]
-
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 PUBLIC_URL = "https://localhost:8443"  # Settings' default; the URLs in issued certificates derive from it
-
-# --------------------------------------------------------------------------------------
-# CPU accounting
-# --------------------------------------------------------------------------------------
-
-
-def _stat(pid: int) -> list[str]:
-    """Fields of /proc/<pid>/stat after ``comm``: index 0 is field 3 (state)."""
-    with open(f"/proc/{pid}/stat", "rb") as handle:
-        raw = handle.read().decode(errors="replace")
-    return raw[raw.rindex(")") + 2:].split()
-
-
-def proc_cpu_seconds(pid: int, *, children: bool = True) -> float:
-    """utime+stime of ``pid`` (plus cutime+cstime, its reaped children, if ``children``)."""
-    fields = _stat(pid)
-    ticks = int(fields[11]) + int(fields[12])  # fields 14, 15: utime, stime
-    if children:
-        ticks += int(fields[13]) + int(fields[14])  # fields 16, 17: cutime, cstime
-    return ticks / CLK_TCK
-
-
-def _processes() -> dict[int, tuple[int, str]]:
-    """pid -> (ppid, comm) of every live process."""
-    table: dict[int, tuple[int, str]] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as handle:
-                raw = handle.read().decode(errors="replace")
-        except OSError:
-            continue  # exited meanwhile
-        comm = raw[raw.index("(") + 1: raw.rindex(")")]
-        table[int(entry.name)] = (int(raw[raw.rindex(")") + 2:].split()[1]), comm)
-    return table
-
-
-def descendants(pid: int) -> list[int]:
-    """Live descendants of ``pid`` (children, grandchildren, ...)."""
-    table = _processes()
-    children: dict[int, list[int]] = {}
-    for child, (parent, _) in table.items():
-        children.setdefault(parent, []).append(child)
-    found: list[int] = []
-    todo = list(children.get(pid, ()))
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        todo.extend(children.get(current, ()))
-    return found
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    """CPU seconds of ``pid`` and all its descendants, live or reaped.
-
-    A descendant that exits moves from "live" into its parent's cutime/cstime when
-    reaped, so the sum stays continuous across worker restarts.
-    """
-    total = proc_cpu_seconds(pid)
-    for child in descendants(pid):
-        with contextlib.suppress(OSError):
-            total += proc_cpu_seconds(child)
-    return total
-
-
-def local_postgres_pids() -> list[int]:
-    """Postmaster pids on this machine (a ``postgres`` whose parent is not one)."""
-    table = _processes()
-    return sorted(
-        pid for pid, (parent, comm) in table.items()
-        if comm == "postgres" and table.get(parent, (0, ""))[1] != "postgres"
-    )
-
-
-class CpuMeter:
-    """CPU seconds used by other processes (servers, PostgreSQL backends) over a window.
-
-    ``pids`` is a list, or a function returning one that is called at ``start`` (for
-    processes that exist only once the work has begun, like a pool's backends). With
-    ``trees`` each pid counts with all its descendants; a pid that is gone by ``read``
-    counts as if it stopped at ``start`` (its CPU in the window is lost, never negative).
-    """
-
-    def __init__(self, pids: Iterable[int] | Callable[[], Iterable[int]] = (), *, trees: bool = True) -> None:
-        self._source = pids
-        self._trees = trees
-        self.pids: list[int] = []
-        self._start: dict[int, float] = {}
-
-    def _one(self, pid: int) -> float:
-        return tree_cpu_seconds(pid) if self._trees else proc_cpu_seconds(pid)
-
-    def start(self) -> None:
-        self.pids = list(self._source() if callable(self._source) else self._source)
-        self._start = {}
-        for pid in self.pids:
-            with contextlib.suppress(OSError):
-                self._start[pid] = self._one(pid)
-
-    def read(self) -> float:
-        total = 0.0
-        for pid, before in self._start.items():
-            with contextlib.suppress(OSError):
-                total += self._one(pid) - before
-        return total
-
-
-def postgres_backend_pids(url: str) -> list[int]:
-    """Pids of the backends connected to ``url``'s database (other than the asking one).
-
-    Meter these for a scratch database only we use: PostgreSQL on a shared machine
-    serves others too, and its background writers serve everyone.
-    """
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    plain = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(plain, autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        ).fetchall()
-    return [int(r[0]) for r in rows]
 
 
 # --------------------------------------------------------------------------------------
@@ -280,132 +146,6 @@ def make_device_csrs(n: int, *, prefix: str = "IMEI:35") -> list[bytes]:
         csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
         csrs.append(csr.public_bytes(Encoding.PEM))
     return csrs
-
-
-# --------------------------------------------------------------------------------------
-# The crypto ceiling
-# --------------------------------------------------------------------------------------
-
-
-def _ca_key(ca_key_type: str) -> tuple[CertificateIssuerPrivateKeyTypes, hashes.HashAlgorithm | None]:
-    kind = ca_key_type.lower().replace("-", "")
-    if kind == "p256":
-        return ec.generate_private_key(ec.SECP256R1()), hashes.SHA256()
-    if kind == "p384":
-        return ec.generate_private_key(ec.SECP384R1()), hashes.SHA384()
-    if kind == "ed25519":
-        return ed25519.Ed25519PrivateKey.generate(), None
-    if kind.startswith("rsa"):
-        return rsa.generate_private_key(public_exponent=65537, key_size=int(kind[3:] or 2048)), hashes.SHA256()
-    raise ValueError(f"unknown CA key type {ca_key_type!r}")
-
-
-@dataclass(frozen=True)
-class CeilingResult:
-    """Certificates a bare ``cryptography`` loop issues on one core."""
-
-    ca_key_type: str
-    certificates: int
-    wall_seconds: float
-    cpu_seconds: float
-
-    @property
-    def certs_per_second(self) -> float:
-        return self.certificates / self.wall_seconds
-
-    @property
-    def certs_per_cpu_second(self) -> float:
-        return self.certificates / self.cpu_seconds if self.cpu_seconds else 0.0
-
-    @property
-    def sample(self) -> Sample:
-        return Sample(self.certificates, self.wall_seconds, self.cpu_seconds)
-
-
-@dataclass
-class CeilingBench:
-    """The ceiling's fixtures (CA key and certificate, CSRs), made once, measured many times.
-
-    The loop does what the service must do per certificate and nothing else: parse the
-    PEM request, verify its signature, check the key is P-256, build the device
-    profile's leaf (pki/profiles.py ``_leaf`` + ``_key_ids`` + ``_locations``:
-    BasicConstraints cA=FALSE (critical), KeyUsage digitalSignature (critical), EKU
-    clientAuth, SAN URI ``urn:dmboot:devid:<CN>``, SKI, AKI, CRL distribution point,
-    AIA OCSP + caIssuers), sign it with the CA key and PEM-encode it. What does not
-    depend on the request (issuer name, AKI, CRL DP, AIA) is built once, as any
-    careful implementation would.
-    """
-
-    ca_key_type: str = "p256"
-    csrs: Sequence[bytes] = ()
-    n_csrs: int = 1000
-    ca_key: CertificateIssuerPrivateKeyTypes = field(init=False)
-    _hash: hashes.HashAlgorithm | None = field(init=False)
-    _issuer: x509.Name = field(init=False)
-    _constant: list[tuple[x509.ExtensionType, bool]] = field(init=False)
-
-    def __post_init__(self) -> None:
-        if not self.csrs:
-            self.csrs = make_device_csrs(self.n_csrs)
-        self.ca_key, self._hash = _ca_key(self.ca_key_type)
-        self._issuer = x509.Name([
-            x509.NameAttribute(NameOID.COMMON_NAME, "bench Issuing CA 1"),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "dm-bootstrap"),
-        ])
-        name = "issuing-1"
-        self._constant = [
-            (x509.AuthorityKeyIdentifier.from_issuer_public_key(self.ca_key.public_key()), False),
-            (x509.CRLDistributionPoints([x509.DistributionPoint(
-                [x509.UniformResourceIdentifier(f"{PUBLIC_URL}/crl/{name}.crl")], None, None, None)]), False),
-            (x509.AuthorityInformationAccess([
-                x509.AccessDescription(AuthorityInformationAccessOID.OCSP,
-                                       x509.UniformResourceIdentifier(f"{PUBLIC_URL}/ocsp")),
-                x509.AccessDescription(AuthorityInformationAccessOID.CA_ISSUERS,
-                                       x509.UniformResourceIdentifier(f"{PUBLIC_URL}/ca/{name}.der")),
-            ]), False),
-        ]
-
-    def issue_one(self, i: int) -> bytes:
-        """One certificate from request ``i`` (cycling through the pool)."""
-        csr = x509.load_pem_x509_csr(self.csrs[i % len(self.csrs)])
-        if not csr.is_signature_valid:
-            raise ValueError("CSR signature does not verify")
-        public_key = csr.public_key()
-        if not isinstance(public_key, ec.EllipticCurvePublicKey) or not isinstance(public_key.curve, ec.SECP256R1):
-            raise ValueError("not a P-256 key")
-        cn = str(csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value)
-        now = datetime.now(UTC).replace(microsecond=0)
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-            .issuer_name(self._issuer)
-            .public_key(public_key)
-            .serial_number(secrets.randbits(159) | 1 << 158)
-            .not_valid_before(now - timedelta(minutes=5))
-            .not_valid_after(now + timedelta(days=365))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.UniformResourceIdentifier("urn:dmboot:devid:" + cn)]), critical=False)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        )
-        for extension, critical in self._constant:
-            builder = builder.add_extension(extension, critical=critical)
-        return builder.sign(self.ca_key, self._hash).public_bytes(Encoding.PEM)  # type: ignore[arg-type]
-
-    def run(self, seconds: float, *, warmup: float = 0.5) -> CeilingResult:
-        sample = measure(self.issue_one, seconds=seconds, warmup=warmup)
-        return CeilingResult(self.ca_key_type, sample.count, sample.wall, sample.cpu)
-
-
-def ceiling(seconds: float, ca_key_type: str = "p256", *, csrs: Sequence[bytes] = (),
-            warmup: float = 0.5) -> CeilingResult:
-    """The crypto ceiling: certificates/s and per CPU-second of a bare cryptography loop, one core.
-
-    CSRs are generated (or passed in) before the timed part.
-    """
-    return CeilingBench(ca_key_type, csrs).run(seconds, warmup=warmup)
 
 
 # --------------------------------------------------------------------------------------

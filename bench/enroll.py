@@ -54,17 +54,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from sqlmodel import select
 
-from bench.common import (
-    CeilingBench,
-    CpuMeter,
-    context_facts,
-    make_device_csrs,
-    median,
-    postgres_backend_pids,
-    print_context,
-    report,
-    scratch_postgres,
-)
+from bench.ceiling import CeilingBench
+from bench.common import context_facts, make_device_csrs, median, print_context, report, scratch_postgres
+from bench.cpu import CpuMeter, postgres_backend_pids
 from bench.httpload import Job, Load, drive, http_request, latency_ms, rss_mb
 from bootstrap.auth.principals import hash_token
 from bootstrap.dm.mo import DMACC_1_2, TRUST_1_0

@@ -44,21 +44,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from bench.common import (
-    CeilingBench,
-    Sample,
-    bench_runtime,
-    context_facts,
-    make_device_csrs,
-    median,
-    print_context,
-    report,
-)
+from bench.ceiling import CeilingBench
+from bench.common import Sample, bench_runtime, context_facts, make_device_csrs, median, print_context, report
+from bootstrap.factory.keys import KeyEncryptor, new_salt
+from bootstrap.factory.service import CHUNK_SIZE, Station
+from bootstrap.factory.types import BatchSpec, ItemRequest
 from bootstrap.runtime import Runtime
 from bootstrap.services.config import ProfileSpec
-from bootstrap.services.factory import CHUNK_SIZE, Station
-from bootstrap.services.factory_keys import KeyEncryptor, new_salt
-from bootstrap.services.factory_types import BatchSpec, ItemRequest
 from pki.keys import KeyType
 
 PASSWORD = "bench-factory-password-" + secrets.token_hex(8)

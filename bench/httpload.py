@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from bench.common import CpuMeter, descendants
+from bench.cpu import CpuMeter, descendants
 
 __all__ = ["Job", "Outcome", "Load", "drive", "http_request", "latency_ms", "rss_mb"]
 

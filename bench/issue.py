@@ -35,19 +35,18 @@ from typing import Any
 
 from sqlalchemy import Table, func, insert, select
 
+from bench.ceiling import CeilingBench
 from bench.common import (
-    CeilingBench,
-    CpuMeter,
     Sample,
     bench_runtime,
     context_facts,
     make_device_csrs,
     measure,
-    postgres_backend_pids,
     print_context,
     report,
     summary_row,
 )
+from bench.cpu import CpuMeter, postgres_backend_pids
 from bootstrap.runtime import Runtime
 from bootstrap.services.issuance import Requester
 from bootstrap.store.models import CertificateRow

@@ -37,19 +37,18 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 
+from bench.ceiling import CeilingBench
 from bench.common import (
-    CeilingBench,
-    CpuMeter,
     Sample,
     bench_runtime,
     context_facts,
     make_device_csrs,
     measure,
-    postgres_backend_pids,
     print_context,
     report,
     summary_row,
 )
+from bench.cpu import CpuMeter, postgres_backend_pids
 from bootstrap.runtime import Runtime
 from bootstrap.services.issuance import Requester
 from pki.ocsp import CertStatus, build_response, parse_request

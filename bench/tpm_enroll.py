@@ -31,7 +31,9 @@ from typing import Any
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from bench.common import CpuMeter, ceiling, postgres_backend_pids, scratch_postgres
+from bench.ceiling import ceiling
+from bench.common import scratch_postgres
+from bench.cpu import CpuMeter, postgres_backend_pids
 from bench.enroll import serve
 from bootstrap.runtime import Runtime
 from bootstrap.secrets.embedded import EmbeddedKeystoreWarning

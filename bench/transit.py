@@ -38,20 +38,19 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.ceiling import CeilingBench
 from bench.common import (
-    CeilingBench,
-    CpuMeter,
     Sample,
     bench_runtime,
     context_facts,
     make_device_csrs,
     measure,
     median,
-    postgres_backend_pids,
     print_context,
     report,
     scratch_postgres,
 )
+from bench.cpu import CpuMeter, postgres_backend_pids
 from bootstrap.runtime import Runtime
 from bootstrap.services.issuance import Requester
 from bootstrap.settings import Secret, Settings, VaultSettings

@@ -15,13 +15,14 @@ from bootstrap.web import (
     api,
     api_reference,
     console,
-    dm,
     dm1,
+    dm2,
     enroll,
     est,
     factory,
     lifecycle,
     openapi,
+    outages,
     pkix,
     status,
     tpm,
@@ -52,7 +53,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     app = Starlette(
         # Relying parties' routes (OCSP, CRLs) first: Starlette tries routes in order, on every request.
-        routes=[*status.routes(), *pkix.routes(), *dm.routes(), *api.routes(), *enroll.routes(), *est.routes(),
+        routes=[*status.routes(), *pkix.routes(), *dm2.routes(), *api.routes(), *enroll.routes(), *est.routes(),
                 *lifecycle.routes(), *access_api.routes(), *openapi.routes(), *api_reference.routes(),
                 *console.routes(),
                 *factory.routes(), *dm1.routes(), *tpm.routes()],
@@ -62,7 +63,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             Middleware(BodyLimitMiddleware, limit=settings.max_body_bytes,
                        overrides={factory.PREFIX: settings.factory_max_body_bytes}),
         ],
-        exception_handlers=exception_handlers(),
+        exception_handlers={**outages.handlers(), **exception_handlers()},
         lifespan=lifespan,
     )
     if runtime is not None:

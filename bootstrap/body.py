@@ -1,7 +1,7 @@
 """Request bodies: the base of every body model and the one mapping of its errors to a 400.
 
 Bodies are pydantic models (bootstrap.web.bodies, bootstrap.services.profile_spec,
-bootstrap.services.factory_types): unknown members are refused and the first
+bootstrap.factory.types): unknown members are refused and the first
 problem becomes an :class:`~bootstrap.errors.InvalidRequest` naming the field by
 its path (``items.3.dev_id``), which the web layer answers as a problem+json 400.
 """

@@ -18,14 +18,14 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
 from sqlalchemy.engine import make_url
 
-from bootstrap.auth.admins import AdminAccountService
-from bootstrap.auth.principals import TokenService
 from bootstrap.auth.sessions import SessionService
 from bootstrap.dm.ddf import DdfRegistry
 from bootstrap.dm.session import SessionSigner
+from bootstrap.factory.service import FactoryService
 from bootstrap.files import private_dir
 from bootstrap.secrets import SecretStore, open_secret_store
 from bootstrap.secrets.embedded import ensure_key_file
+from bootstrap.services.admins import AdminAccountService
 from bootstrap.services.authorities import AuthorityDirectory, HierarchyInfo
 from bootstrap.services.config import ConfigService
 from bootstrap.services.crl import CrlService
@@ -35,11 +35,11 @@ from bootstrap.services.dm1 import Dm1Service
 from bootstrap.services.dm2 import Dm2BootstrapService
 from bootstrap.services.enrollment import EnrollmentService
 from bootstrap.services.est import EstService
-from bootstrap.services.factory import FactoryService
 from bootstrap.services.issuance import IssuanceService, Requester
 from bootstrap.services.ocsp import OcspResponder
 from bootstrap.services.ocsp_renewal import ResponderRenewal
 from bootstrap.services.revocation import RevocationService
+from bootstrap.services.tokens import TokenService
 from bootstrap.services.tpm import TpmChallengeService
 from bootstrap.services.tpm_trust import TpmTrustService
 from bootstrap.settings import Settings

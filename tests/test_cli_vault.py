@@ -1,7 +1,7 @@
 """`dmboot init --ca-keys`, `dmboot secrets check|policy` and `dmboot ca rotate`, on a real OpenBao.
 
 Commands run in-process (CliRunner) against a real data directory; the outage
-behaviour of a separate `dmboot` process is in tests/services/test_vault_outage.py.
+behaviour of a separate `dmboot` process is in tests/secrets/vault/test_outages.py.
 """
 
 from __future__ import annotations

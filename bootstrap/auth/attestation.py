@@ -38,9 +38,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from bootstrap.auth import device_passwords, hmac_scheme
+from bootstrap.auth.group_keys import read_group_key
 from bootstrap.auth.http_auth import DigestCredential, HttpCredential
 from bootstrap.auth.principals import hash_token
-from bootstrap.errors import AuthenticationFailed, NotFound, PermissionDenied, SecretNotFound
+from bootstrap.errors import AuthenticationFailed, NotFound, PermissionDenied
 from bootstrap.secrets.base import SecretStore
 from bootstrap.store.models import (
     AuthorityRow,
@@ -66,8 +67,6 @@ __all__ = [
     "IdevidVerifier",
     "TokenVerifier",
     "Verifier",
-    "group_key_path",
-    "read_group_key",
     "recorded_certificate",
     "verifiers",
 ]
@@ -171,28 +170,6 @@ def _token_refusal(session: Session, digest: str, dev_id: str,
         return AuthenticationFailed(f"enrollment token {row.id} has expired", field="token")
     return PermissionDenied(f"enrollment token {row.id} is bound to another DevID", field="token")
 
-
-
-def group_key_path(profile_name: str) -> str:
-    """Where a profile's group key lives in the secret store (KV)."""
-    return f"groups/{profile_name}"
-
-
-def read_group_key(store: SecretStore, profile: EnrollmentProfileRow) -> bytes:
-    """The profile's 32-byte group key, at the version its reference names.
-
-    Raises:
-        AuthenticationFailed: the profile has no group key.
-    """
-    if not profile.group_key_ref:
-        raise AuthenticationFailed(f"profile {profile.name} has no group key", field="authorization")
-    path, _, version = profile.group_key_ref.split(":", 1)[1].rpartition("#")
-    try:
-        data, _ref = store.get(path, int(version))
-    except SecretNotFound:
-        raise AuthenticationFailed(f"the group key of profile {profile.name} is missing from the secret store",
-                                   field="authorization") from None
-    return bytes.fromhex(data["key"])
 
 
 class GroupKeyVerifier:

@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from bootstrap.auth import hmac_scheme
+from bootstrap.auth.group_keys import read_group_key
 from bootstrap.auth.http_auth import NONCE_SECONDS, DigestCredential, HttpCredential
 from bootstrap.auth.principals import hash_token
 from bootstrap.errors import AuthenticationFailed, SecretNotFound
@@ -79,8 +80,6 @@ def group_key_profile(session: Session, store: SecretStore, dev_id: str, device:
     Raises:
         AuthenticationFailed: No profile's key matches, or a Digest request was replayed.
     """
-    from bootstrap.auth.attestation import read_group_key  # attestation imports this module
-
     if device is not None:
         candidates = [p for p in [session.get(EnrollmentProfileRow, device.profile_id)] if p is not None]
     else:

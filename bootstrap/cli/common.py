@@ -10,7 +10,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -22,8 +22,9 @@ if TYPE_CHECKING:
     from bootstrap.runtime import Runtime
 
 __all__ = [
-    "State", "cli_actor", "emit_json", "fail", "handled", "keystore_warning_once", "load_settings",
-    "load_settings_with_sources", "no_data_dir_message", "open_runtime", "shown_of_total", "state"
+    "JsonOpt", "State", "cli_actor", "emit_json", "fail", "handled", "keystore_warning_once", "load_settings",
+    "load_settings_with_sources", "no_data_dir_message", "open_runtime", "print_record", "print_rows", "read_optional",
+    "shown_of_total", "state",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -144,3 +145,33 @@ def shown_of_total(shown: int, total: int, what: str, *, next_page: str | None =
 def emit_json(data: Any) -> None:
     """Print ``data`` as indented JSON."""
     typer.echo(json.dumps(data, indent=2, default=str))
+
+
+#: The ``--json`` option of a command that prints data.
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print as JSON.")]
+
+
+def read_optional(path: Path | None, what: str) -> str | None:
+    """The text of ``path`` (a PEM, a DDF...), None without one; a missing file is a one-line error."""
+    if path is None:
+        return None
+    if not path.is_file():
+        raise DmBootstrapError(f"{what} file {path} does not exist")
+    return path.read_text()
+
+
+def print_record(view: dict[str, Any], *, as_json: bool) -> None:
+    """One record: as JSON, or one ``key  value`` line per member (lists and objects as JSON)."""
+    if as_json:
+        emit_json(view)
+        return
+    for key, value in view.items():
+        typer.echo(f"{key:<20} {json.dumps(value) if isinstance(value, list | dict) else value}")
+
+
+def print_rows(rows: list[dict[str, Any]], keys: tuple[str, ...], empty: str) -> None:
+    """One line per row with the values of ``keys`` (``-`` for none), or ``empty`` when there are none."""
+    if not rows:
+        typer.echo(empty)
+    for row in rows:
+        typer.echo("  ".join(str(row.get(k) if row.get(k) is not None else "-") for k in keys))

@@ -7,7 +7,6 @@ errors are one line on stderr (exit 1).
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -15,15 +14,23 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from bootstrap import strict_json
-from bootstrap.cli.common import cli_actor, emit_json, handled, open_runtime, shown_of_total
+from bootstrap.cli.common import (
+    JsonOpt,
+    cli_actor,
+    emit_json,
+    handled,
+    open_runtime,
+    print_record,
+    print_rows,
+    read_optional,
+    shown_of_total,
+)
 from bootstrap.errors import DmBootstrapError
 
 if TYPE_CHECKING:
     from bootstrap.store.models import DataRepositoryRow, DmServerRow
 
 __all__ = ["device_app", "group_app", "maker_app", "profile_app", "repo_app", "server_app", "token_app"]
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print as JSON.")]
 
 server_app = typer.Typer(help="DM servers devices are bootstrapped to (DMAcc SrvID, SrvURI).", no_args_is_help=True)
 repo_app = typer.Typer(help="Data repositories devices fetch MO data from (HGET).", no_args_is_help=True)
@@ -37,18 +44,10 @@ group_app = typer.Typer(help="Group keys for group-key attestation (kept in the 
                         no_args_is_help=True)
 
 
-def _read(path: Path | None, what: str) -> str | None:
-    if path is None:
-        return None
-    if not path.is_file():
-        raise DmBootstrapError(f"{what} file {path} does not exist")
-    return path.read_text()
-
-
 def _read_json(path: Path, what: str) -> Any:
     """A JSON file, read as strictly as every JSON the service reads (bootstrap.strict_json)."""
     try:
-        return strict_json.loads(_read(path, what) or "{}")
+        return strict_json.loads(read_optional(path, what) or "{}")
     except strict_json.StrictJsonError as exc:
         raise DmBootstrapError(f"{what} file {path} is not valid JSON: {exc}") from None
 
@@ -62,13 +61,6 @@ def _server_record(row: DmServerRow | DataRepositoryRow) -> dict[str, Any]:
     anchor = fingerprint(x509.load_pem_x509_certificate(row.trust_anchor_pem.encode())) if row.trust_anchor_pem \
         else "root"
     return {**ident, "name": row.name, "url": row.url, "trust_anchor": anchor}
-
-
-def _print_rows(rows: list[dict[str, Any]], keys: tuple[str, ...], empty: str) -> None:
-    if not rows:
-        typer.echo(empty)
-    for row in rows:
-        typer.echo("  ".join(str(row.get(k) if row.get(k) is not None else "-") for k in keys))
 
 
 # -- servers and repositories -----------------------------------------------------------
@@ -85,7 +77,7 @@ def server_add(
 ) -> None:
     """Register a DM server."""
     with open_runtime() as runtime:
-        row = runtime.config.add_server(server_id, name, url, _read(anchor, "anchor"), actor=cli_actor())
+        row = runtime.config.add_server(server_id, name, url, read_optional(anchor, "anchor"), actor=cli_actor())
     emit_json(_server_record(row)) if as_json else typer.echo(f"added DM server {row.server_id} ({row.url})")
 
 
@@ -95,11 +87,11 @@ def server_list(as_json: JsonOpt = False) -> None:
     """List DM servers."""
     with open_runtime() as runtime:
         rows = [_server_record(r) for r in runtime.config.list_servers()]
-    emit_json(rows) if as_json else _print_rows(rows, ("server_id", "url", "trust_anchor"), "no DM servers")
+    emit_json(rows) if as_json else print_rows(rows, ("server_id", "url", "trust_anchor"), "no DM servers")
 
 
 def _issue(kind: str, ident: str, csr: Path, out: Path | None, as_json: bool) -> None:
-    text = _read(csr, "CSR") or ""
+    text = read_optional(csr, "CSR") or ""
     with open_runtime() as runtime:
         issued = runtime.config.issue_server_certificate(kind, ident, text, actor=cli_actor())
     if out is not None:
@@ -135,7 +127,7 @@ def repo_add(
 ) -> None:
     """Register a data repository."""
     with open_runtime() as runtime:
-        row = runtime.config.add_repository(name, url, _read(anchor, "anchor"), actor=cli_actor())
+        row = runtime.config.add_repository(name, url, read_optional(anchor, "anchor"), actor=cli_actor())
     emit_json(_server_record(row)) if as_json else typer.echo(f"added data repository {row.name} ({row.url})")
 
 
@@ -145,7 +137,7 @@ def repo_list(as_json: JsonOpt = False) -> None:
     """List data repositories."""
     with open_runtime() as runtime:
         rows = [_server_record(r) for r in runtime.config.list_repositories()]
-    emit_json(rows) if as_json else _print_rows(rows, ("name", "url", "trust_anchor"), "no data repositories")
+    emit_json(rows) if as_json else print_rows(rows, ("name", "url", "trust_anchor"), "no data repositories")
 
 
 @repo_app.command("cert")
@@ -217,7 +209,7 @@ def profile_list(as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json(views)
         return
-    _print_rows([{**v, "dm_servers": ",".join(v["dm_servers"]), "attestation": ",".join(v["attestation"])}
+    print_rows([{**v, "dm_servers": ",".join(v["dm_servers"]), "attestation": ",".join(v["attestation"])}
                  for v in views], ("name", "dm_servers", "attestation", "delivery"), "no profiles")
 
 
@@ -227,11 +219,7 @@ def profile_show(name: Annotated[str, typer.Argument(help="Profile name.")], as_
     """Show one profile."""
     with open_runtime() as runtime:
         view = runtime.config.get_profile(name).to_json()
-    if as_json:
-        emit_json(view)
-        return
-    for key, value in view.items():
-        typer.echo(f"{key:<20} {json.dumps(value) if isinstance(value, list | dict) else value}")
+    print_record(view, as_json=as_json)
 
 
 # -- devices and enrollment tokens --------------------------------------------------------
@@ -254,7 +242,8 @@ def device_add(
 
     from pki.authority import fingerprint
     if idevid_cert is not None:
-        idevid_fingerprint = fingerprint(x509.load_pem_x509_certificate((_read(idevid_cert, "IDevID") or "").encode()))
+        pem = read_optional(idevid_cert, "IDevID") or ""
+        idevid_fingerprint = fingerprint(x509.load_pem_x509_certificate(pem.encode()))
     with open_runtime() as runtime:
         view = runtime.devices.register(dev_id, profile, idevid_fingerprint=idevid_fingerprint, dm_server=dm_server,
                                         actor=cli_actor())
@@ -278,7 +267,7 @@ def device_list(
     if as_json:
         emit_json(views)
         return
-    _print_rows(views, ("dev_id", "profile", "status", "current_serial"), "no devices")
+    print_rows(views, ("dev_id", "profile", "status", "current_serial"), "no devices")
     shown_of_total(len(views), total, "devices")
 
 
@@ -288,11 +277,7 @@ def device_show(dev_id: Annotated[str, typer.Argument(help="DevID.")], as_json: 
     """Show one device, with the MOs and features it declared."""
     with open_runtime() as runtime:
         view = runtime.devices.get(dev_id).to_json()
-    if as_json:
-        emit_json(view)
-        return
-    for key, value in view.items():
-        typer.echo(f"{key:<20} {json.dumps(value) if isinstance(value, list | dict) else value}")
+    print_record(view, as_json=as_json)
 
 
 def _set_status(dev_id: str, status: str) -> None:
@@ -345,7 +330,7 @@ def enroll_token_list(
     """List enrollment tokens (never their secrets)."""
     with open_runtime() as runtime:
         views = [v.to_json() for v in runtime.devices.list_tokens(profile=profile, dev_id=dev_id)]
-    emit_json(views) if as_json else _print_rows(views, ("id", "profile", "dev_id", "state", "expires_at"),
+    emit_json(views) if as_json else print_rows(views, ("id", "profile", "dev_id", "state", "expires_at"),
                                                  "no enrollment tokens")
 
 
@@ -361,7 +346,7 @@ def maker_add(
 ) -> None:
     """Trust a manufacturer CA for IDevID attestation."""
     with open_runtime() as runtime:
-        row = runtime.config.add_manufacturer_ca(name, _read(cert, "certificate") or "", actor=cli_actor())
+        row = runtime.config.add_manufacturer_ca(name, read_optional(cert, "certificate") or "", actor=cli_actor())
     emit_json({"name": row.name, "fingerprint": row.fingerprint}) if as_json else typer.echo(
         f"trusted manufacturer CA {row.name} {row.fingerprint}")
 
@@ -373,7 +358,7 @@ def maker_list(as_json: JsonOpt = False) -> None:
     with open_runtime() as runtime:
         rows = [{"name": r.name, "fingerprint": r.fingerprint, "enabled": r.enabled}
                 for r in runtime.config.list_manufacturer_cas()]
-    emit_json(rows) if as_json else _print_rows(rows, ("name", "fingerprint", "enabled"), "no manufacturer CAs")
+    emit_json(rows) if as_json else print_rows(rows, ("name", "fingerprint", "enabled"), "no manufacturer CAs")
 
 
 @maker_app.command("disable")
@@ -404,7 +389,7 @@ def group_key_derive(
     as_json: JsonOpt = False,
 ) -> None:
     """Export device keys HMAC-SHA256(group key, DevID), hex, for factory injection (audited)."""
-    ids = list(dev_ids or []) + [line.strip() for line in (_read(from_file, "DevID") or "").splitlines()
+    ids = list(dev_ids or []) + [line.strip() for line in (read_optional(from_file, "DevID") or "").splitlines()
                                  if line.strip()]
     with open_runtime() as runtime:
         keys = runtime.devices.export_device_keys(profile, ids, actor=cli_actor())

@@ -26,7 +26,8 @@ from typing import Annotated, Any
 import typer
 
 from bootstrap.cli.common import cli_actor, emit_json, handled, open_runtime
-from bootstrap.cli.factory_run import read_manifest, safe_name
+from bootstrap.cli.factory_output import safe_name
+from bootstrap.cli.factory_run import read_manifest
 from bootstrap.errors import DmBootstrapError
 from bootstrap.services.dm1 import Dm1Package
 

@@ -30,22 +30,13 @@ from rich.progress import (
 from rich.text import Text
 
 from bootstrap.cli.common import cli_actor, emit_json, fail, handled, open_runtime
-from bootstrap.cli.factory_output import BUNDLES, write_report_and_sums
-from bootstrap.cli.factory_run import (
-    DeviceWriter,
-    OutputDir,
-    RunOptions,
-    RunReport,
-    read_manifest,
-    run_local,
-    run_remote,
-    safe_name,
-)
+from bootstrap.cli.factory_output import BUNDLES, DeviceWriter, OutputDir, safe_name, write_report_and_sums
+from bootstrap.cli.factory_run import RunOptions, RunReport, read_manifest, run_local, run_remote
 from bootstrap.dm.ddf import DdfRegistry
-from bootstrap.factory_client import FactoryClient
-from bootstrap.services.factory import Station
-from bootstrap.services.factory_keys import KEY_FORMATS
-from bootstrap.services.factory_types import RegistrationSpec
+from bootstrap.factory.client import FactoryClient
+from bootstrap.factory.keys import KEY_FORMATS
+from bootstrap.factory.service import Station
+from bootstrap.factory.types import RegistrationSpec
 from pki.keys import KeyType
 
 __all__ = ["app"]

@@ -12,8 +12,8 @@ from bootstrap.cli.common import emit_json, handled, load_settings, state
 from bootstrap.errors import ConfigurationError
 from bootstrap.secrets import CheckResult, KeyRef, open_secret_store
 from bootstrap.secrets.embedded import EmbeddedKeystoreWarning
-from bootstrap.secrets.vault_config import VaultConfig, config_from_settings
-from bootstrap.secrets.vault_policy import policy_hcl
+from bootstrap.secrets.vault.config import VaultConfig, config_from_settings
+from bootstrap.secrets.vault.policy import policy_hcl
 from bootstrap.services.authorities import HierarchyInfo
 from bootstrap.settings import CA_KEY_CHOICES, Secret, Settings
 

@@ -15,7 +15,7 @@ __all__ = ["CheckResult", "KeyRef", "SecretRef", "SecretStore", "open_secret_sto
 def open_secret_store(settings: Settings) -> SecretStore:
     """The secret store ``settings.secrets_backend`` names."""
     if settings.secrets_backend == "vault":
-        from bootstrap.secrets.vault import VaultSecretStore, config_from_settings
+        from bootstrap.secrets.vault.store import VaultSecretStore, config_from_settings
 
         return VaultSecretStore(config_from_settings(settings.vault))
     from bootstrap.secrets.embedded import EmbeddedKeystore

@@ -4,7 +4,7 @@ Two implementations, chosen by settings (``secrets.backend``):
 
 * ``embedded`` (:mod:`bootstrap.secrets.embedded`) - encrypted files in the data
   directory, for a single machine;
-* ``vault`` (:mod:`bootstrap.secrets.vault`) - HashiCorp Vault / OpenBao: KV v2
+* ``vault`` (:mod:`bootstrap.secrets.vault.store`) - HashiCorp Vault / OpenBao: KV v2
   for secrets read back, Transit for CA keys that never leave Vault.
 
 The database only ever holds references (:class:`KeyRef`, :class:`SecretRef`),

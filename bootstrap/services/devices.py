@@ -18,8 +18,8 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from bootstrap.auth.attestation import group_key_path, read_group_key
 from bootstrap.auth.device_passwords import derive_token, token_key
+from bootstrap.auth.group_keys import group_key_path, read_group_key
 from bootstrap.auth.hmac_scheme import derive_device_key
 from bootstrap.auth.principals import hash_token
 from bootstrap.errors import Conflict, InvalidRequest, NotFound, SecretConflict

@@ -3,7 +3,7 @@
 Every change here needs ``roles:manage`` (DM-AZ-001: separate from every data
 permission); reading the audit trail needs ``audit:read``. Handlers parse,
 authorize, call one service and render; the role rules themselves live in
-bootstrap/auth/admins.py.
+bootstrap/services/admins/.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ required members, unknown members, lengths, enumerations, ranges); what needs th
 database or a decoder (does the profile exist, does the CSR decode, is the URL's
 host allowed) stays in the services. Enrollment profiles and factory bodies are
 defined beside their services (bootstrap.services.profile_spec,
-bootstrap.services.factory_types), which the CLI shares.
+bootstrap.factory.types), which the CLI shares.
 """
 
 from __future__ import annotations

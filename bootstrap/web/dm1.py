@@ -38,7 +38,7 @@ from bootstrap.services.dm1 import Dm1Package
 from bootstrap.web.auth import authorize
 from bootstrap.web.bodies import Dm1Body
 from bootstrap.web.common import media_type, parse_json, request_id, runtime_of
-from bootstrap.web.dm import DEVID_HEADER, TOKEN_SCHEME, accepts
+from bootstrap.web.device_http import DEVID_HEADER, TOKEN_SCHEME, accepts
 from bootstrap.web.enroll import request_evidence
 from bootstrap.web.openapi import operation
 
@@ -78,7 +78,7 @@ async def from_package1(request: Request,
                         evidence_of: Callable[[Request, bytes, Initiation], Awaitable[Evidence]]) -> Response:
     """``POST /dm/bootstrap`` with package 1 and an Accept that asks for SyncML: the DM 1.x bootstrap.
 
-    Delegated from bootstrap.web.dm, whose evidence extraction ``evidence_of`` is; the
+    Delegated from bootstrap.web.dm2, whose evidence extraction ``evidence_of`` is; the
     CSR of package 1 is issued for; the IMSI, if the SEC mode needs one, is in ``DMBoot-IMSI``.
     """
     form = negotiate(request.headers.get("accept"))

@@ -28,9 +28,9 @@ from bootstrap import strict_json
 from bootstrap.auth.principals import Principal, require
 from bootstrap.body import validate
 from bootstrap.errors import AuthenticationFailed, DmBootstrapError, InvalidRequest, UnsupportedMediaType
-from bootstrap.services.factory import CHUNK_SIZE, OpenBatch, Station
-from bootstrap.services.factory_batches import error_of
-from bootstrap.services.factory_types import (
+from bootstrap.factory.chunks import error_of
+from bootstrap.factory.service import CHUNK_SIZE, OpenBatch, Station
+from bootstrap.factory.types import (
     BatchBody,
     BatchSpec,
     ItemOutcome,

@@ -171,10 +171,7 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 def exception_handlers() -> dict[Any, Any]:
     """Handlers by class: domain errors, HTTP errors, the database driver's errors, then anything else."""
-    from bootstrap.web import outages  # it renders with problem() from here
-
     return {
-        **outages.handlers(),
         e.DmBootstrapError: _domain_error,
         p.PkiError: _domain_error,
         HTTPException: _http_error,

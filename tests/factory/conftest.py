@@ -83,7 +83,7 @@ def same_key(key: PrivateKey, cert: x509.Certificate) -> bool:
 
 def assert_outputs_complete(out: Path, dev_ids: Iterable[str], password: bytes) -> dict[str, str]:
     """Every device directory has every file, every certificate parses and matches its key; serial by DevID."""
-    from bootstrap.cli.factory_run import safe_name
+    from bootstrap.cli.factory_output import safe_name
 
     serials: dict[str, str] = {}
     for dev_id in dev_ids:

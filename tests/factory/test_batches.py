@@ -10,10 +10,10 @@ from cryptography import x509
 from sqlmodel import select
 
 from bootstrap.errors import PermissionDenied, QuotaExceeded
+from bootstrap.factory.service import FactoryService, Station
+from bootstrap.factory.types import BatchSpec, ItemOutcome, ItemRequest
 from bootstrap.runtime import Runtime
 from bootstrap.services.audit_verify import verify_chain
-from bootstrap.services.factory import FactoryService, Station
-from bootstrap.services.factory_types import BatchSpec, ItemOutcome, ItemRequest
 from bootstrap.store.models import ApiTokenRow, AuditEvent, CertificateRow, DeviceRow, FactoryItemRow
 from pki.keys import KeyType
 from tests.factories import make_csr

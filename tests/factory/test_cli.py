@@ -13,7 +13,7 @@ from cryptography import x509
 from typer.testing import CliRunner, Result
 
 from bootstrap.cli import app
-from bootstrap.cli.factory_run import safe_name
+from bootstrap.cli.factory_output import safe_name
 from bootstrap.dm.package import Put, parse_request
 from bootstrap.runtime import Runtime
 from bootstrap.settings import Secret, Settings

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bootstrap.cli.factory_run import safe_name
+from bootstrap.cli.factory_output import safe_name
 from tests.factory.test_cli import PASSPHRASE, data_dir, dmboot, write_manifest
 
 __all__ = ["data_dir"]  # the fixture, shared with test_cli

@@ -10,8 +10,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_pem_private_key, pkcs12
 
 from bootstrap.errors import InvalidRequest
-from bootstrap.services.factory_keys import KeyEncryptor, check_password, new_salt
-from bootstrap.services.factory_types import BatchSpec
+from bootstrap.factory.keys import KeyEncryptor, check_password, new_salt
+from bootstrap.factory.types import BatchSpec
 from pki.keys import KeyType, generate_private_key
 from tests.factory.conftest import decrypt_pkcs8, same_key
 

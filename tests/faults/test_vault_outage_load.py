@@ -17,7 +17,7 @@ from sqlmodel import func, select
 from bootstrap.store.models import CertificateRow
 from tests.enrollment.support import ADMIN, GROUP, configure
 from tests.factories import make_csr
-from tests.services.test_vault_outage import Service, live_vault, service, vault  # noqa: F401 - fixtures
+from tests.secrets.vault.test_outages import Service, live_vault, service, vault  # noqa: F401 - fixtures
 from tests.support.openbao import BaoServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.vault]

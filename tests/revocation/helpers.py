@@ -10,7 +10,9 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509 import ocsp
 
+from bootstrap.runtime import Runtime
 from pki.authority import CertificateAuthority, IssuedCertificate, create_issuing_ca, create_root
 from pki.keys import KeyType, PrivateKey, PublicKey, generate_private_key
 from pki.profiles import PROFILES, Names, Urls
@@ -87,3 +89,13 @@ def openssl(*args: str | Path, check: bool = True) -> subprocess.CompletedProces
     if check and result.returncode != 0:
         raise AssertionError(f"openssl {' '.join(map(str, args))} failed:\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def ocsp_answer(runtime: Runtime, issued: IssuedCertificate, *, nonce: bytes | None = None,
+                issuer: x509.Certificate | None = None) -> ocsp.OCSPResponse:
+    """Ask the service's OCSP responder about ``issued`` (SHA-1 CertID, an optional nonce)."""
+    builder = ocsp.OCSPRequestBuilder().add_certificate(issued.certificate, issuer or issued.chain[0], CERT_ID_HASH)
+    if nonce is not None:
+        builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
+    answer = runtime.ocsp.respond(builder.build().public_bytes(Encoding.DER))
+    return ocsp.load_der_ocsp_response(answer.der)

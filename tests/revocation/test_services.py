@@ -1,10 +1,11 @@
-"""Revocation, CRL publication and the OCSP responder, on SQLite and PostgreSQL."""
+"""Revocation, CRL publication and the OCSP responder, on SQLite and PostgreSQL (pre-signed OCSP
+responses: test_ocsp_presigned.py).
+"""
 
 from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -21,15 +22,14 @@ from bootstrap.errors import Conflict, InvalidRequest, NotFound
 from bootstrap.runtime import Runtime
 from bootstrap.services.crl import CrlService
 from bootstrap.services.crl_publisher import CrlPublisher
-from bootstrap.services.ocsp import RESPONSE_VALIDITY, OcspResponder
 from bootstrap.services.revocation import is_device_blocked, normalize_serial
-from bootstrap.store.models import AuditEvent, CertificateRow, CrlRow, DeviceRow, OcspResponseRow, OcspSignerRow
+from bootstrap.store.models import AuditEvent, CertificateRow, CrlRow, DeviceRow, OcspSignerRow
 from pki.authority import IssuedCertificate
 from pki.errors import ProfileError
 from pki.keys import KeyType
 from pki.ocsp import CertStatus
 from tests.revocation.conftest import ADMIN
-from tests.revocation.helpers import CERT_ID_HASH, hierarchy_of
+from tests.revocation.helpers import CERT_ID_HASH, hierarchy_of, ocsp_answer
 
 DeviceCert = Callable[[str], IssuedCertificate]
 
@@ -53,21 +53,12 @@ def _events(runtime: Runtime, action: str) -> list[AuditEvent]:
         return list(session.exec(select(AuditEvent).where(AuditEvent.action == action)))
 
 
-def _ocsp(runtime: Runtime, issued: IssuedCertificate, *, nonce: bytes | None = None,
-          issuer: x509.Certificate | None = None) -> ocsp.OCSPResponse:
-    builder = ocsp.OCSPRequestBuilder().add_certificate(issued.certificate, issuer or issued.chain[0], CERT_ID_HASH)
-    if nonce is not None:
-        builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
-    answer = runtime.ocsp.respond(builder.build().public_bytes(Encoding.DER))
-    return ocsp.load_der_ocsp_response(answer.der)
-
-
 # -- revoke by serial -----------------------------------------------------------------------
 
 
 def test_revoke_answers_ocsp_at_once_and_the_publisher_lists_it(runtime: Runtime, device_cert: DeviceCert) -> None:
     issued = device_cert("IMEI:100000000000001")
-    assert _ocsp(runtime, issued).certificate_status is ocsp.OCSPCertStatus.GOOD
+    assert ocsp_answer(runtime, issued).certificate_status is ocsp.OCSPCertStatus.GOOD
     before = _crl(runtime)
     outcome = runtime.revocation.revoke_certificate(issued.serial_hex.upper(), "keyCompromise", ADMIN)
     assert outcome.revoked == (issued.serial_hex,) and outcome.reason == "keyCompromise"
@@ -80,7 +71,7 @@ def test_revoke_answers_ocsp_at_once_and_the_publisher_lists_it(runtime: Runtime
     assert entry is not None
     assert entry.extensions.get_extension_for_class(x509.CRLReason).value.reason is x509.ReasonFlags.key_compromise
     assert crl.is_signature_valid(issued.chain[0].public_key())  # type: ignore[arg-type]
-    response = _ocsp(runtime, issued)
+    response = ocsp_answer(runtime, issued)
     assert response.certificate_status is ocsp.OCSPCertStatus.REVOKED
     assert response.revocation_reason is x509.ReasonFlags.key_compromise
     [event] = _events(runtime, "cert.revoke")
@@ -268,7 +259,7 @@ def test_root_crl_and_unknown_ca(runtime: Runtime) -> None:
 
 def test_ocsp_statuses_and_nonce(runtime: Runtime, device_cert: DeviceCert) -> None:
     issued = device_cert("IMEI:100000000000009")
-    response = _ocsp(runtime, issued, nonce=b"k" * 16)
+    response = ocsp_answer(runtime, issued, nonce=b"k" * 16)
     assert response.response_status is ocsp.OCSPResponseStatus.SUCCESSFUL
     assert response.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce == b"k" * 16
     signer = response.certificates[0]
@@ -285,13 +276,13 @@ def test_ocsp_unknown_serial(runtime: Runtime, device_cert: DeviceCert) -> None:
     with runtime.database.session() as session:
         row = session.exec(select(CertificateRow).where(CertificateRow.serial_hex == issued.serial_hex)).one()
         session.delete(row)  # as if another CA of the same key had issued it
-    assert _ocsp(runtime, issued).certificate_status is ocsp.OCSPCertStatus.UNKNOWN
+    assert ocsp_answer(runtime, issued).certificate_status is ocsp.OCSPCertStatus.UNKNOWN
 
 
 def test_ocsp_for_a_foreign_issuer_is_unauthorized(runtime: Runtime, device_cert: DeviceCert) -> None:
     foreign = hierarchy_of(KeyType.P256, "Foreign")
     leaf, _ = foreign.leaf()
-    response = _ocsp(runtime, leaf, issuer=foreign.issuing.certificate)
+    response = ocsp_answer(runtime, leaf, issuer=foreign.issuing.certificate)
     assert response.response_status is ocsp.OCSPResponseStatus.UNAUTHORIZED
 
 
@@ -315,8 +306,8 @@ def test_ocsp_issuing_ca_is_good_under_the_root(runtime: Runtime) -> None:
 
 def test_ocsp_responder_created_once_and_renewed(runtime: Runtime, device_cert: DeviceCert) -> None:
     issued = device_cert("IMEI:100000000000011")
-    _ocsp(runtime, issued)
-    _ocsp(runtime, issued, nonce=b"1" * 16)
+    ocsp_answer(runtime, issued)
+    ocsp_answer(runtime, issued, nonce=b"1" * 16)
     with runtime.database.session() as session:
         signers = list(session.exec(select(OcspSignerRow)))
         assert len(signers) == 1
@@ -355,76 +346,3 @@ def test_expiring(runtime: Runtime, device_cert: DeviceCert) -> None:
     assert serials == [r.serial_hex for r in sorted(soon, key=lambda r: r.not_after)]
     with pytest.raises(InvalidRequest):
         runtime.revocation.expiring(-1)
-
-
-# -- pre-signed OCSP responses ---------------------------------------------------------------
-
-
-def test_pre_signed_responses_are_shared_and_a_revocation_replaces_them(runtime: Runtime,
-                                                                        device_cert: DeviceCert) -> None:
-    issued = device_cert("IMEI:100000000000015")
-    request = ocsp.OCSPRequestBuilder().add_certificate(issued.certificate, issued.chain[0], CERT_ID_HASH).build()
-    der = request.public_bytes(Encoding.DER)
-    assert runtime.ocsp.respond_cached(der) is None  # nothing signed yet: the caller takes the slow path
-    signed = runtime.ocsp.respond(der)
-    assert runtime.ocsp.respond_cached(der) == signed  # now from memory, without the database
-    replica = OcspResponder(runtime.database, runtime.authorities, runtime.store, "dm-bootstrap", sync_seconds=0)
-    assert replica.respond(der).der == signed.der  # the same bytes from the table, not signed again
-    assert signed.this_update is not None and signed.cache_until == signed.this_update + RESPONSE_VALIDITY
-    runtime.revocation.revoke_certificate(issued.serial_hex, "keyCompromise", ADMIN)
-    assert runtime.ocsp.respond_cached(der) is None  # evicted here at once
-    assert runtime.ocsp.respond(der).cert_status is CertStatus.REVOKED
-    # The other replica learns it from the revocation feed at its next sync (here: every request).
-    assert replica.respond(der).cert_status is CertStatus.REVOKED
-    with runtime.database.session() as session:
-        stored = list(session.exec(select(OcspResponseRow.cert_status).where(
-            OcspResponseRow.serial_hex == issued.serial_hex)))
-    assert stored == ["revoked"]
-
-
-def test_nonce_requests_are_signed_live_and_not_stored(runtime: Runtime, device_cert: DeviceCert) -> None:
-    issued = device_cert("IMEI:100000000000016")
-    request = (ocsp.OCSPRequestBuilder().add_certificate(issued.certificate, issued.chain[0], CERT_ID_HASH)
-               .add_extension(x509.OCSPNonce(b"0123456789abcdef"), critical=False).build())
-    der = request.public_bytes(Encoding.DER)
-    first, second = runtime.ocsp.respond(der), runtime.ocsp.respond(der)
-    assert runtime.ocsp.respond_cached(der) is None
-    assert first.cache_until is None and second.cache_until is None  # not cacheable
-    with runtime.database.session() as session:
-        assert list(session.exec(select(OcspResponseRow))) == []
-
-
-def test_the_background_publisher_lists_a_revocation(runtime: Runtime, device_cert: DeviceCert) -> None:
-    issued = device_cert("IMEI:100000000000017")
-    scope = f"issuing-1-p{issued.certificate.serial_number % 16}"
-    before = runtime.crls.current("issuing-1", "partition", scope).number
-    runtime.crl_publisher.start()
-    try:
-        runtime.revocation.revoke_certificate(issued.serial_hex, "superseded", ADMIN)  # wakes the publisher
-        deadline = time.monotonic() + 120  # a wait for the thread, not a timing assertion
-        while runtime.crls.current("issuing-1", "partition", scope).number == before:
-            assert time.monotonic() < deadline, "the background publisher did not publish"
-            time.sleep(0.05)
-    finally:
-        runtime.crl_publisher.stop()
-    partition = x509.load_der_x509_crl(runtime.crls.current("issuing-1", "partition", scope).der)
-    assert partition.get_revoked_certificate_by_serial_number(issued.certificate.serial_number) is not None
-
-
-def test_a_revocation_queues_its_response_to_be_signed_before_anyone_asks(runtime: Runtime,
-                                                                         device_cert: DeviceCert) -> None:
-    issued, other = device_cert("IMEI:100000000000018"), device_cert("IMEI:100000000000019")
-    runtime.revocation.revoke_certificate(other.serial_hex, "keyCompromise", ADMIN)
-    assert runtime.ocsp.presign_revoked() == 0  # no OCSP responder yet: not made for this
-    assert _ocsp(runtime, other).certificate_status is ocsp.OCSPCertStatus.REVOKED  # the first request makes it
-    runtime.revocation.revoke_certificate(issued.serial_hex, "keyCompromise", ADMIN)
-    assert runtime.ocsp.presign_revoked() == 1
-    with runtime.database.session() as session:
-        [stored] = list(session.exec(select(OcspResponseRow).where(OcspResponseRow.serial_hex == issued.serial_hex)))
-    assert stored.cert_status == "revoked" and stored.hash_algorithm == "sha1"
-    request = ocsp.OCSPRequestBuilder().add_certificate(issued.certificate, issued.chain[0], CERT_ID_HASH).build()
-    answer = runtime.ocsp.respond(request.public_bytes(Encoding.DER))
-    assert answer.der == stored.der  # served as pre-signed
-    response = ocsp.load_der_ocsp_response(answer.der)
-    assert response.certificate_status is ocsp.OCSPCertStatus.REVOKED
-    assert response.revocation_reason is x509.ReasonFlags.key_compromise

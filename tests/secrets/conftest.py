@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bootstrap.secrets.vault import Secret, VaultConfig, VaultSecretStore
+from bootstrap.secrets.vault.store import Secret, VaultConfig, VaultSecretStore
 from tests.support.openbao import BaoDevServer
 
 MakeStore = Callable[..., VaultSecretStore]

@@ -16,7 +16,7 @@ from sqlmodel import select
 
 from bootstrap.runtime import Runtime
 from bootstrap.secrets import KeyRef
-from bootstrap.secrets.vault import VaultTransitSigner
+from bootstrap.secrets.vault.store import VaultTransitSigner
 from bootstrap.services.issuance import Requester
 from bootstrap.store.models import AuditEvent, AuthorityRow, CertificateRow
 from pki.signers import LocalSigner

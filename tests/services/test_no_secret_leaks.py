@@ -25,9 +25,9 @@ from sqlalchemy import text
 
 from bootstrap.runtime import Runtime
 from bootstrap.secrets import KeyRef
-from bootstrap.secrets.vault import VaultSecretStore
-from bootstrap.secrets.vault_config import CaKeyMode, VaultConfig
-from bootstrap.secrets.vault_policy import policy_hcl
+from bootstrap.secrets.vault.config import CaKeyMode, VaultConfig
+from bootstrap.secrets.vault.policy import policy_hcl
+from bootstrap.secrets.vault.store import VaultSecretStore
 from bootstrap.services.issuance import Requester
 from bootstrap.settings import Secret, Settings
 from pki.errors import PkiError

@@ -6,9 +6,9 @@ import re
 
 from starlette.testclient import TestClient
 
-from bootstrap.auth.admins import AdminAccountService, AdminInfo
 from bootstrap.auth.passwords import ScryptCost
 from bootstrap.runtime import Runtime
+from bootstrap.services.admins import AdminAccountService, AdminInfo
 
 #: scrypt at 2**10: the real cost (2**17, ~0.6 s) would only make the tests slow.
 FAST = ScryptCost(log2_n=10, r=8, p=1)

@@ -13,7 +13,7 @@ authorizer                  evidence
                             names, checked against the certificate profile
 EST ``simplereenroll``      the current certificate (bootstrap.services.est)
 factory station             an API token or station certificate holding
-                            ``factory:provision`` (bootstrap.services.factory_batches,
+                            ``factory:provision`` (bootstrap.factory.batches,
                             the pipeline's bulk entry)
 ==========================  ============================================================
 

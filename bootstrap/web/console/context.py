@@ -23,9 +23,9 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
-from bootstrap.auth.admins import AdminInfo
 from bootstrap.auth.principals import Principal
 from bootstrap.errors import DmBootstrapError
+from bootstrap.services.admins import AdminInfo
 from bootstrap.web.common import request_id, runtime_of
 from bootstrap.web.console.csrf import csrf_token, csrf_valid
 from bootstrap.web.console.security import PRE_COOKIE, SESSION_COOKIE, set_cookie

@@ -6,8 +6,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from bootstrap.auth.admins import LoginResult
 from bootstrap.errors import AuthenticationFailed, TooManyAttempts
+from bootstrap.services.admins import LoginResult
 from bootstrap.web.console.context import (
     current_user,
     form_text,

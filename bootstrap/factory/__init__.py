@@ -1,0 +1,1 @@
+"""Factory provisioning lines: stations, batches that never double-issue, pre-registration, the station client."""

@@ -1,0 +1,1 @@
+"""The Vault / OpenBao secret store: a typed adapter over hvac, KV v2, Transit signing, policy and checks."""
