@@ -61,7 +61,7 @@ FULL_AFTER = timedelta(minutes=1)
 _OVERLAP = timedelta(minutes=5)
 #: Rows of CRLs that expired longer ago than this are deleted.
 _KEEP_EXPIRED = timedelta(days=1)
-#: pg_try_advisory_xact_lock(class, object): the class for "publish this CA's CRLs".
+#: pg_try_advisory_xact_lock(class, object): the class for "publish this CA's CRLs" (object: schema and CA).
 _LOCK_CLASS = 0x43524C
 _CRLS: Table = CrlRow.__table__  # type: ignore[attr-defined]
 _REVOKED: Table = RevokedRow.__table__  # type: ignore[attr-defined]
@@ -175,8 +175,10 @@ class CrlPublisher:
     def _lock(self, session: Session, authority_id: int) -> bool:
         if self._db.is_sqlite:
             return True  # BEGIN IMMEDIATE: this transaction holds the database's write lock
-        query = text("SELECT pg_try_advisory_xact_lock(:class, :object)")
-        return bool(session.connection().execute(query, {"class": _LOCK_CLASS, "object": authority_id}).scalar())
+        # Advisory locks are per database, not per schema: the key names the schema too, so services
+        # that share a database in schemas of their own never wait for each other's publishers.
+        query = text("SELECT pg_try_advisory_xact_lock(:class, hashtext(current_schema() || '/' || :object))")
+        return bool(session.connection().execute(query, {"class": _LOCK_CLASS, "object": str(authority_id)}).scalar())
 
     def _publish_ca(self, session: Session, authority: AuthorityRow, now: datetime, *, full_after: timedelta,
                     force: bool) -> dict[str, tuple[int, int, int]]:
