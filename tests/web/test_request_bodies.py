@@ -14,8 +14,8 @@ from pydantic import BaseModel
 from starlette.testclient import TestClient
 
 from bootstrap.app import create_app
+from bootstrap.factory import types as factory_types
 from bootstrap.runtime import Runtime
-from bootstrap.services import factory_types
 from bootstrap.services.profile_spec import ProfileBody, ProfileReplaceBody
 from bootstrap.web import bodies, tpm
 
