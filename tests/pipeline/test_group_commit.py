@@ -79,3 +79,41 @@ def test_a_lone_request_commits_at_once(configured: Runtime) -> None:
     token = configured.devices.create_token(dev_id=GOOD[0], actor=ADMIN)[1]
     configured.enrollment.enroll(GOOD[0], Evidence("token", token=token), make_csr(GOOD[0]))
     assert (committer.batches, committer.requests) == (before[0] + 1, before[1] + 1)
+
+
+def _statements(configured: Runtime) -> tuple[list[str], object]:
+    seen: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        seen.append(statement.split(None, 1)[0].upper())
+
+    return seen, record
+
+
+def test_a_lone_request_runs_without_a_savepoint(configured: Runtime) -> None:
+    """A lone request is its own transaction: no SAVEPOINT / RELEASE round trips (perf, issue 12)."""
+    from sqlalchemy import event
+
+    configured.devices.register(GOOD[1], GROUP, actor=ADMIN)
+    token = configured.devices.create_token(dev_id=GOOD[1], actor=ADMIN)[1]
+    seen, record = _statements(configured)
+    event.listen(configured.database.engine, "before_cursor_execute", record)
+    try:
+        configured.enrollment.enroll(GOOD[1], Evidence("token", token=token), make_csr(GOOD[1]))
+    finally:
+        event.remove(configured.database.engine, "before_cursor_execute", record)
+    assert "INSERT" in seen
+    assert "SAVEPOINT" not in seen and "RELEASE" not in seen
+
+
+def test_a_lone_bad_request_consumes_nothing(configured: Runtime) -> None:
+    configured.devices.register(BAD, GROUP, actor=ADMIN)
+    token = configured.devices.create_token(dev_id=BAD, actor=ADMIN)[1]
+    with pytest.raises(CsrPolicyError):
+        configured.enrollment.enroll(BAD, Evidence("token", token=token), make_csr(BAD, ca=True))
+    with configured.database.session() as session:
+        assert session.exec(select(EnrollmentTokenRow.used_at).where(
+            EnrollmentTokenRow.token_hash == hash_token(token))).one() is None
+        assert not session.exec(select(CertificateRow).where(CertificateRow.device_id == BAD)).first()
+    configured.enrollment.enroll(BAD, Evidence("token", token=token), make_csr(BAD))  # the token still works
+    assert verify_chain(configured.database).ok
