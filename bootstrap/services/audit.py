@@ -42,7 +42,8 @@ _EVENTS: Table = AuditEvent.__table__  # type: ignore[attr-defined]
 # Built once: constructing statements per call cost more than running them.
 _LOCK_HEAD = select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == 1).with_for_update()
 _MOVE_HEAD = update(_HEAD).where(_HEAD.c.id == 1).values(seq=bindparam("seq"), hash=bindparam("hash"))
-_INSERT_EVENT = insert(_EVENTS)
+#: Events per multi-row INSERT (10 parameters each; SQLite allows 32,766 per statement).
+_ROWS_PER_INSERT = 256
 
 
 def event_hash(
@@ -166,7 +167,16 @@ def append_events(session: Session, records: Sequence[AuditRecord]) -> int:
                      "outcome": record.outcome, "target": record.target, "request_id": record.request_id,
                      "detail": detail, "prev_hash": prev, "hash": digest})
         prev = digest
-    connection.execute(_MOVE_HEAD, {"seq": seq, "hash": prev})
-    connection.execute(_INSERT_EVENT, rows)
+    if connection.dialect.name == "postgresql":
+        # One round trip while the head is locked: the head moves in a CTE of the multi-row
+        # INSERT (an executemany was one statement per event in psycopg's pipeline).
+        moved = update(_HEAD).where(_HEAD.c.id == 1).values(seq=seq, hash=prev).cte("moved_head")
+        for start in range(0, len(rows), _ROWS_PER_INSERT):
+            statement = insert(_EVENTS).values(rows[start:start + _ROWS_PER_INSERT])
+            connection.execute(statement.add_cte(moved) if start == 0 else statement)
+    else:
+        connection.execute(_MOVE_HEAD, {"seq": seq, "hash": prev})
+        for start in range(0, len(rows), _ROWS_PER_INSERT):
+            connection.execute(insert(_EVENTS).values(rows[start:start + _ROWS_PER_INSERT]))
     session.info.setdefault(_WRITTEN, []).extend(records)
     return seq
