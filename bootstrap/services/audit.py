@@ -99,6 +99,10 @@ def append_event(
 
 @event.listens_for(OrmSession, "before_commit")
 def _write_queued(session: OrmSession) -> None:
+    if session.in_nested_transaction():
+        # before_commit fires for a SAVEPOINT's release too: writing there took the head
+        # lock at the first request of a group commit and held it through the whole batch.
+        return
     queued = session.info.pop(_QUEUE, None)
     if queued:
         append_events(session, queued)  # type: ignore[arg-type]

@@ -119,8 +119,8 @@ def test_a_lone_bad_request_consumes_nothing(configured: Runtime) -> None:
     assert verify_chain(configured.database).ok
 
 
-def test_a_batch_reads_its_profile_s_servers_once(configured: Runtime) -> None:
-    """Profile content is read once per transaction, not once per request (perf, issue 12)."""
+def test_a_batch_reads_its_profile_s_servers_once_and_inserts_its_certificates_at_once(configured: Runtime) -> None:
+    """Profile content is read once per transaction, and the certificates are one INSERT (perf, issue 12)."""
     from sqlalchemy import event
 
     committer = configured.issuance.pipeline.committer
@@ -150,3 +150,9 @@ def test_a_batch_reads_its_profile_s_servers_once(configured: Runtime) -> None:
             event.remove(configured.database.engine, "before_cursor_execute", record)
     assert len(serials) == len(devices)
     assert sum("FROM DM_SERVER" in s for s in seen) == 1, seen
+    assert sum(s.startswith("INSERT INTO CERTIFICATE ") for s in seen) == 1, seen
+    # The chain head is locked once, at the batch's commit, not at each request's savepoint.
+    assert sum(s.startswith("SELECT") and "FROM AUDIT_HEAD" in s for s in seen) == 1, seen
+    with configured.database.session() as session:
+        assert set(session.exec(select(CertificateRow.serial_hex).where(
+            CertificateRow.device_id.in_(devices)))) == serials  # type: ignore[union-attr]

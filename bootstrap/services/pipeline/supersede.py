@@ -19,12 +19,15 @@ run lazily by the pipeline at most every ``SWEEP_EVERY`` seconds per process.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Table, update
 from sqlmodel import Session
 
 from bootstrap.errors import InvalidRequest
+from bootstrap.services.pipeline.deferred import defer_execute
 from bootstrap.store.models import CertificateRow, EnrollmentProfileRow
 
 __all__ = ["SUPERSEDE_MODES", "SWEEP_EVERY", "grace_of", "mark_first_use", "mark_superseded"]
@@ -51,15 +54,25 @@ def grace_of(profile: EnrollmentProfileRow) -> timedelta | None:
 
 
 def mark_superseded(session: Session, dev_id: str, certificate_profile: str, new_serial: str, now: datetime,
-                    grace: timedelta) -> int:
-    """Mark ``dev_id``'s other valid ``certificate_profile`` certificates as superseded by ``new_serial``."""
+                    grace: timedelta, *, queued: Sequence[Mapping[str, Any]] = ()) -> int:
+    """Mark ``dev_id``'s other valid ``certificate_profile`` certificates as superseded by ``new_serial``.
+
+    ``queued``: certificate rows of this transaction not inserted yet (group commit);
+    the device's among them are marked at the commit, once they are in the table.
+    """
     table = _CERTIFICATES
     result = session.connection().execute(
         update(table)
         .where(table.c.device_id == dev_id, table.c.profile == certificate_profile, table.c.status == "valid",
                table.c.serial_hex != new_serial, table.c.superseded_by.is_(None))
         .values(superseded_by=new_serial, supersede_at=now + grace))
-    return int(result.rowcount)
+    earlier = [row["serial_hex"] for row in queued if row["device_id"] == dev_id
+               and row["profile"] == certificate_profile and row["serial_hex"] != new_serial]
+    if earlier:  # the device enrolled twice in one batch: the earlier one is superseded too
+        defer_execute(session, update(table).where(table.c.serial_hex.in_(earlier), table.c.status == "valid",
+                                                   table.c.superseded_by.is_(None))
+                      .values(superseded_by=new_serial, supersede_at=now + grace))
+    return int(result.rowcount) + len(earlier)
 
 
 def mark_first_use(session: Session, serial_hex: str, now: datetime) -> None:
