@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, event, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, event, insert, select, update
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session
@@ -27,7 +27,7 @@ from sqlmodel import Session
 from bootstrap import metrics
 from bootstrap.store.models import AuditEvent, AuditHead, utcnow
 
-__all__ = ["GENESIS", "AuditRecord", "append_event", "append_events", "event_hash"]
+__all__ = ["GENESIS", "AuditRecord", "append_event", "append_events", "event_hash", "insert_rows"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,8 @@ _EVENTS: Table = AuditEvent.__table__  # type: ignore[attr-defined]
 # Built once: constructing statements per call cost more than running them.
 _LOCK_HEAD = select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == 1).with_for_update()
 _MOVE_HEAD = update(_HEAD).where(_HEAD.c.id == 1).values(seq=bindparam("seq"), hash=bindparam("hash"))
+_MOVED_HEAD = update(_HEAD).where(_HEAD.c.id == 1).values(
+    seq=bindparam("head_seq"), hash=bindparam("head_hash")).cte("moved_head")
 #: Events per multi-row INSERT (10 parameters each; SQLite allows 32,766 per statement).
 _ROWS_PER_INSERT = 256
 
@@ -145,6 +147,32 @@ def _drop_queued(session: OrmSession, previous: SessionTransaction) -> None:
         session.info.pop(_WRITTEN, None)
 
 
+_MULTIROW: dict[tuple[str, int, Any], Any] = {}
+
+
+def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]], *,
+                cte: Any = None, cte_params: Mapping[str, Any] | None = None) -> None:
+    """One multi-row ``INSERT`` of ``rows`` (same keys each), its statement built once per row count.
+
+    ``insert(table).values(rows)`` is compiled again for every call (its parameters are
+    part of the statement); a statement of named bind parameters is compiled once per
+    size and then only bound. ``cte``: a data-modifying CTE to run in the same statement,
+    with its bind parameters ``cte_params``.
+    """
+    columns = tuple(rows[0])
+    key = (table.name, len(rows), (columns, id(cte.element) if cte is not None else None))
+    statement = _MULTIROW.get(key)
+    if statement is None:
+        statement = insert(table).values(
+            [{c: bindparam(f"{c}_{i}", type_=table.c[c].type) for c in columns} for i in range(len(rows))])
+        if cte is not None:
+            statement = statement.add_cte(cte)
+        if len(_MULTIROW) < 4096:
+            _MULTIROW[key] = statement
+    params = {f"{c}_{i}": row[c] for i, row in enumerate(rows) for c in columns}
+    connection.execute(statement, {**params, **cte_params} if cte_params else params)
+
+
 def append_events(session: Session, records: Sequence[AuditRecord]) -> int:
     """Append ``records`` in order with one head lock and one insert.
 
@@ -174,13 +202,16 @@ def append_events(session: Session, records: Sequence[AuditRecord]) -> int:
     if connection.dialect.name == "postgresql":
         # One round trip while the head is locked: the head moves in a CTE of the multi-row
         # INSERT (an executemany was one statement per event in psycopg's pipeline).
-        moved = update(_HEAD).where(_HEAD.c.id == 1).values(seq=seq, hash=prev).cte("moved_head")
         for start in range(0, len(rows), _ROWS_PER_INSERT):
-            statement = insert(_EVENTS).values(rows[start:start + _ROWS_PER_INSERT])
-            connection.execute(statement.add_cte(moved) if start == 0 else statement)
+            chunk = rows[start:start + _ROWS_PER_INSERT]
+            if start == 0:
+                insert_rows(connection, _EVENTS, chunk, cte=_MOVED_HEAD,
+                            cte_params={"head_seq": seq, "head_hash": prev})
+            else:
+                insert_rows(connection, _EVENTS, chunk)
     else:
         connection.execute(_MOVE_HEAD, {"seq": seq, "hash": prev})
         for start in range(0, len(rows), _ROWS_PER_INSERT):
-            connection.execute(insert(_EVENTS).values(rows[start:start + _ROWS_PER_INSERT]))
+            insert_rows(connection, _EVENTS, rows[start:start + _ROWS_PER_INSERT])
     session.info.setdefault(_WRITTEN, []).extend(records)
     return seq

@@ -12,10 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Executable, Table, event, insert
+from sqlalchemy import Executable, Table, event
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session
+
+from bootstrap.services.audit import insert_rows
 
 __all__ = ["defer_execute", "defer_insert", "flush_deferred", "pending"]
 
@@ -55,7 +57,7 @@ def flush_deferred(session: OrmSession) -> None:
     connection = session.connection()
     for table, rows in by_table.items():
         for start in range(0, len(rows), _ROWS_PER_INSERT):
-            connection.execute(insert(table).values(rows[start:start + _ROWS_PER_INSERT]))
+            insert_rows(connection, table, rows[start:start + _ROWS_PER_INSERT])
     for table, item in queued:
         if table is None:
             connection.execute(item)
