@@ -151,6 +151,7 @@ def test_a_batch_reads_its_profile_s_servers_once_and_inserts_its_certificates_a
     assert len(serials) == len(devices)
     assert sum("FROM DM_SERVER" in s for s in seen) == 1, seen
     assert sum(s.startswith("INSERT INTO CERTIFICATE ") for s in seen) == 1, seen
+    assert sum(s.startswith("UPDATE CERTIFICATE SET SUPERSEDED_BY") for s in seen) == 1, seen  # one executemany
     # The chain head is locked once, at the batch's commit, not at each request's savepoint.
     assert sum(s.startswith("SELECT") and "FROM AUDIT_HEAD" in s for s in seen) == 1, seen
     with configured.database.session() as session:

@@ -19,7 +19,7 @@ from sqlmodel import Session
 
 from bootstrap.services.audit import insert_rows
 
-__all__ = ["defer_execute", "defer_insert", "flush_deferred", "pending"]
+__all__ = ["defer_execute", "defer_insert", "defer_update", "flush_deferred", "pending"]
 
 _QUEUE = "dmboot.deferred.rows"
 _MARKS = "dmboot.deferred.savepoints"
@@ -29,38 +29,51 @@ _ROWS_PER_INSERT = 500
 
 def defer_insert(session: Session, table: Table, values: Mapping[str, Any]) -> None:
     """Insert ``values`` into ``table`` when ``session``'s transaction commits."""
-    session.info.setdefault(_QUEUE, []).append((table, values))
+    session.info.setdefault(_QUEUE, []).append(("insert", table, values))
+
+
+def defer_update(session: Session, statement: Executable, params: Mapping[str, Any]) -> None:
+    """Run ``statement`` with ``params`` at the commit, BEFORE the queued rows are inserted.
+
+    The batch's calls of one statement go to the database as one executemany (one round trip).
+    """
+    session.info.setdefault(_QUEUE, []).append(("before", statement, params))
 
 
 def defer_execute(session: Session, statement: Executable) -> None:
     """Run ``statement`` at the commit, after the queued rows are inserted (in queue order)."""
-    session.info.setdefault(_QUEUE, []).append((None, statement))
+    session.info.setdefault(_QUEUE, []).append(("after", statement, None))
 
 
 def pending(session: Session, table: Table) -> list[Mapping[str, Any]]:
     """The rows queued for ``table`` in this transaction, not yet inserted."""
-    return [values for t, values in session.info.get(_QUEUE, ()) if t is table]
+    return [values for kind, t, values in session.info.get(_QUEUE, ()) if kind == "insert" and t is table]
 
 
 def flush_deferred(session: OrmSession) -> None:
-    """Insert what is queued, then run the queued statements (``before_commit``)."""
+    """Run the queued updates, insert the queued rows, then run the queued statements (``before_commit``)."""
     if session.in_nested_transaction():  # a SAVEPOINT's release: not yet
         return
-    queued: list[tuple[Table | None, Any]] | None = session.info.pop(_QUEUE, None)
+    queued: list[tuple[str, Any, Any]] | None = session.info.pop(_QUEUE, None)
     session.info.pop(_MARKS, None)
     if not queued:
         return
+    updates: dict[Any, list[Mapping[str, Any]]] = {}
     by_table: dict[Table, list[Mapping[str, Any]]] = {}
-    for table, item in queued:
-        if table is not None:
-            by_table.setdefault(table, []).append(item)
+    for kind, target, item in queued:
+        if kind == "before":
+            updates.setdefault(target, []).append(item)
+        elif kind == "insert":
+            by_table.setdefault(target, []).append(item)
     connection = session.connection()
+    for statement, params in updates.items():
+        connection.execute(statement, params)
     for table, rows in by_table.items():
         for start in range(0, len(rows), _ROWS_PER_INSERT):
             insert_rows(connection, table, rows[start:start + _ROWS_PER_INSERT])
-    for table, item in queued:
-        if table is None:
-            connection.execute(item)
+    for kind, target, _item in queued:
+        if kind == "after":
+            connection.execute(target)
 
 
 # insert=True: before the audit trail's before_commit listener, so the chain head is
