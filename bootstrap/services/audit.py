@@ -42,8 +42,7 @@ _EVENTS: Table = AuditEvent.__table__  # type: ignore[attr-defined]
 # Built once: constructing statements per call cost more than running them.
 _LOCK_HEAD = select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == 1).with_for_update()
 _MOVE_HEAD = update(_HEAD).where(_HEAD.c.id == 1).values(seq=bindparam("seq"), hash=bindparam("hash"))
-_MOVED_HEAD = update(_HEAD).where(_HEAD.c.id == 1).values(
-    seq=bindparam("head_seq"), hash=bindparam("head_hash")).cte("moved_head")
+_MOVED_HEAD = "UPDATE audit_head SET seq = %(head_seq)s, hash = %(head_hash)s WHERE id = 1"
 #: Events per multi-row INSERT (10 parameters each; SQLite allows 32,766 per statement).
 _ROWS_PER_INSERT = 256
 
@@ -147,30 +146,57 @@ def _drop_queued(session: OrmSession, previous: SessionTransaction) -> None:
         session.info.pop(_WRITTEN, None)
 
 
-_MULTIROW: dict[tuple[str, int, Any], Any] = {}
+_MULTIROW: dict[tuple[str, int, tuple[str, ...]], Any] = {}
+_UNNEST: dict[tuple[str, tuple[str, ...], str | None], tuple[str, list[Any]]] = {}
 
 
 def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]], *,
-                cte: Any = None, cte_params: Mapping[str, Any] | None = None) -> None:
-    """One multi-row ``INSERT`` of ``rows`` (same keys each), its statement built once per row count.
+                cte: str | None = None, cte_params: Mapping[str, Any] | None = None) -> None:
+    """One ``INSERT`` of ``rows`` (same keys each), with a statement that is built once.
 
-    ``insert(table).values(rows)`` is compiled again for every call (its parameters are
-    part of the statement); a statement of named bind parameters is compiled once per
-    size and then only bound. ``cte``: a data-modifying CTE to run in the same statement,
-    with its bind parameters ``cte_params``.
+    PostgreSQL: ``INSERT ... SELECT FROM unnest(<one array per column>)``, the same
+    short text for any number of rows, so psycopg prepares it once and the server
+    plans it once (a multi-row VALUES list was compiled by SQLAlchemy, split by
+    psycopg and parsed by the server on every batch). SQLite: a multi-row VALUES
+    statement of named bind parameters, built once per row count. ``cte`` (PostgreSQL
+    only): the SQL of a data-modifying statement to run in the same statement, as a
+    CTE, with the (psycopg-style) parameters ``cte_params``.
     """
     columns = tuple(rows[0])
-    key = (table.name, len(rows), (columns, id(cte.element) if cte is not None else None))
+    if connection.dialect.name == "postgresql":
+        _insert_unnest(connection, table, columns, rows, cte, cte_params)
+        return
+    if cte is not None:
+        raise ValueError("a CTE is for PostgreSQL only")
+    key = (table.name, len(rows), columns)
     statement = _MULTIROW.get(key)
     if statement is None:
         statement = insert(table).values(
             [{c: bindparam(f"{c}_{i}", type_=table.c[c].type) for c in columns} for i in range(len(rows))])
-        if cte is not None:
-            statement = statement.add_cte(cte)
         if len(_MULTIROW) < 4096:
             _MULTIROW[key] = statement
-    params = {f"{c}_{i}": row[c] for i, row in enumerate(rows) for c in columns}
-    connection.execute(statement, {**params, **cte_params} if cte_params else params)
+    connection.execute(statement, {f"{c}_{i}": row[c] for i, row in enumerate(rows) for c in columns})
+
+
+def _insert_unnest(connection: Connection, table: Table, columns: tuple[str, ...], rows: Sequence[Mapping[str, Any]],
+                   cte: str | None, cte_params: Mapping[str, Any] | None) -> None:
+    key = (table.name, columns, cte)
+    built = _UNNEST.get(key)
+    if built is None:
+        dialect = connection.dialect
+        arrays = ", ".join(f"%(c_{c})s::{table.c[c].type.compile(dialect=dialect)}[]" for c in columns)
+        prefix = f"WITH dmboot_before AS ({cte}) " if cte is not None else ""
+        # Names and types from our own table metadata, never from a request.
+        sql = f"{prefix}INSERT INTO {table.name} ({', '.join(columns)}) SELECT * FROM unnest({arrays})"  # noqa: S608
+        built = _UNNEST[key] = (sql, [table.c[c].type.bind_processor(dialect) for c in columns])
+    sql, processors = built
+    params: dict[str, Any] = {}
+    for column, process in zip(columns, processors, strict=True):
+        values = [row[column] for row in rows]
+        params[f"c_{column}"] = [process(v) for v in values] if process is not None else values
+    if cte_params:
+        params.update(cte_params)
+    connection.exec_driver_sql(sql, params)
 
 
 def append_events(session: Session, records: Sequence[AuditRecord]) -> int:
