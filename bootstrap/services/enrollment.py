@@ -155,7 +155,6 @@ class EnrollmentService:
             outcome = EnrollmentOutcome(device, profile, issued, content)
             if finish is not None:
                 finish(session, outcome)
-            session.expunge(device)  # this request's copy: a later request of the batch loads its own
             return outcome
 
         done = self._pipeline.issue(authorize, csr, request_id=request_id, after=after)
@@ -262,8 +261,10 @@ def _record_enrolled(session: Session, device: DeviceRow, serial_hex: str, mos: 
                      features: dict[str, Any] | None) -> None:
     """The device is enrolled with ``serial_hex``: one Core UPDATE, not an ORM flush.
 
-    The loaded row takes the new values as committed ones, so the session's flush
-    finds nothing to write (the ORM's change tracking cost more than the UPDATE).
+    The loaded row leaves the session first and then takes the new values as its own:
+    the ORM has nothing to flush (its change tracking cost more than the UPDATE), and
+    a later request of the same batch loads the row afresh, so it never sees values
+    of a request whose savepoint rolled back.
     """
     values: dict[str, Any] = {"current_serial": serial_hex, "status": "enrolled", "updated_at": utcnow()}
     if mos is not None:
@@ -271,6 +272,7 @@ def _record_enrolled(session: Session, device: DeviceRow, serial_hex: str, mos: 
     if features is not None:
         values["features"] = features
     session.connection().execute(_ENROLLED.values(**values), {"device_id": device.id})
+    session.expunge(device)
     for name, value in values.items():
         set_committed_value(device, name, value)
 

@@ -118,10 +118,7 @@ class DeviceAuthorizer:
         """
         valid_dev_id(dev_id)
         verifier = self.verifier(evidence.method)
-        # populate_existing: a request of the same batch may have changed the row with a Core
-        # UPDATE and then rolled its savepoint back; the row is read as it is now.
-        device = session.exec(select(DeviceRow).where(DeviceRow.dev_id == dev_id).with_for_update()
-                              .execution_options(populate_existing=True)).first()
+        device = session.exec(select(DeviceRow).where(DeviceRow.dev_id == dev_id).with_for_update()).first()
         if device is None and not (register and evidence.method == "group-key"):
             raise AuthenticationFailed(f"DevID {dev_id!r} is not registered", field="dev_id")
         if device is not None and device.status == "blocked":
