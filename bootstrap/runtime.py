@@ -182,8 +182,19 @@ class Runtime:
 
     def _server_certificate_der(self) -> bytes:
         """Our TLS certificate (DER; DMAcc Auth/Bootstrap/ServerPubKey); the root CA's before one exists."""
-        if self.tls.cert.is_file():
-            return x509.load_pem_x509_certificate(self.tls.cert.read_bytes()).public_bytes(Encoding.DER)
+        try:
+            stat = self.tls.cert.stat()
+        except FileNotFoundError:
+            stat = None
+        if stat is not None:
+            # Remembered while the file is unchanged: package 2 carries it on every enrollment.
+            version = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+            cached = getattr(self, "_server_der", None)
+            if cached is not None and cached[0] == version:
+                return cached[1]  # type: ignore[no-any-return]
+            der = x509.load_pem_x509_certificate(self.tls.cert.read_bytes()).public_bytes(Encoding.DER)
+            self._server_der = (version, der)
+            return der
         with self.database.session() as session:
             pem = self.authorities.root_row(session).pem
         return x509.load_pem_x509_certificate(pem.encode()).public_bytes(Encoding.DER)

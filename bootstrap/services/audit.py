@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, event, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, event, insert, select, update
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session
@@ -31,7 +31,7 @@ from bootstrap import metrics
 from bootstrap.store.db import WriteSession
 from bootstrap.store.models import AuditEvent, AuditHead, utcnow
 
-__all__ = ["GENESIS", "AuditRecord", "append_event", "append_events", "event_hash"]
+__all__ = ["GENESIS", "AuditRecord", "append_event", "append_events", "event_hash", "insert_rows"]
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,9 @@ _EVENTS: Table = AuditEvent.__table__  # type: ignore[attr-defined]
 # Built once: constructing statements per call cost more than running them.
 _LOCK_HEAD = select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == 1).with_for_update()
 _MOVE_HEAD = update(_HEAD).where(_HEAD.c.id == 1).values(seq=bindparam("seq"), hash=bindparam("hash"))
-_INSERT_EVENT = insert(_EVENTS)
+_MOVED_HEAD = "UPDATE audit_head SET seq = %(head_seq)s, hash = %(head_hash)s WHERE id = 1"
+#: Events per multi-row INSERT (10 parameters each; SQLite allows 32,766 per statement).
+_ROWS_PER_INSERT = 256
 
 
 def event_hash(
@@ -108,6 +110,10 @@ def append_event(
 
 @event.listens_for(WriteSession, "before_commit")
 def _write_queued(session: OrmSession) -> None:
+    if session.in_nested_transaction():
+        # before_commit fires for a SAVEPOINT's release too: writing there took the head
+        # lock at the first request of a group commit and held it through the whole batch.
+        return
     queued = session.info.pop(_QUEUE, None)
     if queued:
         append_events(session, queued)  # type: ignore[arg-type]
@@ -150,6 +156,59 @@ def _drop_queued(session: OrmSession, previous: SessionTransaction) -> None:
         session.info.pop(_WRITTEN, None)
 
 
+_MULTIROW: dict[tuple[str, int, tuple[str, ...]], Any] = {}
+_UNNEST: dict[tuple[str, tuple[str, ...], str | None], tuple[str, list[Any]]] = {}
+
+
+def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]], *,
+                cte: str | None = None, cte_params: Mapping[str, Any] | None = None) -> None:
+    """One ``INSERT`` of ``rows`` (same keys each), with a statement that is built once.
+
+    PostgreSQL: ``INSERT ... SELECT FROM unnest(<one array per column>)``, the same
+    short text for any number of rows, so psycopg prepares it once and the server
+    plans it once (a multi-row VALUES list was compiled by SQLAlchemy, split by
+    psycopg and parsed by the server on every batch). SQLite: a multi-row VALUES
+    statement of named bind parameters, built once per row count. ``cte`` (PostgreSQL
+    only): the SQL of a data-modifying statement to run in the same statement, as a
+    CTE, with the (psycopg-style) parameters ``cte_params``.
+    """
+    columns = tuple(rows[0])
+    if connection.dialect.name == "postgresql":
+        _insert_unnest(connection, table, columns, rows, cte, cte_params)
+        return
+    if cte is not None:
+        raise ValueError("a CTE is for PostgreSQL only")
+    key = (table.name, len(rows), columns)
+    statement = _MULTIROW.get(key)
+    if statement is None:
+        statement = insert(table).values(
+            [{c: bindparam(f"{c}_{i}", type_=table.c[c].type) for c in columns} for i in range(len(rows))])
+        if len(_MULTIROW) < 4096:
+            _MULTIROW[key] = statement
+    connection.execute(statement, {f"{c}_{i}": row[c] for i, row in enumerate(rows) for c in columns})
+
+
+def _insert_unnest(connection: Connection, table: Table, columns: tuple[str, ...], rows: Sequence[Mapping[str, Any]],
+                   cte: str | None, cte_params: Mapping[str, Any] | None) -> None:
+    key = (table.name, columns, cte)
+    built = _UNNEST.get(key)
+    if built is None:
+        dialect = connection.dialect
+        arrays = ", ".join(f"%(c_{c})s::{table.c[c].type.compile(dialect=dialect)}[]" for c in columns)
+        prefix = f"WITH dmboot_before AS ({cte}) " if cte is not None else ""
+        # Names and types from our own table metadata, never from a request.
+        sql = f"{prefix}INSERT INTO {table.name} ({', '.join(columns)}) SELECT * FROM unnest({arrays})"  # noqa: S608
+        built = _UNNEST[key] = (sql, [table.c[c].type.bind_processor(dialect) for c in columns])
+    sql, processors = built
+    params: dict[str, Any] = {}
+    for column, process in zip(columns, processors, strict=True):
+        values = [row[column] for row in rows]
+        params[f"c_{column}"] = [process(v) for v in values] if process is not None else values
+    if cte_params:
+        params.update(cte_params)
+    connection.exec_driver_sql(sql, params)
+
+
 def append_events(session: Session, records: Sequence[AuditRecord]) -> int:
     """Append ``records`` in order with one head lock and one insert.
 
@@ -176,7 +235,19 @@ def append_events(session: Session, records: Sequence[AuditRecord]) -> int:
                      "outcome": record.outcome, "target": record.target, "request_id": record.request_id,
                      "detail": detail, "prev_hash": prev, "hash": digest})
         prev = digest
-    connection.execute(_MOVE_HEAD, {"seq": seq, "hash": prev})
-    connection.execute(_INSERT_EVENT, rows)
+    if connection.dialect.name == "postgresql":
+        # One round trip while the head is locked: the head moves in a CTE of the multi-row
+        # INSERT (an executemany was one statement per event in psycopg's pipeline).
+        for start in range(0, len(rows), _ROWS_PER_INSERT):
+            chunk = rows[start:start + _ROWS_PER_INSERT]
+            if start == 0:
+                insert_rows(connection, _EVENTS, chunk, cte=_MOVED_HEAD,
+                            cte_params={"head_seq": seq, "head_hash": prev})
+            else:
+                insert_rows(connection, _EVENTS, chunk)
+    else:
+        connection.execute(_MOVE_HEAD, {"seq": seq, "hash": prev})
+        for start in range(0, len(rows), _ROWS_PER_INSERT):
+            insert_rows(connection, _EVENTS, rows[start:start + _ROWS_PER_INSERT])
     session.info.setdefault(_WRITTEN, []).extend(records)
     return seq

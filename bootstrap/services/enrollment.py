@@ -33,7 +33,8 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from sqlalchemy import delete
+from sqlalchemy import Table, bindparam, delete, update
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
 
 from bootstrap.auth.attestation import Evidence
@@ -48,7 +49,7 @@ from bootstrap.errors import (
 from bootstrap.secrets.base import SecretStore
 from bootstrap.services.audit import append_event
 from bootstrap.services.authorities import AuthorityDirectory
-from bootstrap.services.content import profile_content
+from bootstrap.services.content import ProfileContent, profile_content
 from bootstrap.services.issuance import IssuanceService
 from bootstrap.services.pipeline import DeviceAuthorizer, SignOptions, device_actor, valid_dev_id
 from bootstrap.services.pipeline.refusals import audit_refusal
@@ -74,6 +75,9 @@ _MAX_MIIDS = 64
 _MAX_FEATURES = 64
 _MOID = re.compile(r"^urn:[A-Za-z0-9][A-Za-z0-9-]{0,31}:[^\s/?#]+$", re.IGNORECASE)
 _PURGE_ONE_IN = 32  # expired nonces are purged after about one group-key enrollment in 32
+_CONTENT = "dmboot.enrollment.content"  # session.info: profile content read in this transaction
+_DEVICES: Table = DeviceRow.__table__  # type: ignore[attr-defined]
+_ENROLLED = update(_DEVICES).where(_DEVICES.c.id == bindparam("device_id"))
 
 
 @dataclass(frozen=True)
@@ -141,14 +145,7 @@ class EnrollmentService:
             device, profile = options.device, options.enrollment_profile
             if device is None or profile is None or issued is None:  # pragma: no cover - a device grant has them
                 raise InvalidRequest("not a device enrollment")
-            if mos is not None:
-                device.declared_mos = mos
-            if feats is not None:
-                device.features = feats
-            device.current_serial = issued.serial_hex
-            device.status = "enrolled"
-            device.updated_at = utcnow()
-            session.add(device)
+            _record_enrolled(session, device, issued.serial_hex, mos, feats)
             content = self._content(session, device, profile, issued, mos)
             append_event(session, actor=options.actor, action="device.enroll", outcome="success", target=dev_id,
                          request_id=request_id,
@@ -168,8 +165,14 @@ class EnrollmentService:
     def _content(self, session: Session, device: DeviceRow, profile: EnrollmentProfileRow,
                  issued: IssuedCertificate, mos: list[dict[str, Any]] | None) -> BootstrapContent:
         issuing, _authority = self._authorities.active(session)
-        parts = profile_content(session, profile, root=self._authorities.root(session), issuing=issuing,
-                                chosen_server_id=device.chosen_dm_server_id)
+        # Remembered for the transaction: the requests of one group commit share their
+        # profile's servers and repositories (read once per batch, not per request).
+        cache: dict[tuple[int | None, int | None, int], ProfileContent] = session.info.setdefault(_CONTENT, {})
+        key = (profile.id, device.chosen_dm_server_id, issuing.id)
+        parts = cache.get(key)
+        if parts is None:
+            parts = cache[key] = profile_content(session, profile, root=self._authorities.root(session),
+                                                 issuing=issuing, chosen_server_id=device.chosen_dm_server_id)
         chain = tuple(c.public_bytes(Encoding.DER) for c in (issued.certificate, *issued.chain))
         declared = {m["MOID"] for m in mos} if mos is not None else None
         return parts.for_device(device.dev_id, chain, declared=declared, chosen_packages=device.pending_packages)
@@ -252,6 +255,26 @@ class EnrollmentService:
         except Exception:  # housekeeping only: another replica may be purging the same rows
             log.debug("nonce purge skipped", exc_info=True)
             return 0
+
+
+def _record_enrolled(session: Session, device: DeviceRow, serial_hex: str, mos: list[dict[str, Any]] | None,
+                     features: dict[str, Any] | None) -> None:
+    """The device is enrolled with ``serial_hex``: one Core UPDATE, not an ORM flush.
+
+    The loaded row leaves the session first and then takes the new values as its own:
+    the ORM has nothing to flush (its change tracking cost more than the UPDATE), and
+    a later request of the same batch loads the row afresh, so it never sees values
+    of a request whose savepoint rolled back.
+    """
+    values: dict[str, Any] = {"current_serial": serial_hex, "status": "enrolled", "updated_at": utcnow()}
+    if mos is not None:
+        values["declared_mos"] = mos
+    if features is not None:
+        values["features"] = features
+    session.connection().execute(_ENROLLED.values(**values), {"device_id": device.id})
+    session.expunge(device)
+    for name, value in values.items():
+        set_committed_value(device, name, value)
 
 
 def _audit_name(dev_id: object) -> str:

@@ -79,3 +79,81 @@ def test_a_lone_request_commits_at_once(configured: Runtime) -> None:
     token = configured.devices.create_token(dev_id=GOOD[0], actor=ADMIN)[1]
     configured.enrollment.enroll(GOOD[0], Evidence("token", token=token), make_csr(GOOD[0]))
     assert (committer.batches, committer.requests) == (before[0] + 1, before[1] + 1)
+
+
+def _statements(configured: Runtime) -> tuple[list[str], object]:
+    seen: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        seen.append(" ".join(statement.split()).upper())
+
+    return seen, record
+
+
+def test_a_lone_request_runs_without_a_savepoint(configured: Runtime) -> None:
+    """A lone request is its own transaction: no SAVEPOINT / RELEASE round trips (perf, issue 12)."""
+    from sqlalchemy import event
+
+    configured.devices.register(GOOD[1], GROUP, actor=ADMIN)
+    token = configured.devices.create_token(dev_id=GOOD[1], actor=ADMIN)[1]
+    seen, record = _statements(configured)
+    event.listen(configured.database.engine, "before_cursor_execute", record)
+    try:
+        configured.enrollment.enroll(GOOD[1], Evidence("token", token=token), make_csr(GOOD[1]))
+    finally:
+        event.remove(configured.database.engine, "before_cursor_execute", record)
+    assert any(s.startswith("INSERT") for s in seen)
+    assert not any(s.startswith(("SAVEPOINT", "RELEASE")) for s in seen)
+
+
+def test_a_lone_bad_request_consumes_nothing(configured: Runtime) -> None:
+    configured.devices.register(BAD, GROUP, actor=ADMIN)
+    token = configured.devices.create_token(dev_id=BAD, actor=ADMIN)[1]
+    with pytest.raises(CsrPolicyError):
+        configured.enrollment.enroll(BAD, Evidence("token", token=token), make_csr(BAD, ca=True))
+    with configured.database.session() as session:
+        assert session.exec(select(EnrollmentTokenRow.used_at).where(
+            EnrollmentTokenRow.token_hash == hash_token(token))).one() is None
+        assert not session.exec(select(CertificateRow).where(CertificateRow.device_id == BAD)).first()
+    configured.enrollment.enroll(BAD, Evidence("token", token=token), make_csr(BAD))  # the token still works
+    assert verify_chain(configured.database).ok
+
+
+def test_a_batch_reads_its_profile_s_servers_once_and_inserts_its_certificates_at_once(configured: Runtime) -> None:
+    """Profile content is read once per transaction, and the certificates are one INSERT (perf, issue 12)."""
+    from sqlalchemy import event
+
+    committer = configured.issuance.pipeline.committer
+    devices = GOOD[2:5]
+    tokens = {}
+    for dev_id in devices:
+        configured.devices.register(dev_id, GROUP, actor=ADMIN)
+        tokens[dev_id] = configured.devices.create_token(dev_id=dev_id, actor=ADMIN)[1]
+    release = threading.Event()
+
+    def hold(session: Session) -> None:
+        release.wait()
+
+    seen, record = _statements(configured)
+    with ThreadPoolExecutor(max_workers=len(devices) + 1) as pool:
+        holder = pool.submit(committer.run, hold)
+        _wait_until(lambda: committer.queued == 0 and not holder.done(), "the writer took the holder")
+        futures = [pool.submit(configured.enrollment.enroll, dev_id, Evidence("token", token=tokens[dev_id]),
+                               make_csr(dev_id)) for dev_id in devices]
+        _wait_until(lambda: committer.queued == len(futures), "every request queued")
+        event.listen(configured.database.engine, "before_cursor_execute", record)
+        try:
+            release.set()
+            holder.result()
+            serials = {f.result().issued.serial_hex for f in futures}
+        finally:
+            event.remove(configured.database.engine, "before_cursor_execute", record)
+    assert len(serials) == len(devices)
+    assert sum("FROM DM_SERVER" in s for s in seen) == 1, seen
+    assert sum(s.startswith("INSERT INTO CERTIFICATE ") for s in seen) == 1, seen
+    assert sum(s.startswith("UPDATE CERTIFICATE SET SUPERSEDED_BY") for s in seen) == 1, seen  # one executemany
+    # The chain head is locked once, at the batch's commit, not at each request's savepoint.
+    assert sum(s.startswith("SELECT") and "FROM AUDIT_HEAD" in s for s in seen) == 1, seen
+    with configured.database.session() as session:
+        assert set(session.exec(select(CertificateRow.serial_hex).where(
+            CertificateRow.device_id.in_(devices)))) == serials  # type: ignore[union-attr]

@@ -27,12 +27,13 @@ from typing import Any, Generic, TypeVar
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
-from sqlalchemy import Table, insert
+from sqlalchemy import Table
 from sqlmodel import Session
 
 from bootstrap import metrics
 from bootstrap.services.audit import append_event
 from bootstrap.services.authorities import AuthorityDirectory
+from bootstrap.services.pipeline.deferred import defer_insert, pending
 from bootstrap.services.pipeline.group_commit import GroupCommitter
 from bootstrap.services.pipeline.options import Authorize, SignOptions
 from bootstrap.services.pipeline.supersede import SWEEP_EVERY, mark_superseded
@@ -49,7 +50,6 @@ __all__ = ["Issued", "Pipeline", "certificate_row", "certificate_values", "leaf_
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _CERTIFICATES: Table = CertificateRow.__table__  # type: ignore[attr-defined]
-_INSERT_CERTIFICATE = insert(_CERTIFICATES)
 #: The channel's own work inside the request's savepoint, after the certificate is recorded.
 After = Callable[[Session, SignOptions, "IssuedCertificate | None"], T]
 
@@ -136,13 +136,15 @@ class Pipeline:
         issued = sign(authority, info.public_key, names, profile, options.validity, now)
         values = certificate_values(issued, authority_id=ca.id, key_type=info.key_type.value,
                                     actor=options.actor, request_id=request_id, now=now)
-        session.connection().execute(_INSERT_CERTIFICATE, values)
+        # Inserted at the commit with the batch's other certificates, in one statement.
+        defer_insert(session, _CERTIFICATES, values)
         append_event(session, actor=options.actor, action="cert.issue", outcome="success", target=issued.serial_hex,
                      request_id=request_id,
                      detail={"profile": issued.profile, "subject": values["subject"],
                              "fingerprint": issued.fingerprint})
         if options.supersede_grace is not None and options.dev_id is not None:
-            mark_superseded(session, options.dev_id, issued.profile, issued.serial_hex, now, options.supersede_grace)
+            mark_superseded(session, options.dev_id, issued.profile, issued.serial_hex, now, options.supersede_grace,
+                            queued=pending(session, _CERTIFICATES))
         return issued
 
 

@@ -19,12 +19,15 @@ run lazily by the pipeline at most every ``SWEEP_EVERY`` seconds per process.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Table, update
+from sqlalchemy import Table, bindparam, update
 from sqlmodel import Session
 
 from bootstrap.errors import InvalidRequest
+from bootstrap.services.pipeline.deferred import defer_execute, defer_update
 from bootstrap.store.models import CertificateRow, EnrollmentProfileRow
 
 __all__ = ["SUPERSEDE_MODES", "SWEEP_EVERY", "grace_of", "mark_first_use", "mark_superseded"]
@@ -33,6 +36,11 @@ SUPERSEDE_MODES = ("first-use", "immediate", "keep")
 #: Seconds between two lazy sweeps of one process.
 SWEEP_EVERY = 30.0
 _CERTIFICATES: Table = CertificateRow.__table__  # type: ignore[attr-defined]
+_MARK = (update(_CERTIFICATES)
+         .where(_CERTIFICATES.c.device_id == bindparam("dev"), _CERTIFICATES.c.profile == bindparam("cert_profile"),
+                _CERTIFICATES.c.status == "valid", _CERTIFICATES.c.serial_hex != bindparam("new"),
+                _CERTIFICATES.c.superseded_by.is_(None))
+         .values(superseded_by=bindparam("new"), supersede_at=bindparam("until")))
 
 
 def grace_of(profile: EnrollmentProfileRow) -> timedelta | None:
@@ -51,15 +59,23 @@ def grace_of(profile: EnrollmentProfileRow) -> timedelta | None:
 
 
 def mark_superseded(session: Session, dev_id: str, certificate_profile: str, new_serial: str, now: datetime,
-                    grace: timedelta) -> int:
-    """Mark ``dev_id``'s other valid ``certificate_profile`` certificates as superseded by ``new_serial``."""
+                    grace: timedelta, *, queued: Sequence[Mapping[str, Any]] = ()) -> None:
+    """Mark ``dev_id``'s other valid ``certificate_profile`` certificates as superseded by ``new_serial``.
+
+    Run at the commit, with the batch's other marks in one executemany, before the
+    batch's new certificates are inserted (pipeline/deferred.py). ``queued``:
+    certificate rows of this transaction not inserted yet; the device's among them
+    (it enrolled twice in one batch) are marked after the insert.
+    """
     table = _CERTIFICATES
-    result = session.connection().execute(
-        update(table)
-        .where(table.c.device_id == dev_id, table.c.profile == certificate_profile, table.c.status == "valid",
-               table.c.serial_hex != new_serial, table.c.superseded_by.is_(None))
-        .values(superseded_by=new_serial, supersede_at=now + grace))
-    return int(result.rowcount)
+    defer_update(session, _MARK, {"dev": dev_id, "cert_profile": certificate_profile, "new": new_serial,
+                                  "until": now + grace})
+    earlier = [row["serial_hex"] for row in queued if row["device_id"] == dev_id
+               and row["profile"] == certificate_profile and row["serial_hex"] != new_serial]
+    if earlier:
+        defer_execute(session, update(table).where(table.c.serial_hex.in_(earlier), table.c.status == "valid",
+                                                   table.c.superseded_by.is_(None))
+                      .values(superseded_by=new_serial, supersede_at=now + grace))
 
 
 def mark_first_use(session: Session, serial_hex: str, now: datetime) -> None:
