@@ -10,7 +10,8 @@ requestBody schema from the same model (bootstrap.web.openapi).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -19,11 +20,11 @@ from starlette.requests import Request
 
 from bootstrap import strict_json
 from bootstrap.body import validate
-from bootstrap.errors import InvalidRequest, UnsupportedMediaType
+from bootstrap.errors import DmBootstrapError, InvalidRequest, UnsupportedMediaType
 from bootstrap.runtime import Runtime
 
-__all__ = ["JSON", "call", "media_type", "parse_json", "read_json", "read_model", "request_id",
-           "runtime_of", "validate"]
+__all__ = ["JSON", "DeviceBody", "call", "media_type", "parse_json", "read_json", "read_model", "refusals_recorded",
+           "request_id", "runtime_of", "validate"]
 
 JSON = "application/json"
 T = TypeVar("T")
@@ -87,3 +88,43 @@ async def read_model(request: Request, model: type[M], *, optional: bool = False
     if optional and not body.strip() and kind in ("", JSON):  # another media type is a 415 even when empty
         return validate(model, {})
     return validate(model, parse_json(kind, body))
+
+
+class DeviceBody:
+    """A device's JSON request body being read: what :func:`refusals_recorded` yields."""
+
+    def __init__(self, request: Request) -> None:
+        self._request = request
+        #: The decoded JSON, once it decoded: where a refusal finds the ``dev_id`` it names.
+        self.document: Any = None
+
+    def parse(self, model: type[M], body: bytes) -> M:
+        """Decode ``body`` (application/json, strict) and validate it by ``model``."""
+        self.document = parse_json(media_type(self._request), body)
+        return validate(model, self.document)
+
+    @property
+    def dev_id(self) -> object:
+        """The body's ``dev_id`` member as sent (any JSON value), or None."""
+        return self.document.get("dev_id") if isinstance(self.document, dict) else None
+
+
+@asynccontextmanager
+async def refusals_recorded(request: Request, *, channel: str, method: str = "-") -> AsyncIterator[DeviceBody]:
+    """Audit a device request refused before it reaches the enrollment service, then re-raise.
+
+    Wraps the parse -> validate -> evidence steps of a device handler (JSON enrollment, DM 1.x
+    bootstrap, both TPM rounds); the enrollment service records what it refuses itself.
+
+    Args:
+        request: The device's request.
+        channel: The audit channel (``json``, ``dm1``).
+        method: The enrollment method when the route fixes it (``tpm``), else ``-``.
+    """
+    device = DeviceBody(request)
+    try:
+        yield device
+    except DmBootstrapError as exc:
+        await run_in_threadpool(runtime_of(request).enrollment.record_refusal, device.dev_id, method, exc,
+                                channel=channel, request_id=request_id(request))
+        raise

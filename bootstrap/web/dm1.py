@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -29,15 +28,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bootstrap.auth.attestation import Evidence
-from bootstrap.body import validate
 from bootstrap.dm.cp import CP_MEDIA_TYPE
 from bootstrap.dm.package import Initiation, parse_initiation
 from bootstrap.dm.syncml import TNDS_XML_MEDIA_TYPE, WBXML_MEDIA_TYPE, XML_MEDIA_TYPE
-from bootstrap.errors import DmBootstrapError, NotAcceptable
+from bootstrap.errors import NotAcceptable
 from bootstrap.services.dm1 import Dm1Package
 from bootstrap.web.auth import authorize
 from bootstrap.web.bodies import Dm1Body
-from bootstrap.web.common import media_type, parse_json, request_id, runtime_of
+from bootstrap.web.common import refusals_recorded, request_id, runtime_of
 from bootstrap.web.device_http import DEVID_HEADER, TOKEN_SCHEME, accepts
 from bootstrap.web.enroll import request_evidence
 from bootstrap.web.openapi import operation
@@ -114,17 +112,10 @@ async def bootstrap(request: Request) -> Response:
     """``POST /dm1/bootstrap``: a DM 1.x device's SyncML DM bootstrap message."""
     runtime = runtime_of(request)
     body = await request.body()
-    document: Any = None
-    try:
+    async with refusals_recorded(request, channel="dm1") as device:
         form = negotiate(request.headers.get("accept"))
-        document = parse_json(media_type(request), body)
-        start = validate(Dm1Body, document)
+        start = device.parse(Dm1Body, body)
         evidence = await run_in_threadpool(_evidence, request, start.token, body)
-    except DmBootstrapError as exc:
-        dev = document.get("dev_id") if isinstance(document, dict) else None
-        await run_in_threadpool(runtime.enrollment.record_refusal, dev, "-", exc, channel="dm1",
-                                request_id=request_id(request))
-        raise
     package = await run_in_threadpool(runtime.dm1.bootstrap, start.dev_id, evidence,
                                       csr=start.csr.encode() if start.csr else None, imsi=start.imsi, sec=start.sec,
                                       request_id=request_id(request))

@@ -24,14 +24,13 @@ from starlette.routing import Route
 from bootstrap import __version__
 from bootstrap.auth import hmac_scheme
 from bootstrap.auth.attestation import METHODS, Evidence
-from bootstrap.body import validate
 from bootstrap.dm.mo import ddf_url, trust_fingerprint
-from bootstrap.errors import AuthenticationFailed, DmBootstrapError
+from bootstrap.errors import AuthenticationFailed
 from bootstrap.runtime import Runtime
 from bootstrap.services.authorities import authority_urls
 from bootstrap.services.enrollment import EnrollmentOutcome
 from bootstrap.web.bodies import EnrollBody
-from bootstrap.web.common import JSON, media_type, parse_json, request_id, runtime_of
+from bootstrap.web.common import JSON, refusals_recorded, request_id, runtime_of
 from bootstrap.web.openapi import request_body
 from bootstrap.web.problems import PROBLEM_TYPE
 from bootstrap.web.tls import client_certificate, client_chain
@@ -94,16 +93,9 @@ async def enroll(request: Request) -> Response:
     """Enroll one device; the answer is its certificate, account and trust anchors."""
     runtime = runtime_of(request)
     body = await request.body()
-    document: Any = None
-    try:
-        document = parse_json(media_type(request), body)
-        enrollment = validate(EnrollBody, document)
+    async with refusals_recorded(request, channel="json") as device:
+        enrollment = device.parse(EnrollBody, body)
         evidence = await run_in_threadpool(_evidence, request, enrollment.token, body)
-    except DmBootstrapError as exc:
-        dev = document.get("dev_id") if isinstance(document, dict) else None
-        await run_in_threadpool(runtime.enrollment.record_refusal, dev, "-", exc, channel="json",
-                                request_id=request_id(request))
-        raise
     outcome = await run_in_threadpool(
         runtime.enrollment.enroll, enrollment.dev_id, evidence, enrollment.csr.encode(),
         declared_mos=None if enrollment.mos is None else [m.model_dump(exclude_none=True) for m in enrollment.mos],

@@ -12,12 +12,12 @@ Binary bodies (WBXML, DER, OCSP) are left alone: NUL is an ordinary byte there.
 
 from __future__ import annotations
 
-import json
 import re
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from bootstrap.errors import InvalidRequest
+from bootstrap.web.middleware import HttpMiddleware, send_problem
 
 __all__ = ["NulGuardMiddleware"]
 
@@ -36,21 +36,16 @@ def _body_pattern(content_type: bytes) -> re.Pattern[bytes] | None:
     return None
 
 
-class NulGuardMiddleware:
+class NulGuardMiddleware(HttpMiddleware):
     """Refuses NUL characters in the path, the query string and textual bodies with 400 problem+json."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = str(scope.get("path", ""))
         raw_path = bytes(scope.get("raw_path") or b"")
         query = bytes(scope.get("query_string", b""))
         if "\x00" in path or b"\x00" in query or _PERCENT_NUL.search(query) or _PERCENT_NUL.search(raw_path):
-            await _refuse(send, "the request path or query contains a NUL character")
+            await send_problem(send, 400, "invalid-request", "Invalid request",
+                               "the request path or query contains a NUL character")
             return
         pattern = _body_pattern(dict(scope["headers"]).get(b"content-type", b""))
         if pattern is None:
@@ -69,12 +64,3 @@ class NulGuardMiddleware:
             return message
 
         await self.app(scope, checked, send)
-
-
-async def _refuse(send: Send, detail: str) -> None:
-    body = json.dumps({"type": "urn:dmboot:problem:invalid-request", "title": "Invalid request", "status": 400,
-                       "detail": detail}).encode()
-    await send({"type": "http.response.start", "status": 400,
-                "headers": [(b"content-type", b"application/problem+json"),
-                            (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})

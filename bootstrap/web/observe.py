@@ -18,9 +18,10 @@ import secrets
 import time
 
 from starlette.routing import BaseRoute
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from bootstrap import metrics
+from bootstrap.web.middleware import HttpMiddleware
 
 __all__ = ["ObserveMiddleware", "route_template"]
 
@@ -62,16 +63,10 @@ def _auth_scheme(scope: Scope) -> str:
     return "session" if cookie else "none"
 
 
-class ObserveMiddleware:
+class ObserveMiddleware(HttpMiddleware):
     """Request id, request metrics and one access-log line per HTTP request."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         given = b""
         for name, value in scope["headers"]:

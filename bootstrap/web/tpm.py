@@ -30,12 +30,12 @@ from starlette.routing import Route
 from bootstrap.auth.attestation import Evidence
 from bootstrap.auth.tpm import TpmProof
 from bootstrap.body import Body, validate
-from bootstrap.errors import DmBootstrapError, InvalidRequest
+from bootstrap.errors import InvalidRequest
 from bootstrap.services.tpm import TpmStart
 from bootstrap.store.models.tpm import TpmManufacturerCaRow
 from bootstrap.web.auth import authorize
 from bootstrap.web.bodies import CertPem, CsrPem, DeclaredMos, DevId, Features
-from bootstrap.web.common import JSON, media_type, parse_json, read_model, request_id, runtime_of
+from bootstrap.web.common import JSON, read_model, refusals_recorded, request_id, runtime_of
 from bootstrap.web.enroll import content_document
 from bootstrap.web.openapi import request_body
 
@@ -115,27 +115,17 @@ def tpm_proof(members: Any, csr: bytes) -> TpmProof:
                     signature=_b64(body.signature, "signature"), csr=csr)
 
 
-def _dev_id(document: object) -> object:
-    return document.get("dev_id") if isinstance(document, dict) else None
-
-
 @request_body(TpmChallengeBody)
 async def challenge(request: Request) -> Response:
     """Round 1: EK certificate, EK and AK public areas and CSR in; a credential and a challenge out."""
     runtime = runtime_of(request)
     body = await request.body()
-    document: Any = None
-    try:
-        document = parse_json(media_type(request), body)
-        round1 = validate(TpmChallengeBody, document)
+    async with refusals_recorded(request, channel="json", method="tpm") as device:
+        round1 = device.parse(TpmChallengeBody, body)
         start = TpmStart(dev_id=round1.dev_id, ek_certificate=_b64(round1.ek_certificate, "ek_certificate"),
                          ek_chain=tuple(_b64(c, "ek_chain") for c in round1.ek_chain),
                          ek_public=_b64(round1.ek_public, "ek_public"), ak_public=_b64(round1.ak_public, "ak_public"),
                          csr=round1.csr.encode())
-    except DmBootstrapError as exc:
-        await run_in_threadpool(runtime.enrollment.record_refusal, _dev_id(document), "tpm", exc, channel="json",
-                                request_id=request_id(request))
-        raise
     answer = await run_in_threadpool(runtime.tpm.start, start, request_id=request_id(request))
     return JSONResponse({
         "credential_blob": base64.b64encode(answer.credential_blob).decode(),
@@ -150,16 +140,10 @@ async def enroll(request: Request) -> Response:
     """Round 2: the activated secret and the AK's certification of the CSR's key; the enrollment out."""
     runtime = runtime_of(request)
     body = await request.body()
-    document: Any = None
-    try:
-        document = parse_json(media_type(request), body)
-        round2 = validate(TpmEnrollBody, document)
+    async with refusals_recorded(request, channel="json", method="tpm") as device:
+        round2 = device.parse(TpmEnrollBody, body)
         csr = round2.csr.encode()
         proof = tpm_proof(round2, csr)
-    except DmBootstrapError as exc:
-        await run_in_threadpool(runtime.enrollment.record_refusal, _dev_id(document), "tpm", exc, channel="json",
-                                request_id=request_id(request))
-        raise
     outcome = await run_in_threadpool(
         runtime.enrollment.enroll, round2.dev_id, Evidence("tpm", tpm=proof, body=body), csr,
         declared_mos=None if round2.mos is None else [m.model_dump(exclude_none=True) for m in round2.mos],

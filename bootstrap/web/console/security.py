@@ -11,7 +11,9 @@ SameSite=Strict.
 from __future__ import annotations
 
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
+
+from bootstrap.web.middleware import HttpMiddleware
 
 __all__ = ["CSP", "PRE_COOKIE", "SESSION_COOKIE", "SecurityHeadersMiddleware", "clear_cookie", "set_cookie"]
 
@@ -31,16 +33,10 @@ _HEADERS = [
 ]
 
 
-class SecurityHeadersMiddleware:
+class SecurityHeadersMiddleware(HttpMiddleware):
     """Adds the console's security headers; HTML responses also get ``Cache-Control: no-store``."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
