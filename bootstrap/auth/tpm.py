@@ -63,7 +63,7 @@ from pki.tpm import (
 )
 
 __all__ = ["CHALLENGE_KEY_PATH", "CHALLENGE_TTL", "Challenge", "ChallengeSealer", "TpmProof", "TpmVerifier",
-           "check_ak", "check_ek", "spki"]
+           "check_ak", "check_ek", "device_public", "spki"]
 
 CHALLENGE_KEY_PATH = "tpm/challenge-key"
 #: Ours: how long a device has between round 1 and round 2.
@@ -203,7 +203,12 @@ class TpmProof:
     csr: bytes
 
 
-def _parse(data: bytes, what: str) -> TpmPublic:
+def device_public(data: bytes, what: str) -> TpmPublic:
+    """A TPM2B_PUBLIC the device sent, as ``what``; a malformed one is the device's fault (400).
+
+    Raises:
+        InvalidRequest: not a TPM2B_PUBLIC this service reads, naming ``what``.
+    """
     try:
         return parse_public(data, what=what)
     except PkiError as exc:
@@ -229,10 +234,10 @@ class TpmVerifier:
         if not hmac.compare_digest(challenge.secret, proof.secret):
             raise AuthenticationFailed("the activated secret is wrong: the credential was not activated by the TPM"
                                        " that holds this EK and AK", field="secret")
-        ak = _parse(proof.ak_public, "ak_public")
+        ak = device_public(proof.ak_public, "ak_public")
         if not hmac.compare_digest(ak.name.hex(), challenge.ak_name):
             raise AuthenticationFailed("ak_public is not the AK of round 1", field="ak_public")
-        key = _parse(proof.key_public, "key_public")
+        key = device_public(proof.key_public, "key_public")
         try:
             attest = parse_attest(proof.certify_info)
             signed = verify_signature(ak, proof.certify_info, proof.signature)

@@ -276,12 +276,7 @@ class ConfigService:
             InvalidRequest: not exactly one CA certificate.
             Conflict: the name or certificate is trusted already.
         """
-        cert = _one_certificate(pem, "pem")
-        try:
-            if not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
-                raise InvalidRequest("the certificate is not a CA certificate (cA=FALSE)", field="pem")
-        except x509.ExtensionNotFound:
-            raise InvalidRequest("the certificate has no basicConstraints: not a CA", field="pem") from None
+        cert = _one_ca_certificate(pem, "pem")
         row = ManufacturerCaRow(name=_name(name, "name"), fingerprint=fingerprint(cert),
                                 pem=cert.public_bytes(Encoding.PEM).decode())
         with self._db.session() as session:
@@ -377,6 +372,16 @@ def _one_certificate(pem: object, field_: str) -> x509.Certificate:
     if len(certs) != 1:
         raise InvalidRequest(f"{field_} must hold exactly one certificate, not {len(certs)}", field=field_)
     return certs[0]
+
+
+def _one_ca_certificate(pem: object, field_: str) -> x509.Certificate:
+    cert = _one_certificate(pem, field_)
+    try:
+        if not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+            raise InvalidRequest("the certificate is not a CA certificate (cA=FALSE)", field=field_)
+    except x509.ExtensionNotFound:
+        raise InvalidRequest("the certificate has no basicConstraints: not a CA", field=field_) from None
+    return cert
 
 
 def _check_anchor(pem: str | None) -> str | None:

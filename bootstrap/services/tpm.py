@@ -19,7 +19,15 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from sqlmodel import Session, select
 
 from bootstrap.auth.attestation import Attestation, applicable_profile
-from bootstrap.auth.tpm import Challenge, ChallengeSealer, check_ak, check_binding, check_ek, ek_fingerprint
+from bootstrap.auth.tpm import (
+    Challenge,
+    ChallengeSealer,
+    check_ak,
+    check_binding,
+    check_ek,
+    device_public,
+    ek_fingerprint,
+)
 from bootstrap.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
 from bootstrap.secrets.base import SecretStore
 from bootstrap.services.pipeline.authorizers import device_actor, valid_dev_id
@@ -28,7 +36,7 @@ from bootstrap.store.db import Database
 from bootstrap.store.models import DeviceRow, utcnow
 from pki.csr import parse_csr
 from pki.errors import PkiError
-from pki.tpm import TpmPublic, make_credential, parse_public
+from pki.tpm import make_credential
 
 __all__ = ["TpmChallengeService", "TpmCredential", "TpmStart"]
 
@@ -64,13 +72,6 @@ def _certificate(data: bytes, what: str) -> x509.Certificate:
         raise InvalidRequest(f"{what} is not an X.509 certificate (DER or PEM)", field=what) from None
 
 
-def _public(data: bytes, what: str) -> TpmPublic:
-    try:
-        return parse_public(data, what=what)
-    except PkiError as exc:
-        raise InvalidRequest(exc.message, field=what) from None
-
-
 class TpmChallengeService:
     """Round 1 of TPM attestation (stateless: nothing is written but refusals)."""
 
@@ -98,7 +99,7 @@ class TpmChallengeService:
         dev_id = valid_dev_id(request.dev_id)
         certificate = _certificate(request.ek_certificate, "ek_certificate")
         chain = tuple(_certificate(c, "ek_chain") for c in request.ek_chain)
-        ek, ak = _public(request.ek_public, "ek_public"), _public(request.ak_public, "ak_public")
+        ek, ak = device_public(request.ek_public, "ek_public"), device_public(request.ak_public, "ak_public")
         try:
             csr = parse_csr(request.csr)
         except PkiError as exc:

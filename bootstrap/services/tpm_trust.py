@@ -6,13 +6,12 @@ its devices carry. Every change is an audit event.
 
 from __future__ import annotations
 
-from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from sqlmodel import Session, col, select
 
-from bootstrap.errors import Conflict, InvalidRequest, NotFound
+from bootstrap.errors import Conflict, NotFound
 from bootstrap.services.audit import append_event
-from bootstrap.services.config import _name, _one_certificate
+from bootstrap.services.config import _name, _one_ca_certificate
 from bootstrap.store.db import Database
 from bootstrap.store.models import EnrollmentProfileRow
 from bootstrap.store.models.tpm import TpmManufacturerCaRow
@@ -42,12 +41,7 @@ class TpmTrustService:
             NotFound: no such profile.
             Conflict: the name or certificate is registered for the profile already.
         """
-        cert = _one_certificate(pem, "pem")
-        try:
-            if not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
-                raise InvalidRequest("the certificate is not a CA certificate (cA=FALSE)", field="pem")
-        except x509.ExtensionNotFound:
-            raise InvalidRequest("the certificate has no basicConstraints: not a CA", field="pem") from None
+        cert = _one_ca_certificate(pem, "pem")
         name = _name(name, "name")
         with self._db.session() as session:
             owner = _profile(session, profile)
