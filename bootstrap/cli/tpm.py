@@ -60,15 +60,17 @@ def list_(profile: Annotated[str | None, typer.Option("--profile", help="Only th
 @handled
 def disable(name: Annotated[str, typer.Argument(help="CA name.")], profile: ProfileOpt) -> None:
     """Stop trusting a TPM manufacturer CA (EK certificates chaining only to it are refused)."""
-    with open_runtime() as runtime:
-        runtime.tpm_trust.set_enabled(profile, name, False, actor=cli_actor())
-    typer.echo(f"disabled {name} in profile {profile}")
+    _set_enabled(name, profile, False)
 
 
 @app.command("enable")
 @handled
 def enable(name: Annotated[str, typer.Argument(help="CA name.")], profile: ProfileOpt) -> None:
     """Trust a disabled TPM manufacturer CA again."""
+    _set_enabled(name, profile, True)
+
+
+def _set_enabled(name: str, profile: str, enabled: bool) -> None:
     with open_runtime() as runtime:
-        runtime.tpm_trust.set_enabled(profile, name, True, actor=cli_actor())
-    typer.echo(f"enabled {name} in profile {profile}")
+        runtime.tpm_trust.set_enabled(profile, name, enabled, actor=cli_actor())
+    typer.echo(f"{'enabled' if enabled else 'disabled'} {name} in profile {profile}")

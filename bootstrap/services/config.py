@@ -11,11 +11,12 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from sqlalchemy import ColumnElement
 from sqlmodel import Session, col, select
 
 from bootstrap.dm.ddf import DdfRegistry, MoValidationError
@@ -43,6 +44,8 @@ from pki.profiles import Names, get_profile
 
 __all__ = ["DELIVERY_MODES", "ConfigService", "ProfileSpec", "ProfileView"]
 
+#: A DM server or a data repository: registered the same way (a free key, a URL, an anchor).
+_Endpoint = TypeVar("_Endpoint", DmServerRow, DataRepositoryRow)
 _SERVER_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -70,13 +73,8 @@ class ConfigService:
                                  field="server_id")
         row = DmServerRow(server_id=server_id, name=_label(name or server_id, "name"),
                           url=_check_url(url, "url"), trust_anchor_pem=_check_anchor(trust_anchor_pem))
-        with self._db.session() as session:
-            if session.exec(select(DmServerRow).where(DmServerRow.server_id == server_id)).first():
-                raise Conflict(f"a DM server {server_id!r} exists already", field="server_id")
-            session.add(row)
-            append_event(session, actor=actor, action="dm-server.create", outcome="success", target=server_id,
-                         detail={"url": row.url, "anchor": _anchor_print(row.trust_anchor_pem)})
-        return row
+        return self._register(row, DmServerRow.server_id == server_id, server_id, what="DM server",
+                              field_="server_id", action="dm-server.create", actor=actor)
 
     def list_servers(self) -> list[DmServerRow]:
         """Every DM server, by SrvID."""
@@ -103,6 +101,17 @@ class ConfigService:
             session.delete(row)
             append_event(session, actor=actor, action="dm-server.delete", outcome="success", target=server_id)
 
+    def _register(self, row: _Endpoint, taken: ColumnElement[bool] | bool, key: str, *, what: str, field_: str,
+                  action: str, actor: str) -> _Endpoint:
+        """Add a DM server or data repository whose key is free, audited with its URL and anchor."""
+        with self._db.session() as session:
+            if session.exec(select(type(row)).where(taken)).first():
+                raise Conflict(f"a {what} {key!r} exists already", field=field_)
+            session.add(row)
+            append_event(session, actor=actor, action=action, outcome="success", target=key,
+                         detail={"url": row.url, "anchor": _anchor_print(row.trust_anchor_pem)})
+        return row
+
     # -- data repositories ----------------------------------------------------------------
 
     def add_repository(self, name: str, url: str, trust_anchor_pem: str | None = None, *,
@@ -115,13 +124,8 @@ class ConfigService:
         """
         row = DataRepositoryRow(name=_name(name, "name"), url=_check_url(url, "url"),
                                 trust_anchor_pem=_check_anchor(trust_anchor_pem))
-        with self._db.session() as session:
-            if session.exec(select(DataRepositoryRow).where(DataRepositoryRow.name == name)).first():
-                raise Conflict(f"a data repository {name!r} exists already", field="name")
-            session.add(row)
-            append_event(session, actor=actor, action="data-repository.create", outcome="success", target=name,
-                         detail={"url": row.url, "anchor": _anchor_print(row.trust_anchor_pem)})
-        return row
+        return self._register(row, DataRepositoryRow.name == name, name, what="data repository", field_="name",
+                              action="data-repository.create", actor=actor)
 
     def list_repositories(self) -> list[DataRepositoryRow]:
         """Every data repository, by name."""
