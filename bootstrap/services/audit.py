@@ -31,7 +31,8 @@ from bootstrap import metrics
 from bootstrap.store.db import WriteSession
 from bootstrap.store.models import AuditEvent, AuditHead, utcnow
 
-__all__ = ["GENESIS", "AuditRecord", "append_event", "append_events", "event_hash", "insert_rows"]
+__all__ = ["GENESIS", "AuditRecord", "append_event", "append_events", "drop_queued", "event_hash", "insert_rows",
+           "mark_savepoint"]
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +132,7 @@ def _count_written(session: OrmSession) -> None:
 
 @event.listens_for(WriteSession, "after_transaction_create")
 def _mark_savepoint(session: OrmSession, transaction: SessionTransaction) -> None:
-    if transaction.nested:  # remember where the savepoint's events start
-        session.info.setdefault(_MARKS, {})[id(transaction)] = len(session.info.get(_QUEUE, ()))
+    mark_savepoint(session, transaction, _QUEUE, _MARKS)
 
 
 @event.listens_for(WriteSession, "after_transaction_end")
@@ -143,17 +143,34 @@ def _forget_savepoints(session: OrmSession, transaction: SessionTransaction) -> 
 
 @event.listens_for(WriteSession, "after_soft_rollback")
 def _drop_queued(session: OrmSession, previous: SessionTransaction) -> None:
-    # A savepoint that rolls back drops only its own events (group commit: one
-    # request of a batch fails alone); the whole transaction drops them all.
+    drop_queued(session, previous, _QUEUE, _MARKS, _WRITTEN)
+
+
+def mark_savepoint(session: OrmSession, transaction: SessionTransaction, queue: str, marks: str) -> None:
+    """For a new savepoint, remember where its entries of ``session.info[queue]`` start.
+
+    With :func:`drop_queued`, a list queued per transaction (audit events, deferred rows)
+    follows savepoints: call both from the session's ``after_transaction_create`` and
+    ``after_soft_rollback`` listeners.
+    """
+    if transaction.nested:
+        session.info.setdefault(marks, {})[id(transaction)] = len(session.info.get(queue, ()))
+
+
+def drop_queued(session: OrmSession, previous: SessionTransaction, queue: str, marks: str, *also: str) -> None:
+    """After a rollback, drop what the rolled-back transaction queued in ``session.info[queue]``.
+
+    A savepoint that rolls back drops only its own entries (group commit: one request of a
+    batch fails alone); the whole transaction drops them all, with the ``also`` keys.
+    """
     if previous.nested:
-        mark = session.info.get(_MARKS, {}).get(id(previous))
-        queued = session.info.get(_QUEUE)
+        mark = session.info.get(marks, {}).get(id(previous))
+        queued = session.info.get(queue)
         if mark is not None and queued is not None:
             del queued[mark:]
     elif previous.parent is None:
-        session.info.pop(_QUEUE, None)
-        session.info.pop(_MARKS, None)
-        session.info.pop(_WRITTEN, None)
+        for key in (queue, marks, *also):
+            session.info.pop(key, None)
 
 
 _MULTIROW: dict[tuple[str, int, tuple[str, ...]], Any] = {}

@@ -25,6 +25,7 @@ from bootstrap.auth.principals import hash_token
 from bootstrap.errors import Conflict, InvalidRequest, NotFound, SecretConflict
 from bootstrap.secrets.base import SecretStore
 from bootstrap.services.audit import append_event
+from bootstrap.services.config import _profile
 from bootstrap.store.db import Database
 from bootstrap.store.models import DeviceRow, DmServerRow, EnrollmentProfileRow, EnrollmentTokenRow, row_id, utcnow
 from pki.identity import check_dev_id
@@ -267,13 +268,6 @@ def _device(session: Session, dev_id: str | None) -> DeviceRow:
     row = session.exec(select(DeviceRow).where(DeviceRow.dev_id == dev_id)).first()
     if row is None:
         raise NotFound(f"no device {dev_id!r}", field="dev_id")
-    return row
-
-
-def _profile(session: Session, name: str) -> EnrollmentProfileRow:
-    row = session.exec(select(EnrollmentProfileRow).where(EnrollmentProfileRow.name == name)).first()
-    if row is None:
-        raise NotFound(f"no enrollment profile {name!r}", field="profile")
     return row
 
 

@@ -7,24 +7,17 @@ its devices carry. Every change is an audit event.
 from __future__ import annotations
 
 from cryptography.hazmat.primitives.serialization import Encoding
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
 
 from bootstrap.errors import Conflict, NotFound
 from bootstrap.services.audit import append_event
-from bootstrap.services.config import _name, _one_ca_certificate
+from bootstrap.services.config import _name, _one_ca_certificate, _profile
 from bootstrap.store.db import Database
 from bootstrap.store.models import EnrollmentProfileRow
 from bootstrap.store.models.tpm import TpmManufacturerCaRow
 from pki.authority import fingerprint
 
 __all__ = ["TpmTrustService"]
-
-
-def _profile(session: Session, name: str) -> EnrollmentProfileRow:
-    row = session.exec(select(EnrollmentProfileRow).where(EnrollmentProfileRow.name == name)).first()
-    if row is None:
-        raise NotFound(f"no enrollment profile {name!r}", field="profile")
-    return row
 
 
 class TpmTrustService:

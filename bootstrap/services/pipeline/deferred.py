@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session
 
-from bootstrap.services.audit import insert_rows
+from bootstrap.services.audit import drop_queued, insert_rows, mark_savepoint
 
 __all__ = ["defer_execute", "defer_insert", "defer_update", "flush_deferred", "pending"]
 
@@ -83,20 +83,12 @@ event.listen(OrmSession, "before_commit", flush_deferred, insert=True)
 
 @event.listens_for(OrmSession, "after_transaction_create")
 def _mark_savepoint(session: OrmSession, transaction: SessionTransaction) -> None:
-    if transaction.nested:
-        session.info.setdefault(_MARKS, {})[id(transaction)] = len(session.info.get(_QUEUE, ()))
+    mark_savepoint(session, transaction, _QUEUE, _MARKS)
 
 
 @event.listens_for(OrmSession, "after_soft_rollback")
 def _drop_queued(session: OrmSession, previous: SessionTransaction) -> None:
-    if previous.nested:
-        mark = session.info.get(_MARKS, {}).get(id(previous))
-        queued = session.info.get(_QUEUE)
-        if mark is not None and queued is not None:
-            del queued[mark:]
-    elif previous.parent is None:
-        session.info.pop(_QUEUE, None)
-        session.info.pop(_MARKS, None)
+    drop_queued(session, previous, _QUEUE, _MARKS)
 
 
 @event.listens_for(OrmSession, "after_transaction_end")
