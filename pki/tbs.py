@@ -43,18 +43,9 @@ def sign_certificate(builder: x509.CertificateBuilder, signer: Signer) -> x509.C
     if isinstance(signer, LocalSigner):
         return builder.sign(signer.private_key, algorithm)
     draft = builder.sign(throwaway_key(signer.key_type), algorithm)
-    outer = asn1_x509.Certificate.load(draft.public_bytes(Encoding.DER))
-    signature = _sign(signer, draft.tbs_certificate_bytes)
-    certificate = asn1_x509.Certificate(
-        {
-            "tbs_certificate": outer["tbs_certificate"],
-            "signature_algorithm": outer["signature_algorithm"],
-            "signature_value": asn1_core.OctetBitString(signature),
-        }
-    )
-    # No force=True: the TBS keeps the exact bytes that were signed (a re-encoding could
-    # differ from them), and skipping the recursive re-encode saves ~4 ms per certificate.
-    return x509.load_der_x509_certificate(certificate.dump())
+    der = _assemble(asn1_x509.Certificate, draft.public_bytes(Encoding.DER), "tbs_certificate", "signature_value",
+                    _sign(signer, draft.tbs_certificate_bytes))
+    return x509.load_der_x509_certificate(der)
 
 
 def sign_crl(builder: x509.CertificateRevocationListBuilder, signer: Signer) -> x509.CertificateRevocationList:
@@ -63,16 +54,9 @@ def sign_crl(builder: x509.CertificateRevocationListBuilder, signer: Signer) -> 
     if isinstance(signer, LocalSigner):
         return builder.sign(signer.private_key, algorithm)
     draft = builder.sign(throwaway_key(signer.key_type), algorithm)
-    outer = asn1_crl.CertificateList.load(draft.public_bytes(Encoding.DER))
-    signature = _sign(signer, draft.tbs_certlist_bytes)
-    crl = asn1_crl.CertificateList(
-        {
-            "tbs_cert_list": outer["tbs_cert_list"],
-            "signature_algorithm": outer["signature_algorithm"],
-            "signature": asn1_core.OctetBitString(signature),
-        }
-    )
-    return x509.load_der_x509_crl(crl.dump())  # the signed bytes as they are (see sign_certificate)
+    der = _assemble(asn1_crl.CertificateList, draft.public_bytes(Encoding.DER), "tbs_cert_list", "signature",
+                    _sign(signer, draft.tbs_certlist_bytes))
+    return x509.load_der_x509_crl(der)
 
 
 def check_signature(certificate: x509.Certificate, issuer: x509.Certificate) -> None:
@@ -92,3 +76,17 @@ def _sign(signer: Signer, tbs: bytes) -> bytes:
     if not isinstance(signature, bytes) or not signature:
         raise SignerError(f"{signer!r} returned no signature")
     return signature
+
+
+def _assemble(outer_type: type[asn1_core.Sequence], draft_der: bytes, tbs_field: str, signature_field: str,
+              signature: bytes) -> bytes:
+    """The draft's TBS and signatureAlgorithm with the real signature: a certificate or a CRL, DER."""
+    outer = outer_type.load(draft_der)
+    signed = outer_type({
+        tbs_field: outer[tbs_field],
+        "signature_algorithm": outer["signature_algorithm"],
+        signature_field: asn1_core.OctetBitString(signature),
+    })
+    # No force=True: the TBS keeps the exact bytes that were signed (a re-encoding could
+    # differ from them), and skipping the recursive re-encode saves ~4 ms per certificate.
+    return bytes(signed.dump())
