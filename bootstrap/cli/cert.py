@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from bootstrap.cli.common import cli_actor, emit_json, handled, open_runtime, shown_of_total
+from bootstrap.cli.common import cli_actor, emit_issued, emit_json, handled, open_runtime, shown_of_total
 from bootstrap.errors import DmBootstrapError
 
 if TYPE_CHECKING:
@@ -63,23 +63,9 @@ def cert_issue(
         raise DmBootstrapError(f"CSR file {csr} does not exist")
     with open_runtime() as runtime:
         issued = runtime.issuance.issue_from_csr(csr.read_bytes(), profile, Requester(cli_actor()))
-    if out is not None:
-        out.write_text(issued.chain_pem)
-    if as_json:
-        emit_json(
-            {
-                "serial": issued.serial_hex,
-                "profile": issued.profile,
-                "fingerprint": issued.fingerprint,
-                "not_after": issued.certificate.not_valid_after_utc.isoformat(),
-                "out": str(out) if out else None,
-                "pem": None if out else issued.chain_pem,
-            }
-        )
-    elif out is None:
-        typer.echo(issued.chain_pem, nl=False)
-    else:
-        typer.echo(f"issued serial {issued.serial_hex} ({issued.profile}) -> {out}", err=True)
+    emit_issued(issued, out, as_json=as_json, label=issued.profile, facts={
+        "serial": issued.serial_hex, "profile": issued.profile, "fingerprint": issued.fingerprint,
+        "not_after": issued.certificate.not_valid_after_utc.isoformat()})
 
 
 @app.command("list")

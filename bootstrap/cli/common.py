@@ -20,10 +20,11 @@ from pki.errors import PkiError
 
 if TYPE_CHECKING:
     from bootstrap.runtime import Runtime
+    from pki.authority import IssuedCertificate
 
 __all__ = [
-    "JsonOpt", "State", "cli_actor", "emit_json", "fail", "handled", "keystore_warning_once", "load_settings",
-    "load_settings_with_sources", "no_data_dir_message", "open_runtime", "print_record", "print_rows", "read_optional",
+    "JsonOpt", "State", "cli_actor", "emit_issued", "emit_json", "fail", "handled", "keystore_warning_once",
+    "load_settings", "load_settings_with_sources", "no_data_dir_message", "open_runtime", "print_record", "print_rows", "read_optional",
     "shown_of_total", "state",
 ]
 
@@ -145,6 +146,27 @@ def shown_of_total(shown: int, total: int, what: str, *, next_page: str | None =
 def emit_json(data: Any) -> None:
     """Print ``data`` as indented JSON."""
     typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def emit_issued(issued: IssuedCertificate, out: Path | None, *, as_json: bool, label: str,
+                facts: dict[str, Any]) -> None:
+    """Hand over an issued certificate: its chain written to ``out`` if given, then reported.
+
+    Args:
+        issued: The certificate.
+        out: Where to write the PEM chain; None prints it on stdout (unless ``as_json``).
+        as_json: Report ``facts`` with ``out`` and ``pem`` (the chain when not written) as JSON.
+        label: In the one line on stderr after writing ``out`` (the certificate profile).
+        facts: The JSON members before ``out`` and ``pem``.
+    """
+    if out is not None:
+        out.write_text(issued.chain_pem)
+    if as_json:
+        emit_json({**facts, "out": str(out) if out else None, "pem": None if out else issued.chain_pem})
+    elif out is None:
+        typer.echo(issued.chain_pem, nl=False)
+    else:
+        typer.echo(f"issued serial {issued.serial_hex} ({label}) -> {out}", err=True)
 
 
 #: The ``--json`` option of a command that prints data.

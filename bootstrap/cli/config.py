@@ -17,6 +17,7 @@ from bootstrap import strict_json
 from bootstrap.cli.common import (
     JsonOpt,
     cli_actor,
+    emit_issued,
     emit_json,
     handled,
     open_runtime,
@@ -94,15 +95,8 @@ def _issue(kind: str, ident: str, csr: Path, out: Path | None, as_json: bool) ->
     text = read_optional(csr, "CSR") or ""
     with open_runtime() as runtime:
         issued = runtime.config.issue_server_certificate(kind, ident, text, actor=cli_actor())
-    if out is not None:
-        out.write_text(issued.chain_pem)
-    if as_json:
-        emit_json({"serial": issued.serial_hex, "fingerprint": issued.fingerprint, "out": str(out) if out else None,
-                   "pem": None if out else issued.chain_pem})
-    elif out is None:
-        typer.echo(issued.chain_pem, nl=False)
-    else:
-        typer.echo(f"issued serial {issued.serial_hex} ({kind}) -> {out}", err=True)
+    emit_issued(issued, out, as_json=as_json, label=kind,
+                facts={"serial": issued.serial_hex, "fingerprint": issued.fingerprint})
 
 
 @server_app.command("cert")
