@@ -24,8 +24,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "JsonOpt", "State", "cli_actor", "emit_issued", "emit_json", "fail", "handled", "keystore_warning_once",
-    "load_settings", "load_settings_with_sources", "no_data_dir_message", "open_runtime", "print_record", "print_rows", "read_optional",
-    "shown_of_total", "state",
+    "load_settings", "load_settings_with_sources", "no_data_dir_message", "open_runtime", "print_record", "print_rows",
+    "read_optional", "shown_of_total", "state",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
