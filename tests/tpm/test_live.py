@@ -6,7 +6,8 @@ certificate verifies the signature; then the device does a TLS 1.3 handshake wit
 that requires a client certificate chained to the service's root (``openssl s_server
 -Verify``), its CertificateVerify signed in the TPM through the tpm2-openssl provider, behind
 a resource manager (``tpm2-abrmd``; docs/tpm.md). The same client without the certificate,
-and a client whose key is not the TPM's and whose certificate is not the service's, are refused.
+a client whose key is not the TPM's and whose certificate is not the service's, and the
+service's certificate with a software key, are refused.
 """
 
 from __future__ import annotations
@@ -144,6 +145,10 @@ def test_a_tpm_device_enrolls_across_replicas_and_its_tpm_signs_for_the_certific
         foreign = _s_client(env, *tls, "-cert", str(software_cert), "-key", str(software_key))
         assert "HTTP/1.0 200 ok" not in foreign.stdout
         assert "unknown ca" in foreign.stderr, foreign.stderr
+        # The service's certificate is worth nothing without the TPM's key: OpenSSL will not pair it with another.
+        stolen = _s_client(env, *tls, "-cert", str(leaf), "-cert_chain", str(issuers), "-key", str(software_key))
+        assert stolen.returncode != 0 and "HTTP/1.0 200 ok" not in stolen.stdout
+        assert "key values mismatch" in stolen.stderr, stolen.stderr
 
 
 def _software_identity(folder: Path, common_name: str) -> tuple[Path, Path]:
