@@ -154,17 +154,18 @@ def test_browser_walkthrough(page: object) -> None:
     p.fill("input[name=validity_days]", "99999")  # type: ignore[attr-defined]
     p.fill("textarea[name=extra_mos]", json.dumps([PACKAGE], indent=2))  # type: ignore[attr-defined]
     p.click("button:has-text('Create profile')")  # type: ignore[attr-defined]
-    assert "validity_days" in p.inner_text("#form-error")  # type: ignore[attr-defined]
-    assert "3650" in p.inner_text("#error-validity_days")  # type: ignore[attr-defined]
-    _shot(p, "02-profile-validation")
-    p.fill("input[name=validity_days]", "730")  # type: ignore[attr-defined]
-    p.click("button:has-text('Create profile')")  # type: ignore[attr-defined]
-    # The bad MOID is named at its own field, with everything typed kept.
-    assert "MOIDs" in p.inner_text("#error-dmacc-Perm")  # type: ignore[attr-defined]
+    # The first problem (the bad MOID) is named at its own field, with everything typed kept.
+    assert "dmacc.Perm" in p.inner_text("#form-error")  # type: ignore[attr-defined]
+    assert "MOID" in p.inner_text("#error-dmacc-Perm")  # type: ignore[attr-defined]
     assert p.input_value("input[name=dmacc_Name]") == "Home DM"  # type: ignore[attr-defined]
     assert p.is_checked("input[aria-label='default: dm-work']")  # type: ignore[attr-defined]
-    _shot(p, "02b-profile-dmacc-field-error")
+    _shot(p, "02-profile-dmacc-field-error")
     p.fill("textarea[name=dmacc_Perm]", "urn:oma:mo:oma-dm-devinfo:1.0")  # type: ignore[attr-defined]
+    p.click("button:has-text('Create profile')")  # type: ignore[attr-defined]
+    assert "validity_days" in p.inner_text("#form-error")  # type: ignore[attr-defined]
+    assert "3650" in p.inner_text("#error-validity_days")  # type: ignore[attr-defined]
+    _shot(p, "02b-profile-validation")
+    p.fill("input[name=validity_days]", "730")  # type: ignore[attr-defined]
     p.click("button:has-text('Create profile')")  # type: ignore[attr-defined]
     p.wait_for_url("**/console/profiles?done=profile")  # type: ignore[attr-defined]
     assert "dm-work, dm-home" in p.inner_text("table")  # type: ignore[attr-defined]
