@@ -19,8 +19,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from pki.identity import device_uri
+from tests.enrollment.support import make_maker
 from tests.factories import make_csr
 from tests.support.peers import require_module, require_peer
 from tests.support.servers import free_port
@@ -240,3 +242,16 @@ def test_browser_walkthrough(page: object) -> None:
     _shot(p, "07-audit")
     p.goto("/console/audit/verify")  # type: ignore[attr-defined]
     assert p.is_visible("#chain-ok")  # type: ignore[attr-defined]
+
+    # 7. A TPM maker's EK root, trusted for the profile (TPM attestation, docs/tpm.md).
+    ek_root = make_maker("Browser TPM Maker Root").cert.public_bytes(Encoding.PEM).decode()
+    p.goto("/console/cas")  # type: ignore[attr-defined]
+    p.click("#tpm-ca-add summary")  # type: ignore[attr-defined]
+    p.select_option("#tpm-ca-add select[name=profile]", "home-fleet")  # type: ignore[attr-defined]
+    p.fill("#tpm-ca-add input[name=name]", "tpm-maker-root")  # type: ignore[attr-defined]
+    p.fill("#tpm-ca-add textarea[name=pem]", ek_root)  # type: ignore[attr-defined]
+    p.click("#tpm-ca-add button")  # type: ignore[attr-defined]
+    p.wait_for_url("**/console/cas?done=tpm")  # type: ignore[attr-defined]
+    row = p.inner_text("#tpm-cas")  # type: ignore[attr-defined]
+    assert "home-fleet" in row and "tpm-maker-root" in row and "enabled" in row
+    _shot(p, "08-tpm-maker-ca")
