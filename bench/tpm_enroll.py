@@ -10,7 +10,7 @@ whose EK it knows already, so every round runs the whole exchange.
 The device's TPM work is the wall-clock bottleneck (swtpm, subprocesses), so this row
 reports what it can measure fairly: server CPU-seconds (server processes plus the
 scratch database's PostgreSQL backends) per enrollment, the same for the crypto ceiling
-(bench/common.py ``CeilingBench``, one P-256 certificate), and ``cpu_ratio`` = ceiling
+(bench/ceiling.py ``CeilingBench``, one P-256 certificate), and ``cpu_ratio`` = ceiling
 CPU per certificate / server CPU per TPM enrollment, the figure bench/enroll.py reports
 for the other channels.
 
