@@ -14,6 +14,8 @@ Rows, for each ``--workers`` and ``--concurrency`` (medians of ``--runs`` runs):
 - ``json``: ``POST /api/v1/enroll`` with the token in the body;
 - ``est``: EST ``simpleenroll`` (RFC 7030) with HTTP Basic (DevID, token);
 - ``dm2+3`` (``--channels`` ``dm2-full``): package 1->2, then package 3 -> 204;
+- ``tpm`` (``--channels ...,tpm``): TPM 2.0 attestation, round 1 + swtpm + round 2, one
+  worker, one at a time (bench/tpm_enroll.py; the swtpm device is the wall-clock bound);
 - ``openbao``: ``pki/sign/<role>`` on ``bao server -dev -dev-tls`` (bench/openbao_pki.py);
 - ``growth @N`` (``--rows``): ``dm2`` at the middle concurrency, one worker, after N
   certificate rows and N audit rows were bulk-loaded (bench/growth.py).
@@ -80,7 +82,7 @@ from tests.support.servers import free_port, wait_ready
 
 PROFILE = "bench"
 DMBOOT = str(Path(sys.executable).with_name("dmboot"))
-CHANNELS = ("dm2", "json", "est", "dm2-full")
+CHANNELS = ("dm2", "json", "est", "dm2-full", "tpm")
 
 # -- the server ----------------------------------------------------------------------------
 
@@ -366,7 +368,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                                    "throughput_ratio": 1.0, "cpu_ratio": 1.0,
                                    "server_cpu_us": 1e6 / c0.certs_per_cpu_second}]
     for workers in _ints(args.workers):
-        rows += bench_server(args, workers, channels, ceiling)
+        rows += bench_server(args, workers, [c for c in channels if c != "tpm"], ceiling)
+    if "tpm" in channels:
+        from bench.tpm_enroll import bench_tpm
+        rows += bench_tpm(args, ceiling)
     if args.openbao:
         rows += bench_openbao(args, ceiling)
     rows += bench_growth(args, ceiling)

@@ -3,7 +3,7 @@
 Rows (medians of ``--runs`` interleaved runs; every run provisions ``--devices`` new
 devices in one batch, chunk by chunk as the API and the CLI do):
 
-- ``ceiling (cryptography)``: the bare loop of bench/common.py (parse and verify a P-256
+- ``ceiling (cryptography)``: the bare loop of bench/ceiling.py (parse and verify a P-256
   CSR, build and sign the device leaf, PEM), one core - the baseline of both ratios;
 - ``factory, device CSRs``: ``BatchService.submit`` with device-made CSRs: CSR checks,
   signing, and per chunk of 250 one transaction with the certificate rows, factory items,

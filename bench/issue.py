@@ -2,7 +2,7 @@
 
 Rows (medians of ``--runs`` interleaved runs, each a warm-up then ``--seconds``):
 
-- ``ceiling``: bare cryptography loop (bench/common.py), one core;
+- ``ceiling``: bare cryptography loop (bench/ceiling.py), one core;
 - ``library``: ``pki.csr.parse_csr`` + ``CertificateAuthority.issue_for_csr`` + PEM, no database;
 - ``store``: ``IssuanceService.issue_from_csr`` - parse and verify, key and profile policy,
   sign, insert the certificate row, append the audit event, commit - on the embedded

@@ -14,7 +14,7 @@ Rows (medians of ``--runs`` interleaved runs, each a warm-up then ``--seconds``)
   response signed in the last 5 minutes while the status in the database is unchanged
   (RFC 5019), so this is a status lookup per request.
 
-Also printed: the issuance ceiling of bench/common.py for context (certificates/s).
+Also printed: the issuance ceiling of bench/ceiling.py for context (certificates/s).
 Single process, single thread (one of the two cores). Requests ask about a pool of
 issued certificates, a tenth of them revoked.
 

@@ -3,7 +3,7 @@
 One run, the same pre-generated CSRs for every path, one OpenBao server, one database kind.
 Rows (medians of ``--runs`` interleaved runs, each a warm-up then ``--seconds``):
 
-- ``ceiling``: the bare cryptography loop of bench/common.py, one core;
+- ``ceiling``: the bare cryptography loop of bench/ceiling.py, one core;
 - ``library, local key``: ``parse_csr`` + ``CertificateAuthority.issue_for_csr`` + PEM, the CA
   key in this process (a ``LocalSigner``), no database;
 - ``library, Transit``: the same with the CA key in Vault Transit (``VaultTransitSigner``:

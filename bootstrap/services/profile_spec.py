@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StrictBool, StrictStr
 
-from bootstrap.body import INTEGER, NO_NUL, Body, validate
+from bootstrap.body import INTEGER, MOID, NAME, NO_NUL, NODE, PRINTABLE, Body, validate
 from bootstrap.store.models import EnrollmentProfileRow
 from pki.errors import KeyPolicyError
 from pki.keys import KeyType
@@ -26,10 +26,6 @@ __all__ = ["DELIVERY_MODES", "MAX_VALIDITY_DAYS", "ProfileBody", "ProfileReplace
 #: flow, the default) or - ours - inline PUT (DM-HLF-004) with the OMADM-Session header.
 DELIVERY_MODES = ("hget", "inline")
 MAX_VALIDITY_DAYS = 3650
-_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-#: urn:<NID>:<NSS>, the NSS printable ASCII without / ? # (RFC 8141 as MOIDs use it).
-_MOID = r"^[uU][rR][nN]:[A-Za-z0-9][A-Za-z0-9-]{0,31}:[!\"$-.0->@-~]+$"
-_NODE = r"^[^/?#\s\x00]{1,64}$"
 
 
 class NotiBody(Body):
@@ -43,14 +39,14 @@ class DmaccBody(Body):
     """DMAcc 1.2 settings of a profile; SrvID and SrvURI come from the DM server."""
 
     Name: Annotated[StrictStr, Field(max_length=256, pattern=r"^[^\x00]*[^\s\x00][^\x00]*$")] | None = None
-    Perm: Annotated[list[Annotated[StrictStr, Field(pattern=_MOID)]], Field(min_length=1)] | None = None
+    Perm: Annotated[list[Annotated[StrictStr, Field(pattern=MOID)]], Field(min_length=1)] | None = None
     Noti: NotiBody | None = None
     dm1_auth: Literal["DIGEST", "HMAC"] | None = None
     dm1_sec: Literal["NETWORKID", "USERPIN", "USERPIN_NETWORKID"] | None = None
-    dm1_account: Annotated[StrictStr, Field(pattern=_NODE)] | None = None
+    dm1_account: Annotated[StrictStr, Field(pattern=NODE)] | None = None
 
 
-Name = Annotated[StrictStr, Field(pattern=_NAME)]
+Name = Annotated[StrictStr, Field(pattern=NAME)]
 KeyTypeName = Literal["p256", "p384", "ed25519", "rsa2048", "rsa3072", "rsa4096"]
 Method = Literal["token", "group-key", "idevid", "current-cert", "tpm"]
 
@@ -60,7 +56,7 @@ class ProfileBody(Body):
 
     name: Name
     description: Annotated[StrictStr, Field(max_length=1024, pattern=NO_NUL)] = ""
-    dm_servers: Annotated[list[Annotated[StrictStr, Field(pattern=r"^[!-~]{1,128}$")]], Field(min_length=1)]
+    dm_servers: Annotated[list[Annotated[StrictStr, Field(pattern=PRINTABLE)]], Field(min_length=1)]
     data_repositories: list[Name] = []
     dmacc: DmaccBody = DmaccBody()
     certificate_profile: Literal["device"] = "device"

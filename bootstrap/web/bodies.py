@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field, StrictBool, StrictStr
 
 from bootstrap.auth.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
-from bootstrap.body import INTEGER, NO_NUL, Body, JsonInt
+from bootstrap.body import FINGERPRINT, INTEGER, MOID, NAME, NO_NUL, PRINTABLE, URL, Body, JsonInt
 
 __all__ = ["QUOTA_MAX", "TOKEN_TTL_SECONDS_MAX", "TTL_DAYS_MAX", "AdminBody", "AdminUpdateBody", "ApiTokenBody",
            "BootstrapCompleteBody", "CsrBody", "DeclaredMoBody", "DeclaredMos", "DeviceBody", "DeviceKeysBody",
@@ -30,16 +30,10 @@ QUOTA_MAX = 2**31 - 1
 #: A one-time enrollment token lives at most 366 days (bootstrap.services.devices).
 TOKEN_TTL_SECONDS_MAX = 366 * 24 * 3600
 
-#: Printable ASCII without spaces: DMAcc SrvID, DevID (pki.identity).
-_PRINTABLE = r"^[!-~]{1,128}$"
-_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-#: https, a host name or IPv4 address, a port, then printable ASCII (the service parses the rest).
-_URL = r"^https://[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.?(:[0-9]{1,5})?([/?#][!-~]*)?$"
-_FINGERPRINT = r"^[sS][hH][aA]256:[0-9A-Fa-f]{64}$"  # the service lower-cases it
 
-Name = Annotated[StrictStr, Field(pattern=_NAME)]
-DevId = Annotated[StrictStr, Field(pattern=_PRINTABLE)]
-Url = Annotated[StrictStr, Field(pattern=_URL, max_length=1024)]
+Name = Annotated[StrictStr, Field(pattern=NAME)]
+DevId = Annotated[StrictStr, Field(pattern=PRINTABLE)]
+Url = Annotated[StrictStr, Field(pattern=URL, max_length=1024)]
 # PEM texts: whether one decodes, the service says (400 bad-csr, invalid-request naming the member).
 CertPem = Annotated[StrictStr, Field(min_length=1, max_length=64 * 1024, json_schema_extra={"format": "x509-pem"})]
 CsrPem = Annotated[StrictStr, Field(min_length=1, max_length=16 * 1024, json_schema_extra={"format": "pkcs10-pem"})]
@@ -56,7 +50,7 @@ class EmptyBody(Body):
 class ServerBody(Body):
     """A DM server to register (DMAcc SrvID and SrvURI; the anchor defaults to our root CA)."""
 
-    server_id: Annotated[StrictStr, Field(pattern=_PRINTABLE, description="DMAcc SrvID")]
+    server_id: Annotated[StrictStr, Field(pattern=PRINTABLE, description="DMAcc SrvID")]
     name: Annotated[StrictStr, Field(max_length=256, pattern=r"^([^\x00]*[^\s\x00][^\x00]*)?$")] = ""
     url: Url
     trust_anchor_pem: CertPem | None = None
@@ -87,16 +81,16 @@ class DeviceBody(Body):
 
     dev_id: DevId
     profile: Name
-    idevid_fingerprint: Annotated[StrictStr, Field(pattern=_FINGERPRINT)] | None = None
-    dm_server: Annotated[StrictStr, Field(pattern=_PRINTABLE)] | None = None
+    idevid_fingerprint: Annotated[StrictStr, Field(pattern=FINGERPRINT)] | None = None
+    dm_server: Annotated[StrictStr, Field(pattern=PRINTABLE)] | None = None
 
 
 class DeviceUpdateBody(Body):
     """What to change of a device: block or re-admit it, choose its DM server, set its IDevID."""
 
     status: Literal["blocked", "registered"] | None = None
-    dm_server: Annotated[StrictStr, Field(pattern=_PRINTABLE)] | None = None
-    idevid_fingerprint: Annotated[StrictStr, Field(pattern=_FINGERPRINT)] | None = None
+    dm_server: Annotated[StrictStr, Field(pattern=PRINTABLE)] | None = None
+    idevid_fingerprint: Annotated[StrictStr, Field(pattern=FINGERPRINT)] | None = None
 
 
 class EnrollmentTokenBody(Body):
@@ -166,7 +160,7 @@ class ApiTokenBody(Body):
         "if": {"required": ["roles"], "properties": {"roles": {"contains": {"const": "factory-line"}}}},
         "then": {"required": ["allowed_profiles"], "properties": {"allowed_profiles": {"minItems": 1}}}})
 
-    name: Annotated[StrictStr, Field(pattern=_NAME)]
+    name: Annotated[StrictStr, Field(pattern=NAME)]
     roles: Roles
     ttl_days: Annotated[int, Field(ge=1, le=TTL_DAYS_MAX), INTEGER] | None = None
     allowed_profiles: list[Name] = []
@@ -174,14 +168,13 @@ class ApiTokenBody(Body):
 
 
 #: urn:<NID>:<NSS>, the NSS printable ASCII without / ? # (RFC 8141 as MOIDs use it).
-_MOID = r"^[uU][rR][nN]:[A-Za-z0-9][A-Za-z0-9-]{0,31}:[!\"$-.0->@-~]+$"
 Scalar = Annotated[StrictStr, Field(max_length=256, pattern=NO_NUL)] | StrictBool | JsonInt | float
 
 
 class DeclaredMoBody(Body):
     """An MO the device supports (DM-HLF-001): its MOID, instance ids, and where its DDF is."""
 
-    MOID: Annotated[StrictStr, Field(pattern=_MOID)]
+    MOID: Annotated[StrictStr, Field(pattern=MOID)]
     MIID: Annotated[list[Annotated[StrictStr, Field(max_length=256, pattern=NO_NUL)]], Field(max_length=64)] = []
     DDF: Annotated[StrictStr, Field(max_length=1024, pattern=NO_NUL)] | None = None
 

@@ -47,7 +47,8 @@ TPM_ENROLL_PATH = "/api/v1/enroll/tpm"
 _MAX_B64 = 8192
 
 #: Binary members: base64 (standard alphabet, padding optional), at most 8192 characters.
-B64 = Annotated[StrictStr, Field(min_length=1, max_length=_MAX_B64, pattern=r"^[A-Za-z0-9+/]+={0,2}$",
+B64 = Annotated[StrictStr, Field(min_length=2, max_length=_MAX_B64,
+                                 pattern=r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}(?:==)?|[A-Za-z0-9+/]{3}=?)?$",
                                  json_schema_extra={"contentEncoding": "base64"})]
 
 

@@ -19,8 +19,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from pki.identity import device_uri
+from tests.enrollment.support import make_maker
 from tests.factories import make_csr
 from tests.support.peers import require_module, require_peer
 from tests.support.servers import free_port
@@ -154,17 +156,18 @@ def test_browser_walkthrough(page: object) -> None:
     p.fill("input[name=validity_days]", "99999")  # type: ignore[attr-defined]
     p.fill("textarea[name=extra_mos]", json.dumps([PACKAGE], indent=2))  # type: ignore[attr-defined]
     p.click("button:has-text('Create profile')")  # type: ignore[attr-defined]
-    assert "validity_days" in p.inner_text("#form-error")  # type: ignore[attr-defined]
-    assert "3650" in p.inner_text("#error-validity_days")  # type: ignore[attr-defined]
-    _shot(p, "02-profile-validation")
-    p.fill("input[name=validity_days]", "730")  # type: ignore[attr-defined]
-    p.click("button:has-text('Create profile')")  # type: ignore[attr-defined]
-    # The bad MOID is named at its own field, with everything typed kept.
-    assert "MOIDs" in p.inner_text("#error-dmacc-Perm")  # type: ignore[attr-defined]
+    # The first problem (the bad MOID) is named at its own field, with everything typed kept.
+    assert "dmacc.Perm" in p.inner_text("#form-error")  # type: ignore[attr-defined]
+    assert "MOID" in p.inner_text("#error-dmacc-Perm")  # type: ignore[attr-defined]
     assert p.input_value("input[name=dmacc_Name]") == "Home DM"  # type: ignore[attr-defined]
     assert p.is_checked("input[aria-label='default: dm-work']")  # type: ignore[attr-defined]
-    _shot(p, "02b-profile-dmacc-field-error")
+    _shot(p, "02-profile-dmacc-field-error")
     p.fill("textarea[name=dmacc_Perm]", "urn:oma:mo:oma-dm-devinfo:1.0")  # type: ignore[attr-defined]
+    p.click("button:has-text('Create profile')")  # type: ignore[attr-defined]
+    assert "validity_days" in p.inner_text("#form-error")  # type: ignore[attr-defined]
+    assert "3650" in p.inner_text("#error-validity_days")  # type: ignore[attr-defined]
+    _shot(p, "02b-profile-validation")
+    p.fill("input[name=validity_days]", "730")  # type: ignore[attr-defined]
     p.click("button:has-text('Create profile')")  # type: ignore[attr-defined]
     p.wait_for_url("**/console/profiles?done=profile")  # type: ignore[attr-defined]
     assert "dm-work, dm-home" in p.inner_text("table")  # type: ignore[attr-defined]
@@ -239,3 +242,16 @@ def test_browser_walkthrough(page: object) -> None:
     _shot(p, "07-audit")
     p.goto("/console/audit/verify")  # type: ignore[attr-defined]
     assert p.is_visible("#chain-ok")  # type: ignore[attr-defined]
+
+    # 7. A TPM maker's EK root, trusted for the profile (TPM attestation, docs/tpm.md).
+    ek_root = make_maker("Browser TPM Maker Root").cert.public_bytes(Encoding.PEM).decode()
+    p.goto("/console/cas")  # type: ignore[attr-defined]
+    p.click("#tpm-ca-add summary")  # type: ignore[attr-defined]
+    p.select_option("#tpm-ca-add select[name=profile]", "home-fleet")  # type: ignore[attr-defined]
+    p.fill("#tpm-ca-add input[name=name]", "tpm-maker-root")  # type: ignore[attr-defined]
+    p.fill("#tpm-ca-add textarea[name=pem]", ek_root)  # type: ignore[attr-defined]
+    p.click("#tpm-ca-add button")  # type: ignore[attr-defined]
+    p.wait_for_url("**/console/cas?done=tpm")  # type: ignore[attr-defined]
+    row = p.inner_text("#tpm-cas")  # type: ignore[attr-defined]
+    assert "home-fleet" in row and "tpm-maker-root" in row and "enabled" in row
+    _shot(p, "08-tpm-maker-ca")

@@ -91,7 +91,7 @@ def test_profile_editor_sets_the_default_server_and_dmacc_fields(client: TestCli
     bad = client.post("/console/profiles/fleet", data=_profile_form(csrf, default_server="dm1",
                                                                     dmacc_Perm="not-a-moid"))
     assert bad.status_code == 400
-    assert 'id="error-dmacc-Perm">dmacc.Perm must be a non-empty list of MOIDs' in bad.text
+    assert 'id="error-dmacc-Perm">dmacc.Perm.0: must be a MOID such as urn:oma:mo:oma-dm-devinfo:1.0' in bad.text
     assert "not-a-moid</textarea>" in bad.text
     assert console_runtime.config.get_profile("fleet").dm_servers == ("dm2", "dm1")  # nothing saved
     # The default alone (not ticked) is still a server of the profile, first.

@@ -172,9 +172,8 @@ class PeerServer:
         if "urn:oma:at:dm:2.0:BootstrapComplete" in alerts:
             request = urllib.request.Request(  # noqa: S310 - https only
                 f"{self.origin}/api/v1/devices/{dev_id}/bootstrap-complete",
-                                             data=b"", method="POST",
+                                             data=b"{}", method="POST",
                                              headers={"Authorization": f"Bearer {self.api_token}",
-                                                      # urllib would label the empty body form-urlencoded: a 415
                                                       "Content-Type": "application/json"})
             context = ssl.create_default_context(cadata=self.origin_trust)
             try:

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ from asn1crypto import csr as asn1csr
 from asn1crypto import pem
 from cryptography import x509
 
-__all__ = ["SoftTpm", "TpmCommandFailed", "TpmKey", "TpmMaker", "tpm_maker", "tpm_device"]
+__all__ = ["SoftTpm", "TpmCommandFailed", "TpmKey", "TpmMaker", "resource_manager", "tpm_maker", "tpm_device"]
 
 #: A restricted signing key that may leave the TPM (fixedTPM and fixedParent clear): not an AK.
 MOVABLE_AK = "sensitivedataorigin|userwithauth|restricted|sign"
@@ -224,6 +225,46 @@ class SoftTpm:
         finally:
             self.run("tpm2_flushcontext", str(session))
         return out.read_bytes()
+
+
+@contextmanager
+def resource_manager(tpm: SoftTpm) -> Iterator[dict[str, str]]:
+    """``tpm2-abrmd`` in front of ``tpm``, on a D-Bus of its own: the environment its clients need.
+
+    swtpm has three transient object slots; the tpm2-openssl provider keeps a hash
+    sequence per digest context, and a TLS 1.3 handshake copies its transcript hash
+    more often than that. The resource manager swaps objects in and out, as a device's
+    kernel resource manager (/dev/tpmrm0) does. While it runs it holds swtpm's one
+    connection, so ``tpm.run`` is not for use inside the block.
+    """
+    bus = subprocess.Popen(["dbus-daemon", "--session", "--nofork", "--nopidfile", "--print-address=1"],
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    abrmd: subprocess.Popen[bytes] | None = None
+    try:
+        assert bus.stdout is not None
+        address = bus.stdout.readline().strip()
+        env = {**os.environ, "DBUS_SESSION_BUS_ADDRESS": address}
+        abrmd = subprocess.Popen(["tpm2-abrmd", "--session", f"--tcti={tpm.tcti}", "--allow-root"], env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        tcti = "tabrmd:bus_type=session"
+        env |= {"TPM2TOOLS_TCTI": tcti, "TPM2OPENSSL_TCTI": tcti}
+        for _ in range(500):  # until abrmd owns its bus name; a readiness wait, not a time limit
+            probe = subprocess.run(["tpm2_getcap", "properties-fixed"], env=env, capture_output=True, check=False)
+            if probe.returncode == 0:
+                break
+            if abrmd.poll() is not None:
+                raise RuntimeError("tpm2-abrmd exited")
+            time.sleep(0.02)
+        else:
+            raise RuntimeError("tpm2-abrmd does not answer")
+        yield env
+    finally:
+        for process in (abrmd, bus):
+            if process is not None:
+                process.terminate()
+                process.wait()
+        if bus.stdout is not None:
+            bus.stdout.close()
 
 
 @pytest.fixture

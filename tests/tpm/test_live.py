@@ -2,24 +2,29 @@
 
 Round 1 goes to one replica and round 2 to the other (nothing of the exchange lives in
 a process). The certificate's key is the TPM's: the TPM signs with it (``tpm2_sign``) and the
-certificate verifies the signature. (A TLS handshake signed in swtpm through the
-tpm2-openssl provider does not complete: swtpm has three object slots and no
-resource manager, and the provider's digest contexts use them up; docs/tpm.md.)
+certificate verifies the signature; then the device does a TLS 1.3 handshake with a server
+that requires a client certificate chained to the service's root (``openssl s_server
+-Verify``), its CertificateVerify signed in the TPM through the tpm2-openssl provider, behind
+a resource manager (``tpm2-abrmd``; docs/tpm.md). The same client without the certificate,
+a client whose key is not the TPM's and whose certificate is not the service's, and the
+service's certificate with a software key, are refused.
 """
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import os
 import secrets
+import socket
 import ssl
 import subprocess
 import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,15 +33,16 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from cryptography.x509.oid import NameOID
 
 from bootstrap.runtime import Runtime
 from bootstrap.settings import Secret, Settings
 from pki.tpm import TPM_RESIDENT_KEY_POLICY
 from tests.conftest import postgres_schema
 from tests.enrollment.support import ADMIN, GROUP, certificates_for, configure
-from tests.support.servers import free_port, wait_ready
-from tests.support.tpm import SoftTpm, TpmMaker
+from tests.support.servers import free_port, poll, stop_process, wait_ready
+from tests.support.tpm import SoftTpm, TpmMaker, resource_manager
 from tests.tpm.device import CHALLENGE, ENROLL, Post, TpmDevice, chain_der
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -119,6 +125,75 @@ def test_a_tpm_device_enrolls_across_replicas_and_its_tpm_signs_for_the_certific
     public = chain[0].public_key()
     assert isinstance(public, ec.EllipticCurvePublicKey)
     public.verify(signature.read_bytes(), message, ec.ECDSA(hashes.SHA256()))
+
+    # Mutual TLS with the TPM-resident key: a server that admits only certificates chained to our root.
+    leaf, issuers = tmp_path / "device.pem", tmp_path / "issuers.pem"
+    leaf.write_bytes(chain[0].public_bytes(Encoding.PEM))
+    issuers.write_bytes(b"".join(c.public_bytes(Encoding.PEM) for c in chain[1:]))
+    with _mtls_server(tmp_path, replicas.root_pem) as (port, server_ca), resource_manager(device.tpm) as env:
+        tls = ["-connect", f"127.0.0.1:{port}", "-CAfile", str(server_ca), "-verify_return_error", "-tls1_3"]
+        admitted = _s_client(env, *tls, "-provider", "tpm2", "-provider", "default",
+                             "-cert", str(leaf), "-cert_chain", str(issuers), "-key", f"handle:{device.handle}")
+        assert admitted.returncode == 0 and "HTTP/1.0 200 ok" in admitted.stdout, admitted.stdout + admitted.stderr
+        # s_server -www echoes the client certificate it verified: the one the service issued.
+        assert "Client certificate" in admitted.stdout
+        assert chain[0].public_bytes(Encoding.PEM).decode().strip() in admitted.stdout.replace("\r\n", "\n")
+        without = _s_client(env, *tls)
+        assert "HTTP/1.0 200 ok" not in without.stdout
+        assert "certificate required" in without.stderr, without.stderr
+        software_cert, software_key = _software_identity(tmp_path, DEV)
+        foreign = _s_client(env, *tls, "-cert", str(software_cert), "-key", str(software_key))
+        assert "HTTP/1.0 200 ok" not in foreign.stdout
+        assert "unknown ca" in foreign.stderr, foreign.stderr
+        # The service's certificate is worth nothing without the TPM's key: OpenSSL will not pair it with another.
+        stolen = _s_client(env, *tls, "-cert", str(leaf), "-cert_chain", str(issuers), "-key", str(software_key))
+        assert stolen.returncode != 0 and "HTTP/1.0 200 ok" not in stolen.stdout
+        assert "key values mismatch" in stolen.stderr, stolen.stderr
+
+
+def _software_identity(folder: Path, common_name: str) -> tuple[Path, Path]:
+    """A self-signed certificate and its software key: a client identity that is neither the TPM's nor ours."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = folder / f"{secrets.token_hex(3)}.crt", folder / f"{secrets.token_hex(3)}.key"
+    cert_path.write_bytes(cert.public_bytes(Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    return cert_path, key_path
+
+
+@contextmanager
+def _mtls_server(folder: Path, client_ca: Path) -> Iterator[tuple[int, Path]]:
+    """``openssl s_server`` requiring a client certificate chained to ``client_ca``: (port, its own cert)."""
+    cert, key = _software_identity(folder, "localhost")
+    port = free_port()
+    log = folder / "s_server.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            ["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-cert", str(cert), "-key", str(key),
+             "-Verify", "2", "-CAfile", str(client_ca), "-verify_return_error", "-www"],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        assert poll(lambda: _listening(port) or process.poll() is not None, bool) and process.poll() is None, \
+            log.read_text()
+        yield port, cert
+    finally:
+        stop_process(process)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _s_client(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["openssl", "s_client", "-ign_eof", *argv], input="GET / HTTP/1.0\r\n\r\n", env=env,
+                          capture_output=True, text=True, check=False)
 
 
 def test_a_replayed_round_two_on_the_other_replica_is_refused(replicas: Replicas, tpm_device: SoftTpm,

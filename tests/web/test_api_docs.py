@@ -35,7 +35,7 @@ def test_every_api_route_is_in_the_route_table(runtime: Runtime) -> None:
     for route in create_app(runtime=runtime).routes:
         if not isinstance(route, Route) or not route.path.startswith("/api/v1/"):
             continue
-        path = re.sub(r"\{([a-z_]+)(:path)?\}", r"{\1}", route.path.removeprefix("/api/v1"))
+        path = re.sub(r"\{([a-z_]+)(:[a-z]+)?\}", r"{\1}", route.path.removeprefix("/api/v1"))
         path = path.replace("{id}", "{server_id}") if path.startswith("/dm-servers") else path
         path = path.replace("{id}", "{name}") if path.startswith("/data-repositories") else path
         for method in sorted((route.methods or set()) - {"HEAD"}):

@@ -146,3 +146,18 @@ def test_replacing_a_profile_whose_name_no_profile_can_have_is_404(client: TestC
                                                                   admin: dict[str, str]) -> None:
     response = client.put("/api/v1/profiles/%3A", json={"dm_servers": ["dm1"]}, headers=admin)
     assert response.status_code == 404, response.text  # was a 500 (found by schemathesis)
+
+
+@pytest.mark.parametrize(("body", "detail"), [
+    ({"name": "p", "dm_servers": ["dm1"], "dmacc": {"Perm": ["not-a-moid"]}},
+     "dmacc.Perm.0: must be a MOID such as urn:oma:mo:oma-dm-devinfo:1.0"),
+    ({"name": "p q", "dm_servers": ["dm1"]},
+     "name: must be a name of letters, digits, '.', '_' and '-' (at most 64, starting with a letter or digit)"),
+    ({"name": "p", "dm_servers": ["dm 1"]},
+     "dm_servers.0: must be printable ASCII without spaces, 1 to 128 characters"),
+], ids=["moid", "name", "server-id"])
+def test_a_pattern_mismatch_says_what_is_expected_not_the_regex(client: TestClient, admin: dict[str, str],
+                                                                body: dict[str, Any], detail: str) -> None:
+    response = client.post("/api/v1/profiles", json=body, headers=admin)
+    assert response.status_code == 400, response.text
+    assert response.json()["detail"] == detail

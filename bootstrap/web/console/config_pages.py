@@ -19,11 +19,11 @@ from bootstrap.web.console.context import ConsoleUser, page, render, runtime_of
 from pki.authority import fingerprint
 
 __all__ = ["cas", "dashboard", "maker_add", "profile_edit", "profile_new", "profile_save", "profiles",
-           "repository_add", "server_add", "servers"]
+           "repository_add", "server_add", "servers", "tpm_ca_add"]
 
 KEY_TYPES = ("p256", "p384", "ed25519", "rsa2048", "rsa3072", "rsa4096")
 _DONE = {"server": "DM server added.", "repository": "Data repository added.", "profile": "Profile saved.",
-         "maker": "Manufacturer CA added."}
+         "maker": "Manufacturer CA added.", "tpm": "TPM manufacturer CA added."}
 
 
 def _anchor(pem: str | None) -> str:
@@ -48,6 +48,7 @@ async def cas(request: Request, user: ConsoleUser) -> Response:
     responders = {authority_id: (end, renewal_point(start, end))
                   for authority_id, (start, end) in runtime.ocsp_renewal.latest().items()}
     return render(request, "cas.html", user, ours=ours, makers=runtime.config.list_manufacturer_cas(),
+                  tpm_makers=runtime.tpm_trust.list(), profiles=[v.row.name for v in runtime.config.list_profiles()],
                   anchors=anchors, responders=responders, done=_DONE.get(request.query_params.get("done", "")))
 
 
@@ -61,6 +62,18 @@ async def maker_add(request: Request, user: ConsoleUser) -> Response:
     except (InvalidRequest, Conflict) as exc:
         return render(request, "error.html", user, status_code=400, title="Not added", message=exc.message)
     return RedirectResponse("/console/cas?done=maker", status_code=303)
+
+
+@page("ca:manage")
+async def tpm_ca_add(request: Request, user: ConsoleUser) -> Response:
+    """Trust a TPM manufacturer CA (EK certificate root or intermediate) for one enrollment profile."""
+    form = await request.form()
+    try:
+        runtime_of(request).tpm_trust.add(str(form.get("profile", "")), str(form.get("name", "")),
+                                          str(form.get("pem", "")), actor=user.principal.actor)
+    except (InvalidRequest, Conflict, NotFound) as exc:
+        return render(request, "error.html", user, status_code=400, title="Not added", message=exc.message)
+    return RedirectResponse("/console/cas?done=tpm", status_code=303)
 
 
 @page("config:read")

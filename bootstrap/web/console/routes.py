@@ -43,6 +43,7 @@ def routes() -> list[BaseRoute]:
         Route("/logout", off_loop(login.logout), methods=["POST"]),
         Route("/cas", off_loop(config_pages.cas), methods=["GET"]),
         Route("/cas/manufacturers", off_loop(config_pages.maker_add), methods=["POST"]),
+        Route("/cas/tpm", off_loop(config_pages.tpm_ca_add), methods=["POST"]),
         Route("/servers", off_loop(config_pages.servers), methods=["GET"]),
         Route("/servers", off_loop(config_pages.server_add), methods=["POST"]),
         Route("/repositories", off_loop(config_pages.repository_add), methods=["POST"]),
