@@ -7,20 +7,13 @@ the one-winner rule is enforced by the database alone (DM-SYS-001).
 
 from __future__ import annotations
 
-import json
-import os
 import ssl
-import subprocess
-import sys
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
@@ -33,7 +26,7 @@ from pki.keys import KeyType, PrivateKey, generate_private_key
 from tests.conftest import postgres_schema
 from tests.enrollment.support import ADMIN, GROUP, Maker, configure, make_maker
 from tests.factories import make_csr
-from tests.support.servers import free_port, wait_ready
+from tests.support.servers import post_json, serve_replicas
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -69,30 +62,11 @@ def cluster(postgres_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -
                 root_pem.write_text(runtime.authorities.root_row(session).pem)
         finally:
             runtime.close()
-        env = {**os.environ, "DMBOOT_DATA_DIR": str(data_dir), "DMBOOT_DATABASE_URL": database_url,
-               "DMBOOT_KEYSTORE_PASSPHRASE": PASSPHRASE}
         context = ssl.create_default_context(cafile=str(root_pem))
-        urls = []
-        for index in range(2):
-            port = free_port()
-            log = stack.enter_context((data_dir.parent / f"serve-{index}.log").open("wb"))
-            process = subprocess.Popen([sys.executable, "-m", "bootstrap", "serve", "--port", str(port)], env=env,
-                                       stdout=log, stderr=subprocess.STDOUT)
-            stack.callback(process.wait, 30)
-            stack.callback(process.terminate)
-            wait_ready(f"https://localhost:{port}/healthz", context, process)
-            urls.append(f"https://localhost:{port}")
+        urls = serve_replicas(stack, {"DMBOOT_DATA_DIR": str(data_dir), "DMBOOT_DATABASE_URL": database_url,
+               "DMBOOT_KEYSTORE_PASSPHRASE": PASSPHRASE}, context, data_dir.parent)
         yield Cluster((urls[0], urls[1]), data_dir, settings, maker, root_pem)
 
-
-def _post(url: str, body: dict[str, Any], context: ssl.SSLContext) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",  # noqa: S310
-                                     headers={"content-type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, context=context, timeout=120) as response:  # noqa: S310
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
 
 
 def _pem_files(folder: Path, name: str, chain_pem: str, key: PrivateKey) -> tuple[Path, Path]:
@@ -112,7 +86,7 @@ def test_fifty_concurrent_claims_of_one_token_on_two_processes_give_one_certific
     context = ssl.create_default_context(cafile=str(cluster.root_pem))
     bodies = [{"dev_id": RACED, "csr": make_csr(RACED).decode(), "token": token} for _ in range(CLAIMS)]
     with ThreadPoolExecutor(max_workers=CLAIMS) as pool:
-        results = list(pool.map(lambda i: _post(f"{cluster.urls[i % 2]}/api/v1/enroll", bodies[i], context),
+        results = list(pool.map(lambda i: post_json(f"{cluster.urls[i % 2]}/api/v1/enroll", bodies[i], context),
                                 range(CLAIMS)))
     statuses = Counter(status for status, _ in results)
     assert statuses == {200: 1, 401: CLAIMS - 1}, statuses
@@ -143,18 +117,18 @@ def test_idevid_then_current_certificate_over_mutual_tls(cluster: Cluster, tmp_p
     context = ssl.create_default_context(cafile=str(cluster.root_pem))
     context.load_cert_chain(cert_file, key_file)
     key = generate_private_key(KeyType.P256)
-    status, document = _post(f"{cluster.urls[0]}/api/v1/enroll", {"dev_id": dev_id, "csr": make_csr(dev_id, key=key)
+    status, document = post_json(f"{cluster.urls[0]}/api/v1/enroll", {"dev_id": dev_id, "csr": make_csr(dev_id, key=key)
                              .decode()}, context)
     assert status == 200, document
     # Renewal over the other replica, authenticated by the certificate just issued.
     cert_file, key_file = _pem_files(tmp_path, "operational", document["certificate_chain_pem"], key)
     renewal = ssl.create_default_context(cafile=str(cluster.root_pem))
     renewal.load_cert_chain(cert_file, key_file)
-    status, renewed = _post(f"{cluster.urls[1]}/api/v1/enroll", {"dev_id": dev_id, "csr": make_csr(dev_id)
+    status, renewed = post_json(f"{cluster.urls[1]}/api/v1/enroll", {"dev_id": dev_id, "csr": make_csr(dev_id)
                             .decode()}, renewal)
     assert status == 200, renewed
     assert renewed["serial"] != document["serial"]
     # A device that presents no client certificate and nothing else is refused.
-    status, problem = _post(f"{cluster.urls[0]}/api/v1/enroll", {"dev_id": dev_id, "csr": make_csr(dev_id)
+    status, problem = post_json(f"{cluster.urls[0]}/api/v1/enroll", {"dev_id": dev_id, "csr": make_csr(dev_id)
                             .decode()}, ssl.create_default_context(cafile=str(cluster.root_pem)))
     assert status == 401 and "enrollment refused" in problem["detail"]  # the generic refusal of the channel

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import socket
 import ssl
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["free_port", "poll", "stop_process", "wait_ready"]
+__all__ = ["free_port", "poll", "post_json", "serve_replicas", "stop_process", "wait_ready"]
 
 #: How long a cold server start may take. A readiness wait, not a test time limit.
 READY_SECONDS = 120
@@ -71,3 +75,34 @@ def stop_process(process: subprocess.Popen[bytes] | None, how: signal.Signals = 
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def serve_replicas(stack: ExitStack, env_extra: dict[str, str], context: ssl.SSLContext, logs: Path,
+                   count: int = 2) -> tuple[str, ...]:
+    """``count`` real ``dmboot serve`` processes sharing one data dir and database (``env_extra``), each
+    on a free port, ready; stopped when ``stack`` closes. Their URLs, ``https://localhost:<port>``."""
+    env = {**os.environ, **env_extra}
+    urls = []
+    for index in range(count):
+        port = free_port()
+        log = stack.enter_context((logs / f"serve-{index}.log").open("wb"))
+        process = subprocess.Popen([sys.executable, "-m", "bootstrap", "serve", "--port", str(port)], env=env,
+                                   stdout=log, stderr=subprocess.STDOUT)
+        stack.callback(process.wait, 30)
+        stack.callback(process.terminate)
+        wait_ready(f"https://localhost:{port}/healthz", context, process)
+        urls.append(f"https://localhost:{port}")
+    return tuple(urls)
+
+
+def post_json(url: str, body: dict[str, Any], context: ssl.SSLContext) -> tuple[int, dict[str, Any]]:
+    """POST ``body`` as JSON; the status and the JSON answer (a problem document on an HTTP error)."""
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",  # noqa: S310 - https
+                                     headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=120) as response:  # noqa: S310 - https
+            answer: dict[str, Any] = json.loads(response.read())
+            return response.status, answer
+    except urllib.error.HTTPError as error:
+        problem: dict[str, Any] = json.loads(error.read())
+        return error.code, problem

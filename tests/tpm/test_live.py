@@ -14,15 +14,10 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import json
-import os
 import secrets
 import socket
 import ssl
 import subprocess
-import sys
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -41,7 +36,7 @@ from bootstrap.settings import Secret, Settings
 from pki.tpm import TPM_RESIDENT_KEY_POLICY
 from tests.conftest import postgres_schema
 from tests.enrollment.support import ADMIN, GROUP, certificates_for, configure
-from tests.support.servers import free_port, poll, stop_process, wait_ready
+from tests.support.servers import free_port, poll, post_json, serve_replicas, stop_process
 from tests.support.tpm import SoftTpm, TpmMaker, resource_manager
 from tests.tpm.device import CHALLENGE, ENROLL, Post, TpmDevice, chain_der
 
@@ -75,31 +70,15 @@ def replicas(postgres_admin_url: str, tmp_path: Path, tpm_maker: TpmMaker, tpm_d
                 root_pem.write_text(runtime.authorities.root_row(session).pem)
         finally:
             runtime.close()
-        env = {**os.environ, "DMBOOT_DATA_DIR": str(data_dir), "DMBOOT_DATABASE_URL": database_url,
-               "DMBOOT_KEYSTORE_PASSPHRASE": PASSPHRASE}
         context = ssl.create_default_context(cafile=str(root_pem))
-        urls = []
-        for index in range(2):
-            port = free_port()
-            log = stack.enter_context((tmp_path / f"serve-{index}.log").open("wb"))
-            process = subprocess.Popen([sys.executable, "-m", "bootstrap", "serve", "--port", str(port)], env=env,
-                                       stdout=log, stderr=subprocess.STDOUT)
-            stack.callback(process.wait, 30)
-            stack.callback(process.terminate)
-            wait_ready(f"https://localhost:{port}/healthz", context, process)
-            urls.append(f"https://localhost:{port}")
+        urls = serve_replicas(stack, {"DMBOOT_DATA_DIR": str(data_dir), "DMBOOT_DATABASE_URL": database_url,
+               "DMBOOT_KEYSTORE_PASSPHRASE": PASSPHRASE}, context, tmp_path)
         yield Replicas((urls[0], urls[1]), root_pem, settings)
 
 
 def _poster(base: str, context: ssl.SSLContext) -> Post:
     def post(path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        request = urllib.request.Request(base + path, data=json.dumps(body).encode(), method="POST",  # noqa: S310
-                                         headers={"content-type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, context=context, timeout=120) as response:  # noqa: S310
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read())
+        return post_json(base + path, body, context)
     return post
 
 
