@@ -27,13 +27,15 @@ from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from sqlalchemy import or_, update
+from sqlalchemy import Executable, bindparam, or_, update
+from sqlalchemy import select as core_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -60,6 +62,8 @@ from pki.paths import issued_by, validate_path
 __all__ = [
     "applicable_profile",
     "METHODS",
+    "TOKEN_CLAIM",
+    "prefetch_tokens",
     "Attestation",
     "CurrentCertificateVerifier",
     "Evidence",
@@ -103,6 +107,9 @@ class Attestation:
     profile_id: int | None = None
     #: For the audit trail: identifiers and fingerprints, never secrets.
     detail: dict[str, Any] = field(default_factory=dict)
+    #: Writes the evidence asks for (a token's claim), as (statement, parameters): the
+    #: pipeline runs them when the request commits, never when it fails.
+    writes: tuple[tuple[Executable, Mapping[str, Any]], ...] = ()
 
 
 class Verifier(Protocol):
@@ -122,13 +129,16 @@ class Verifier(Protocol):
 
 
 class TokenVerifier:
-    """One-time enrollment tokens: one conditional UPDATE decides the single winner.
+    """One-time enrollment tokens: a locking read decides, the claim is written at the commit.
 
-    ``UPDATE enrollment_token SET used_at=now WHERE token_hash=:h AND used_at IS NULL
-    AND expires_at > now AND (dev_id IS NULL OR dev_id=:dev)``: on PostgreSQL a racing
-    transaction waits on the row lock and then sees ``used_at`` set, so its ``RETURNING`` gives no row; on
-    SQLite writers are serialized by ``BEGIN IMMEDIATE``. The token stays unused
-    when the enrollment rolls back (a bad CSR does not burn it).
+    ``SELECT ... FROM enrollment_token WHERE token_hash=:h AND used_at IS NULL AND
+    expires_at > now AND (dev_id IS NULL OR dev_id=:dev) FOR UPDATE``: on PostgreSQL a
+    racing transaction waits on the row lock, then re-reads the row as the winner
+    committed it and finds ``used_at`` set, so it gets no row; on SQLite writers are
+    serialized by ``BEGIN IMMEDIATE``. The claim itself (``used_at``, ``used_by``) is
+    :attr:`Attestation.writes`: the pipeline runs it when the enrollment commits, with
+    the claims of the other requests of its group commit in one statement, and never
+    when the enrollment fails (a bad CSR does not burn the token).
     """
 
     method = "token"
@@ -144,19 +154,51 @@ class TokenVerifier:
         if not token:
             raise AuthenticationFailed("token attestation needs an enrollment token", field="token")
         digest = hash_token(token)
-        table = EnrollmentTokenRow.__table__  # type: ignore[attr-defined]
-        claim = (
-            update(table)
-            .where(table.c.token_hash == digest, table.c.used_at.is_(None), table.c.expires_at > now,
-                   or_(table.c.dev_id.is_(None), table.c.dev_id == dev_id))
-            .values(used_at=now, used_by=dev_id)
-            .returning(table.c.id, table.c.profile_id)
-        )
-        # RETURNING (PostgreSQL; SQLite >= 3.35): the claim and what it claimed in one statement.
-        claimed = session.connection().execute(claim).first()
-        if claimed is None:
-            raise _token_refusal(session, digest, dev_id, now)
-        return Attestation(self.method, dev_id, profile_id=int(claimed.profile_id), detail={"token_id": claimed.id})
+        prefetched: dict[str, Any] | None = session.info.get(_PREFETCHED)
+        if prefetched is not None and digest in prefetched:  # read and locked with its batch's others
+            row = prefetched.pop(digest)
+            if row is None or row.used_at is not None or row.expires_at <= now \
+                    or row.dev_id not in (None, dev_id):
+                raise _token_refusal(session, digest, dev_id, now)
+            claimable = row
+        else:
+            claimable = session.connection().execute(
+                _CLAIMABLE, {"digest": digest, "dev_id": dev_id, "now": now}).first()
+            if claimable is None:
+                raise _token_refusal(session, digest, dev_id, now)
+        return Attestation(self.method, dev_id, profile_id=int(claimable.profile_id),
+                           detail={"token_id": claimable.id},
+                           writes=((TOKEN_CLAIM, {"token_id": claimable.id, "used_at": now, "used_by": dev_id}),))
+
+
+_TOKENS = EnrollmentTokenRow.__table__  # type: ignore[attr-defined]
+_CLAIMABLE = (
+    select(_TOKENS.c.id, _TOKENS.c.profile_id)
+    .where(_TOKENS.c.token_hash == bindparam("digest"), _TOKENS.c.used_at.is_(None),
+           _TOKENS.c.expires_at > bindparam("now"),
+           or_(_TOKENS.c.dev_id.is_(None), _TOKENS.c.dev_id == bindparam("dev_id")))
+    .with_for_update()
+)
+_PREFETCHED = "dmboot.tokens.prefetched"  # session.info: token_hash -> its row (or None), read for a batch
+
+
+def prefetch_tokens(session: Session, digests: list[str]) -> None:
+    """Read and lock the tokens of ``digests`` in one statement, for the batch's verifications.
+
+    Each is used once (:meth:`TokenVerifier.verify` takes it from the session); rows
+    are locked in id order, as every batch locks them.
+    """
+    rows = session.connection().execute(
+        core_select(_TOKENS.c.id, _TOKENS.c.profile_id, _TOKENS.c.token_hash, _TOKENS.c.used_at, _TOKENS.c.expires_at,
+               _TOKENS.c.dev_id)
+        .where(_TOKENS.c.token_hash.in_(digests)).order_by(_TOKENS.c.id).with_for_update())
+    found = {row.token_hash: row for row in rows}
+    session.info[_PREFETCHED] = {digest: found.get(digest) for digest in digests}
+
+
+#: A token's claim: run at the commit of the enrollment that used it (:attr:`Attestation.writes`).
+TOKEN_CLAIM = (update(_TOKENS).where(_TOKENS.c.id == bindparam("token_id"))
+               .values(used_at=bindparam("used_at"), used_by=bindparam("used_by")))
 
 
 def _token_refusal(session: Session, digest: str, dev_id: str,

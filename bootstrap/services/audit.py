@@ -37,6 +37,8 @@ __all__ = ["GENESIS", "AuditRecord", "append_event", "append_events", "drop_queu
 log = logging.getLogger(__name__)
 
 _QUEUE = "dmboot.audit.queue"
+#: session.info: the events queued for this transaction's commit (a request of a group commit drops its own).
+QUEUE_KEY = _QUEUE
 _WRITTEN = "dmboot.audit.written"  # written in this transaction; counted by metrics once it commits
 _MARKS = "dmboot.audit.savepoints"
 

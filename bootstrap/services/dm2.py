@@ -200,7 +200,7 @@ class Dm2BootstrapService:
             initiation.dev_id, evidence, csr, declared_mos=declared_json(initiation.mos),
             features=dict(initiation.features), channel="dm2", request_id=request_id, finish=render,
         )
-        return built[0]
+        return built[-1]  # the work runs again when its batch's commit fails: the last run is the one committed
 
     def _bootstrap_certificate(self, content: BootstrapContent) -> bytes:
         """ServerPubKey: our TLS certificate; without one (in-process use), the anchor the device trusts."""

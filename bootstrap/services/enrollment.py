@@ -33,11 +33,11 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from sqlalchemy import Table, bindparam, delete, update
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy import delete
 from sqlmodel import Session, select
 
 from bootstrap.auth.attestation import Evidence
+from bootstrap.auth.principals import hash_token
 from bootstrap.dm.content import BootstrapContent
 from bootstrap.errors import (
     Conflict,
@@ -52,6 +52,8 @@ from bootstrap.services.authorities import AuthorityDirectory
 from bootstrap.services.content import ProfileContent, profile_content
 from bootstrap.services.issuance import IssuanceService
 from bootstrap.services.pipeline import DeviceAuthorizer, SignOptions, device_actor, valid_dev_id
+from bootstrap.services.pipeline.enrolled import record_enrolled
+from bootstrap.services.pipeline.prefetch import Needs
 from bootstrap.services.pipeline.refusals import audit_refusal
 from bootstrap.store.db import Database
 from bootstrap.store.models import (
@@ -76,9 +78,6 @@ _MAX_FEATURES = 64
 _MOID = re.compile(r"^urn:[A-Za-z0-9][A-Za-z0-9-]{0,31}:[^\s/?#]+$", re.IGNORECASE)
 _PURGE_ONE_IN = 32  # expired nonces are purged after about one group-key enrollment in 32
 _CONTENT = "dmboot.enrollment.content"  # session.info: profile content read in this transaction
-_DEVICES: Table = DeviceRow.__table__  # type: ignore[attr-defined]
-_ENROLLED = update(_DEVICES).where(_DEVICES.c.id == bindparam("device_id"))
-
 
 @dataclass(frozen=True)
 class EnrollmentOutcome:
@@ -145,7 +144,7 @@ class EnrollmentService:
             device, profile = options.device, options.enrollment_profile
             if device is None or profile is None or issued is None:  # pragma: no cover - a device grant has them
                 raise InvalidRequest("not a device enrollment")
-            _record_enrolled(session, device, issued.serial_hex, mos, feats)
+            record_enrolled(session, device, issued.serial_hex, mos=mos, features=feats)
             content = self._content(session, device, profile, issued, mos)
             append_event(session, actor=options.actor, action="device.enroll", outcome="success", target=dev_id,
                          request_id=request_id,
@@ -157,7 +156,8 @@ class EnrollmentService:
                 finish(session, outcome)
             return outcome
 
-        done = self._pipeline.issue(authorize, csr, request_id=request_id, after=after)
+        needs = Needs(dev_id, hash_token(evidence.token) if evidence.method == "token" and evidence.token else None)
+        done = self._pipeline.issue(authorize, csr, request_id=request_id, after=after, needs=needs)
         if evidence.method == "group-key" and secrets.randbelow(_PURGE_ONE_IN) == 0:
             self.purge_expired_nonces()
         return done.result
@@ -255,26 +255,6 @@ class EnrollmentService:
         except Exception:  # housekeeping only: another replica may be purging the same rows
             log.debug("nonce purge skipped", exc_info=True)
             return 0
-
-
-def _record_enrolled(session: Session, device: DeviceRow, serial_hex: str, mos: list[dict[str, Any]] | None,
-                     features: dict[str, Any] | None) -> None:
-    """The device is enrolled with ``serial_hex``: one Core UPDATE, not an ORM flush.
-
-    The loaded row leaves the session first and then takes the new values as its own:
-    the ORM has nothing to flush (its change tracking cost more than the UPDATE), and
-    a later request of the same batch loads the row afresh, so it never sees values
-    of a request whose savepoint rolled back.
-    """
-    values: dict[str, Any] = {"current_serial": serial_hex, "status": "enrolled", "updated_at": utcnow()}
-    if mos is not None:
-        values["declared_mos"] = mos
-    if features is not None:
-        values["features"] = features
-    session.connection().execute(_ENROLLED.values(**values), {"device_id": device.id})
-    session.expunge(device)
-    for name, value in values.items():
-        set_committed_value(device, name, value)
 
 
 def _audit_name(dev_id: object) -> str:

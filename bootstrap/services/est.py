@@ -51,6 +51,7 @@ from cryptography.x509.oid import NameOID
 from sqlmodel import Session, select
 
 from bootstrap.auth.attestation import Evidence, recorded_certificate
+from bootstrap.auth.principals import hash_token
 from bootstrap.errors import (
     AuthenticationFailed,
     InvalidRequest,
@@ -62,11 +63,13 @@ from bootstrap.services.audit import append_event
 from bootstrap.services.authorities import AuthorityDirectory
 from bootstrap.services.issuance import IssuanceService
 from bootstrap.services.pipeline import DeviceAuthorizer, SignOptions, check_certificate_current, device_actor
+from bootstrap.services.pipeline.enrolled import record_enrolled
+from bootstrap.services.pipeline.prefetch import Needs
 from bootstrap.services.pipeline.refusals import audit_refusal
 from bootstrap.services.pipeline.supersede import grace_of
 from bootstrap.services.revocation import is_device_blocked
 from bootstrap.store.db import Database
-from bootstrap.store.models import AuthorityRow, DeviceRow, EnrollmentProfileRow, utcnow
+from bootstrap.store.models import AuthorityRow, DeviceRow, EnrollmentProfileRow
 from pki.authority import IssuedCertificate
 from pki.csr import CsrInfo, parse_csr
 from pki.errors import CsrPolicyError
@@ -216,18 +219,18 @@ class EstService:
                 raise InvalidRequest("no certificate request", field="csr")
             if options.device is not None:
                 device = options.device
-                device.current_serial = issued.serial_hex
-                if device.status == "registered":
-                    device.status = "enrolled"
-                device.updated_at = utcnow()
-                session.add(device)
+                record_enrolled(session, device, issued.serial_hex,
+                                status="enrolled" if device.status == "registered" else device.status)
             append_event(session, actor=options.actor, action="est.reenroll" if reenroll else "est.enroll",
                          outcome="success", target=options.dev_id or issued.serial_hex, request_id=request_id,
                          detail={"label": label.name, "serial": issued.serial_hex,
                                  "profile": options.certificate_profile, **options.detail})
             return issued
 
-        return self._pipeline.issue(authorize, info, request_id=request_id, after=after).result
+        needs = None
+        if not reenroll and client.password is not None and (client.username or info.common_name):
+            needs = Needs(client.username or info.common_name, hash_token(client.password))
+        return self._pipeline.issue(authorize, info, request_id=request_id, after=after, needs=needs).result
 
     # -- simpleenroll: attestation ----------------------------------------------------------
 

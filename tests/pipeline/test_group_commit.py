@@ -5,17 +5,20 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 import pytest
 from sqlmodel import Session, select
 
+from bootstrap.auth import hmac_scheme
 from bootstrap.auth.attestation import Evidence
 from bootstrap.auth.principals import hash_token
+from bootstrap.errors import AuthenticationFailed
 from bootstrap.runtime import Runtime
 from bootstrap.services.audit import append_event
 from bootstrap.services.audit_verify import verify_chain
 from bootstrap.services.enrollment import EnrollmentOutcome
-from bootstrap.store.models import AuditEvent, CertificateRow, EnrollmentTokenRow
+from bootstrap.store.models import AuditEvent, CertificateRow, DeviceRow, EnrollmentTokenRow, UsedNonceRow
 from pki.errors import CsrPolicyError
 from tests.enrollment.support import ADMIN, GROUP
 from tests.factories import make_csr
@@ -154,6 +157,109 @@ def test_a_batch_reads_its_profile_s_servers_once_and_inserts_its_certificates_a
     assert sum(s.startswith("UPDATE CERTIFICATE SET SUPERSEDED_BY") for s in seen) == 1, seen  # one executemany
     # The chain head is locked once, at the batch's commit, not at each request's savepoint.
     assert sum(s.startswith("SELECT") and "FROM AUDIT_HEAD" in s for s in seen) == 1, seen
+    # The batch's devices and tokens are read (and locked) in one statement each, its token
+    # claims and device updates are one statement each, and no request needs a SAVEPOINT.
+    assert sum(s.startswith("SELECT") and "FROM DEVICE " in s for s in seen) == 1, seen
+    assert sum(s.startswith("SELECT") and "FROM ENROLLMENT_TOKEN " in s for s in seen) == 1, seen
+    assert sum(s.startswith("UPDATE ENROLLMENT_TOKEN ") for s in seen) == 1, seen
+    assert sum(s.startswith("UPDATE DEVICE ") for s in seen) == 1, seen
+    assert not any(s.startswith(("SAVEPOINT", "RELEASE", "ROLLBACK")) for s in seen), seen
     with configured.database.session() as session:
         assert set(session.exec(select(CertificateRow.serial_hex).where(
             CertificateRow.device_id.in_(devices)))) == serials  # type: ignore[union-attr]
+
+
+def _one_batch(configured: Runtime, calls: list[Any]) -> list[Future[Any]]:
+    """Run ``calls`` (functions of no argument) as one group commit: queued while a holder keeps the writer busy."""
+    committer = configured.issuance.pipeline.committer
+    release = threading.Event()
+    batches = committer.batches
+    pool = ThreadPoolExecutor(max_workers=len(calls) + 1)
+    holder = pool.submit(committer.run, lambda session: release.wait())
+    _wait_until(lambda: committer.queued == 0 and not holder.done(), "the writer took the holder")
+    futures = [pool.submit(call) for call in calls]
+    _wait_until(lambda: committer.queued == len(futures), "every request queued")
+    release.set()
+    holder.result()
+    for future in futures:
+        future.exception()  # wait
+    pool.shutdown()
+    assert committer.batches >= batches + 1
+    return futures
+
+
+def test_one_token_twice_in_one_batch_enrolls_once(configured: Runtime) -> None:
+    """Both requests pass the batch's locking read; the second is refused as if after the first's commit."""
+    dev_id = "IMEI:350000000000610"
+    configured.devices.register(dev_id, GROUP, actor=ADMIN)
+    token = configured.devices.create_token(dev_id=dev_id, actor=ADMIN)[1]
+    futures = _one_batch(configured, [
+        lambda: configured.enrollment.enroll(dev_id, Evidence("token", token=token), make_csr(dev_id))
+        for _ in range(2)])
+    errors = [f.exception() for f in futures]
+    assert sum(e is None for e in errors) == 1, errors
+    refused = next(e for e in errors if e is not None)
+    assert isinstance(refused, AuthenticationFailed) and "was used already" in refused.message
+    with configured.database.session() as session:
+        assert len(session.exec(select(CertificateRow).where(CertificateRow.device_id == dev_id)).all()) == 1
+        assert session.exec(select(EnrollmentTokenRow.used_by).where(
+            EnrollmentTokenRow.token_hash == hash_token(token))).one() == dev_id
+    assert verify_chain(configured.database).ok
+
+
+def test_a_request_that_wrote_and_failed_leaves_nothing_and_the_batch_commits(configured: Runtime) -> None:
+    """Group-key registers the device and spends a nonce (direct writes, so the request opens its
+    savepoint just before them); its CSR is then refused: the device and the nonce are rolled back
+    alone, the token enrollments of the same batch commit."""
+    new = "IMEI:350000000000620"
+    body = b"the request body"
+    key = bytes.fromhex(configured.devices.export_device_keys(GROUP, [new], actor=ADMIN)[new])
+    header = hmac_scheme.authorization_header(key, GROUP, new, body)
+    good = ["IMEI:350000000000621", "IMEI:350000000000622"]
+    tokens = {}
+    for dev_id in good:
+        configured.devices.register(dev_id, GROUP, actor=ADMIN)
+        tokens[dev_id] = configured.devices.create_token(dev_id=dev_id, actor=ADMIN)[1]
+    calls = [lambda d=d: configured.enrollment.enroll(d, Evidence("token", token=tokens[d]), make_csr(d))
+             for d in good]
+    calls.insert(1, lambda: configured.enrollment.enroll(
+        new, Evidence("group-key", authorization=header, body=body), make_csr(new, ca=True)))
+    futures = _one_batch(configured, calls)
+    assert isinstance(futures[1].exception(), CsrPolicyError)
+    assert {futures[i].result().issued.certificate.subject.rfc4514_string() for i in (0, 2)} == {
+        f"CN={d}" for d in good}
+    with configured.database.session() as session:
+        assert session.exec(select(DeviceRow).where(DeviceRow.dev_id == new)).first() is None
+        assert session.exec(select(UsedNonceRow)).all() == []
+    # The nonce was not spent: the same signed request enrolls once the CSR is good.
+    fresh = hmac_scheme.authorization_header(key, GROUP, new, body)
+    configured.enrollment.enroll(new, Evidence("group-key", authorization=fresh, body=body), make_csr(new))
+    assert verify_chain(configured.database).ok
+
+
+def test_a_read_that_fails_in_the_database_reruns_the_batch_alone(configured: Runtime) -> None:
+    """A request whose read fails has lost the shared transaction (PostgreSQL aborts it):
+    the batch runs again, each request alone, and only that request fails."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    good = ["IMEI:350000000000631", "IMEI:350000000000632"]
+    tokens = {}
+    for dev_id in good:
+        configured.devices.register(dev_id, GROUP, actor=ADMIN)
+        tokens[dev_id] = configured.devices.create_token(dev_id=dev_id, actor=ADMIN)[1]
+    committer = configured.issuance.pipeline.committer
+
+    def bad_read(session: Session) -> None:
+        session.connection().execute(text("SELECT no_such_column FROM device")).all()
+
+    calls: list[Any] = [lambda d=d: configured.enrollment.enroll(d, Evidence("token", token=tokens[d]),
+                                                                 make_csr(d)) for d in good]
+    calls.insert(1, lambda: committer.run(bad_read))
+    futures = _one_batch(configured, calls)
+    assert isinstance(futures[1].exception(), DBAPIError)
+    assert all(futures[i].exception() is None for i in (0, 2)), [futures[i].exception() for i in (0, 2)]
+    with configured.database.session() as session:
+        assert {r for r in session.exec(select(CertificateRow.device_id).where(
+            CertificateRow.device_id.in_(good)))} == set(good)  # type: ignore[union-attr]
+    assert verify_chain(configured.database).ok

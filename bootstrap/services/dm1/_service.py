@@ -52,10 +52,11 @@ from bootstrap.services.dm1._account import (
 from bootstrap.services.enrollment import EnrollmentService
 from bootstrap.services.issuance import IssuanceService
 from bootstrap.services.pipeline import DeviceAuthorizer, SignOptions, valid_dev_id
+from bootstrap.services.pipeline.enrolled import record_enrolled
 from bootstrap.services.pipeline.refusals import audit_refusal
 from bootstrap.store import profile_links
 from bootstrap.store.db import Database
-from bootstrap.store.models import DeviceRow, DmServerRow, EnrollmentProfileRow, row_id, utcnow
+from bootstrap.store.models import DeviceRow, DmServerRow, EnrollmentProfileRow, row_id
 from pki.authority import IssuedCertificate
 
 log = logging.getLogger(__name__)
@@ -124,11 +125,7 @@ class Dm1Service:
                 raise InvalidRequest("not a device bootstrap")
             package = self._package(session, device, profile, issued, imsi=imsi, pin=None, sec=sec,
                                     actor=options.actor, request_id=request_id)
-            if issued is not None:
-                device.current_serial = issued.serial_hex
-            device.status = "enrolled"
-            device.updated_at = utcnow()
-            session.add(device)
+            record_enrolled(session, device, issued.serial_hex if issued is not None else None)
             append_event(session, actor=options.actor, action="device.enroll", outcome="success", target=dev_id,
                          request_id=request_id,
                          detail={"channel": "dm1", "profile": profile.name, "serial": package.serial_hex,

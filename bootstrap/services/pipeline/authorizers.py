@@ -30,15 +30,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import bindparam
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from bootstrap.auth.attestation import METHODS, Attestation, Evidence, Verifier, applicable_profile, verifiers
+from bootstrap.auth.attestation import (
+    METHODS,
+    TOKEN_CLAIM,
+    Attestation,
+    Evidence,
+    Verifier,
+    applicable_profile,
+    verifiers,
+)
 from bootstrap.auth.tpm import TpmVerifier
 from bootstrap.errors import AuthenticationFailed, Conflict, InvalidRequest, PermissionDenied
 from bootstrap.secrets.base import SecretStore
 from bootstrap.services.audit import append_event
+from bootstrap.services.pipeline.deferred import defer_update, pending_updates
 from bootstrap.services.pipeline.options import SignOptions
+from bootstrap.services.pipeline.prefetch import take_device
 from bootstrap.services.pipeline.supersede import grace_of, mark_first_use
 from bootstrap.store.models import CertificateRow, DeviceRow, EnrollmentProfileRow
 from pki.identity import check_dev_id, device_uri
@@ -124,19 +135,41 @@ class DeviceAuthorizer:
         """
         valid_dev_id(dev_id)
         verifier = self.verifier(evidence.method)
-        device = session.exec(select(DeviceRow).where(DeviceRow.dev_id == dev_id).with_for_update()).first()
+        read, device = take_device(session, dev_id)
+        if not read:
+            device = session.exec(_DEVICE, params={"dev_id": dev_id}).first()
         if device is None and not (register and evidence.method == "group-key"):
             raise AuthenticationFailed(f"DevID {dev_id!r} is not registered", field="dev_id")
         if device is not None and device.status == "blocked":
             raise PermissionDenied(f"device {dev_id!r} is blocked (revoked); an admin must re-admit it",
                                    field="dev_id")
         attestation = verifier.verify(session, dev_id, device, evidence, now)
+        _defer_writes(session, attestation)
         if attestation.method == "current-cert" and "serial" in attestation.detail:
             check_certificate_current(session, str(attestation.detail["serial"]), now)
         profile = applicable_profile(session, device, attestation)
         if device is None:
             device = _register(session, dev_id, profile)
         return DeviceGrant(dev_id, device, profile, attestation)
+
+
+_DEVICE = select(DeviceRow).where(DeviceRow.dev_id == bindparam("dev_id")).with_for_update()
+
+
+def _defer_writes(session: Session, attestation: Attestation) -> None:
+    """Queue the evidence's writes (a token's claim) for the commit; refuse a token this batch claimed.
+
+    The claim runs when the transaction commits, with the batch's other claims in one
+    statement; a request that fails drops it with its savepoint. Two requests of one
+    group commit presenting the same token both pass the locking read (the lock is
+    their shared transaction's): the second is refused here, as it would be after the
+    first's commit.
+    """
+    for statement, params in attestation.writes:
+        if statement is TOKEN_CLAIM and any(p["token_id"] == params["token_id"]
+                                            for p in pending_updates(session, TOKEN_CLAIM)):
+            raise AuthenticationFailed(f"enrollment token {params['token_id']} was used already", field="token")
+        defer_update(session, statement, params)
 
 
 def check_certificate_current(session: Session, serial_hex: str, now: datetime) -> None:

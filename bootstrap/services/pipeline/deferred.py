@@ -17,9 +17,10 @@ from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session
 
-from bootstrap.services.audit import drop_queued, insert_rows, mark_savepoint
+from bootstrap.services.audit import QUEUE_KEY, drop_queued, insert_rows, mark_savepoint
 
-__all__ = ["defer_execute", "defer_insert", "defer_update", "flush_deferred", "pending"]
+__all__ = ["defer_execute", "defer_insert", "defer_update", "drop_since", "flush_deferred", "pending",
+           "pending_updates", "queue_marks"]
 
 _QUEUE = "dmboot.deferred.rows"
 _MARKS = "dmboot.deferred.savepoints"
@@ -48,6 +49,24 @@ def defer_execute(session: Session, statement: Executable) -> None:
 def pending(session: Session, table: Table) -> list[Mapping[str, Any]]:
     """The rows queued for ``table`` in this transaction, not yet inserted."""
     return [values for kind, t, values in session.info.get(_QUEUE, ()) if kind == "insert" and t is table]
+
+
+def pending_updates(session: Session, statement: Executable) -> list[Mapping[str, Any]]:
+    """The parameters queued for ``statement`` (:func:`defer_update`) in this transaction, not yet run."""
+    return [params for kind, s, params in session.info.get(_QUEUE, ()) if kind == "before" and s is statement]
+
+
+def queue_marks(session: Session) -> tuple[int, int]:
+    """Where this transaction's queues (deferred rows, audit events) end now: see :func:`drop_since`."""
+    return len(session.info.get(_QUEUE, ())), len(session.info.get(QUEUE_KEY, ()))
+
+
+def drop_since(session: Session, marks: tuple[int, int]) -> None:
+    """Drop what was queued after ``marks`` (:func:`queue_marks`): a request of a batch that failed."""
+    for key, mark in zip((_QUEUE, QUEUE_KEY), marks, strict=True):
+        queued = session.info.get(key)
+        if queued is not None:
+            del queued[mark:]
 
 
 def flush_deferred(session: OrmSession) -> None:

@@ -4,15 +4,24 @@ A request hands its database work (a function of a session) to
 :meth:`GroupCommitter.run` and blocks until that work is durable or refused.
 The first waiting thread becomes the *writer*: it takes what is queued (at most
 ``max_batch`` requests; when other requests are still on their way it lingers
-at most ``linger`` seconds for them), opens ONE transaction, runs each request
-in a SAVEPOINT of its own and commits once. A lone request is taken at once and
-runs in a transaction of its own, without a SAVEPOINT.
+at most ``linger`` seconds for them), opens ONE transaction, reads what the
+requests announced they need in one statement per table (``prepare``: their
+devices and tokens, locked), runs each request and commits once. A lone request
+is taken at once and runs in a transaction of its own.
 
-- One bad request fails only itself: its savepoint rolls back (a claimed token
-  is unclaimed, its audit events are dropped) and the others go on.
-- A serial-number collision (an ``IntegrityError`` escaping the work: nonce and
-  DevID races are mapped by the work itself) re-runs that request in a fresh
-  savepoint - the one retry rule of the issuance pipeline.
+- A request's writes are queued to the commit (token claims, device updates,
+  certificate rows, audit events: :mod:`bootstrap.services.pipeline.deferred`),
+  so most requests only read, and need no SAVEPOINT. The first statement of a
+  request that does write directly (a group-key nonce, a new device, HGET
+  objects) opens one, just before it, and only for that request.
+- One bad request fails only itself: what it queued is dropped, its savepoint
+  (if it opened one) rolls back, and the others go on. A request that failed
+  in the database without a savepoint (its read failed) has lost the whole
+  transaction: the batch is then run again, each request alone.
+- A serial-number collision (an ``IntegrityError`` at the commit: nonce and
+  DevID races are mapped by the work itself) fails the batch's commit; each of
+  its requests then runs alone, and a lone request that collides is run again
+  in a fresh transaction - the one retry rule of the issuance pipeline.
 - The audit chain is appended once per batch, at the commit (see
   :mod:`bootstrap.services.audit`): one head lock per batch, not per request.
 - Nothing is answered before the commit returns. If the commit itself fails,
@@ -30,14 +39,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from sqlalchemy import Connection, event
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlmodel import Session
 
 from bootstrap import metrics
 from bootstrap.errors import Conflict
+from bootstrap.services.pipeline.deferred import drop_since, queue_marks
 from bootstrap.store.db import Database
 
-__all__ = ["ATTEMPTS", "GroupCommitter", "Work"]
+__all__ = ["ATTEMPTS", "GroupCommitter", "Prepare", "Work"]
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +59,16 @@ Work = Callable[[Session], T]
 ATTEMPTS = 3
 
 
+#: Reads a batch's announced needs (the requests' ``hint`` values) before the requests run.
+Prepare = Callable[[Session, list[Any]], None]
+_GUARD = "dmboot.group_commit.job"  # connection.info: the request running without a savepoint
+_SAVEPOINT = "dmboot_request"
+
+
 @dataclass(eq=False)
 class _Job(Generic[T]):
     work: Work[T]
+    hint: Any = None
     value: Any = None
     error: BaseException | None = None
     finished: bool = False
@@ -60,8 +78,13 @@ class _Job(Generic[T]):
 class GroupCommitter:
     """Runs requests' database work in shared transactions, one savepoint each."""
 
-    def __init__(self, database: Database, *, max_batch: int = 64, linger: float = 0.002) -> None:
+    def __init__(self, database: Database, *, max_batch: int = 64, linger: float = 0.002,
+                 prepare: Prepare | None = None) -> None:
         self._db = database
+        #: Reads what the batch's requests announced (``run(hint=...)``) in bulk; set by the pipeline.
+        self.prepare = prepare
+        if not event.contains(database.engine, "before_execute", _open_savepoint_before_writes):
+            event.listen(database.engine, "before_execute", _open_savepoint_before_writes)
         self._max_batch = max_batch
         self._linger = linger
         self._cond = threading.Condition()
@@ -90,14 +113,16 @@ class GroupCommitter:
             with self._cond:
                 self._coming -= 1
 
-    def run(self, work: Work[T]) -> T:
-        """Run ``work`` in a savepoint of a shared transaction; return its value once committed.
+    def run(self, work: Work[T], *, hint: Any = None) -> T:
+        """Run ``work`` in a shared transaction; return its value once committed.
+
+        ``hint``: what the work will read, for ``prepare`` to read with the batch's others.
 
         Raises:
-            Exception: whatever ``work`` raised (its savepoint rolled back), or the
+            Exception: whatever ``work`` raised (nothing of it is kept), or the
                 commit's error; Conflict after ATTEMPTS serial collisions.
         """
-        job: _Job[T] = _Job(work)
+        job: _Job[T] = _Job(work, hint)
         if getattr(self._local, "writing", False):  # work that runs more work: its own transaction, now
             self._commit([job])
             if job.error is not None:
@@ -152,6 +177,7 @@ class GroupCommitter:
         else:
             try:
                 with self._db.session() as session:
+                    self._prepare(session, batch)
                     for job in batch:
                         self._run_one(session, job)
             except Exception as exc:  # the commit failed: nothing of the batch is durable; try each alone
@@ -177,6 +203,7 @@ class GroupCommitter:
         for attempt in range(ATTEMPTS):
             try:
                 with self._db.session() as session:
+                    self._prepare(session, [job])
                     value = job.work(session)
             except IntegrityError:  # nonce and DevID races are mapped by the work: this is a serial
                 log.warning("serial collision on attempt %d; retrying", attempt + 1)
@@ -188,26 +215,70 @@ class GroupCommitter:
             return
         job.value, job.error = None, Conflict("could not record a unique certificate serial; retry")
 
+    def _prepare(self, session: Session, batch: list[_Job[Any]]) -> None:
+        hints = [job.hint for job in batch if job.hint is not None]
+        if self.prepare is not None and hints:
+            self.prepare(session, hints)
+
     @staticmethod
     def _run_one(session: Session, job: _Job[Any]) -> None:
-        for attempt in range(ATTEMPTS):
-            try:
-                with session.begin_nested():
-                    value = job.work(session)
-                    session.flush()
-            except IntegrityError:
-                log.warning("serial collision on attempt %d; retrying", attempt + 1)
-                continue
-            except (OperationalError, InterfaceError):
-                raise  # the database itself failed (gone, busy): the whole transaction is lost, not one request
-            except DBAPIError as exc:
-                if exc.connection_invalidated:
-                    raise
-                job.value, job.error = None, exc  # a value the database refused: this request alone
-                return
-            except Exception as exc:  # this request fails alone; its savepoint rolled back
-                job.value, job.error = None, exc
-                return
-            job.value, job.error = value, None
+        """Run one request of a batch: without a SAVEPOINT until its first direct write.
+
+        Raises:
+            Exception: the transaction is lost (the database failed, or a request
+                failed in it without a savepoint): the caller runs the batch again,
+                each request alone.
+        """
+        marks = queue_marks(session)
+        connection = session.connection()
+        guard = _Guard()
+        connection.info[_GUARD] = guard
+        try:
+            value = job.work(session)
+            session.flush()
+        except (OperationalError, InterfaceError):
+            raise  # the database itself failed (gone, busy): the whole transaction is lost, not one request
+        except Exception as exc:
+            if isinstance(exc, DBAPIError) and (exc.connection_invalidated or not guard.opened):
+                raise  # it failed in the database with nothing to roll back to: the transaction is lost
+            if not session.is_active:
+                raise  # a failed flush rolled the session's transaction back
+            connection.info.pop(_GUARD, None)
+            drop_since(session, marks)
+            if guard.opened:  # what it wrote goes: rows in the database, and their objects in the session
+                connection.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
+                session.expunge_all()
+            job.value, job.error = None, exc
             return
-        job.value, job.error = None, Conflict("could not record a unique certificate serial; retry")
+        finally:
+            connection.info.pop(_GUARD, None)
+        job.value, job.error = value, None
+
+
+class _Guard:
+    """A request of a batch running without a savepoint; ``opened`` once it wrote."""
+
+    __slots__ = ("opened",)
+
+    def __init__(self) -> None:
+        self.opened = False
+
+
+def _open_savepoint_before_writes(connection: Connection, statement: Any, *_args: Any) -> None:
+    """Before a request's first direct write, open its savepoint (``before_execute``).
+
+    Reads need none: the request's writes are queued to the commit. A statement
+    that is not a SELECT (an INSERT, UPDATE, DELETE or a SAVEPOINT of the request's
+    own) opens it, once, so the request can still fail alone.
+    """
+    guard = connection.info.get(_GUARD)
+    if guard is None or guard.opened or _reads(statement):
+        return
+    guard.opened = True
+    connection.exec_driver_sql(f"SAVEPOINT {_SAVEPOINT}")
+
+
+def _reads(statement: Any) -> bool:
+    if isinstance(statement, str):
+        return statement.lstrip()[:6].upper() == "SELECT"
+    return bool(getattr(statement, "is_select", False))

@@ -9,9 +9,10 @@ the request's evidence, and renders the answer.
 
 The request's work - the authorizer's claim (a token, a nonce), the CSR checks,
 the signature, the certificate row, its audit event and whatever the channel
-adds (device update, package 2) - runs in one savepoint of a transaction shared
-with concurrent requests (:mod:`bootstrap.services.pipeline.group_commit`). The
-certificate is returned only after that transaction committed.
+adds (device update, package 2) - runs in a transaction shared with concurrent
+requests (:mod:`bootstrap.services.pipeline.group_commit`); its writes are
+queued to that transaction's commit, where the batch's rows of each kind go in
+one statement. The certificate is returned only after that transaction committed.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from bootstrap.services.authorities import AuthorityDirectory
 from bootstrap.services.pipeline.deferred import defer_insert, pending
 from bootstrap.services.pipeline.group_commit import GroupCommitter
 from bootstrap.services.pipeline.options import Authorize, SignOptions
+from bootstrap.services.pipeline.prefetch import Needs, prefetch
 from bootstrap.services.pipeline.supersede import SWEEP_EVERY, mark_superseded
 from bootstrap.store.models import CertificateRow, utcnow
 from pki.authority import CertificateAuthority, IssuedCertificate
@@ -68,6 +70,7 @@ class Pipeline:
 
     def __init__(self, committer: GroupCommitter, authorities: AuthorityDirectory) -> None:
         self._committer = committer
+        committer.prepare = prefetch
         self._authorities = authorities
         #: Revokes superseded certificates whose grace is over (set by the runtime); run lazily.
         self.sweeper: Callable[[], object] | None = None
@@ -79,8 +82,11 @@ class Pipeline:
         return self._committer
 
     def issue(self, authorize: Authorize, csr: bytes | str | CsrInfo | None, *, request_id: str | None = None,
-              after: After[T] | None = None, now: datetime | None = None) -> Issued[T]:
+              after: After[T] | None = None, now: datetime | None = None, needs: Needs | None = None) -> Issued[T]:
         """Run one request through the pipeline; return once it is committed.
+
+        ``needs``: the device and token the authorizer will read, read for the whole
+        batch in one statement each (:mod:`bootstrap.services.pipeline.prefetch`).
 
         ``csr`` bytes are parsed (and their signature verified) before the request
         joins a transaction; a parse error is raised only after the authorizer ran,
@@ -110,7 +116,7 @@ class Pipeline:
                 result = after(session, options, issued) if after is not None else None
                 return Issued(options, issued, result)  # type: ignore[arg-type]
 
-        done = self._committer.run(work)
+        done = self._committer.run(work, hint=needs)
         self._maybe_sweep()
         return done
 
