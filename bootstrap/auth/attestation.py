@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from sqlalchemy import Executable, bindparam, or_, update
+from sqlalchemy import bindparam, or_, update
 from sqlalchemy import select as core_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
@@ -45,6 +45,7 @@ from bootstrap.auth.http_auth import DigestCredential, HttpCredential
 from bootstrap.auth.principals import hash_token
 from bootstrap.errors import AuthenticationFailed, NotFound, PermissionDenied
 from bootstrap.secrets.base import SecretStore
+from bootstrap.store.bulk import BulkUpdate
 from bootstrap.store.models import (
     AuthorityRow,
     CertificateRow,
@@ -109,7 +110,7 @@ class Attestation:
     detail: dict[str, Any] = field(default_factory=dict)
     #: Writes the evidence asks for (a token's claim), as (statement, parameters): the
     #: pipeline runs them when the request commits, never when it fails.
-    writes: tuple[tuple[Executable, Mapping[str, Any]], ...] = ()
+    writes: tuple[tuple[BulkUpdate, Mapping[str, Any]], ...] = ()
 
 
 class Verifier(Protocol):
@@ -197,8 +198,13 @@ def prefetch_tokens(session: Session, digests: list[str]) -> None:
 
 
 #: A token's claim: run at the commit of the enrollment that used it (:attr:`Attestation.writes`).
-TOKEN_CLAIM = (update(_TOKENS).where(_TOKENS.c.id == bindparam("token_id"))
-               .values(used_at=bindparam("used_at"), used_by=bindparam("used_by")))
+TOKEN_CLAIM = BulkUpdate(
+    statement=update(_TOKENS).where(_TOKENS.c.id == bindparam("token_id"))
+    .values(used_at=bindparam("used_at"), used_by=bindparam("used_by")),
+    sql="UPDATE enrollment_token SET used_at = v.used_at, used_by = v.used_by FROM {rows}"
+        " WHERE enrollment_token.id = v.token_id",
+    parameters={"token_id": _TOKENS.c.id, "used_at": _TOKENS.c.used_at, "used_by": _TOKENS.c.used_by},
+    key=("token_id",))
 
 
 def _token_refusal(session: Session, digest: str, dev_id: str,

@@ -95,7 +95,9 @@ async def enroll(request: Request) -> Response:
     body = await request.body()
     async with refusals_recorded(request, channel="json") as device:
         enrollment = device.parse(EnrollBody, body)
-        evidence = await run_in_threadpool(_evidence, request, enrollment.token, body)
+        # A token is evidence as it stands; a client certificate is classified against the database.
+        evidence = (Evidence("token", token=enrollment.token, body=body) if enrollment.token
+                    else await run_in_threadpool(_evidence, request, enrollment.token, body))
     outcome = await run_in_threadpool(
         runtime.enrollment.enroll, enrollment.dev_id, evidence, enrollment.csr.encode(),
         declared_mos=None if enrollment.mos is None else [m.model_dump(exclude_none=True) for m in enrollment.mos],

@@ -263,3 +263,24 @@ def test_a_read_that_fails_in_the_database_reruns_the_batch_alone(configured: Ru
         assert {r for r in session.exec(select(CertificateRow.device_id).where(
             CertificateRow.device_id.in_(good)))} == set(good)  # type: ignore[union-attr]
     assert verify_chain(configured.database).ok
+
+
+def test_one_device_twice_in_one_batch_ends_with_the_later_certificate(configured: Runtime) -> None:
+    """Two tokens of one device in one batch: both enroll; the device's current certificate is the
+    later one, which supersedes the earlier (the batch's updates are one statement per table)."""
+    dev_id = "IMEI:350000000000640"
+    configured.devices.register(dev_id, GROUP, actor=ADMIN)
+    tokens = [configured.devices.create_token(dev_id=dev_id, actor=ADMIN)[1] for _ in range(2)]
+    futures = _one_batch(configured, [
+        lambda t=t: configured.enrollment.enroll(dev_id, Evidence("token", token=t), make_csr(dev_id))
+        for t in tokens])
+    serials = {f.result().issued.serial_hex for f in futures}
+    assert len(serials) == 2
+    with configured.database.session() as session:
+        current = session.exec(select(DeviceRow.current_serial).where(DeviceRow.dev_id == dev_id)).one()
+        rows = {r.serial_hex: r for r in session.exec(select(CertificateRow).where(
+            CertificateRow.device_id == dev_id))}
+    assert current in serials
+    (earlier,) = serials - {current}
+    assert rows[earlier].superseded_by == current
+    assert rows[current].superseded_by is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,8 +198,9 @@ def _match(defs: Sequence[DdfNode], name: str) -> DdfNode | None:
     return placeholder
 
 
+@functools.lru_cache(maxsize=4096)
 def node_name_error(name: str) -> str | None:
-    """Why ``name`` cannot be a DM node name, or None if it can.
+    """Why ``name`` cannot be a DM node name, or None if it can (remembered: names repeat in every package).
 
     Ours: not empty, at most :data:`MAX_NODE_NAME_LENGTH` characters, no ``/``,
     ``?``, ``#`` or control characters, not ``.``, ``..``, ``*``, ``(x)`` or ``<x>``

@@ -18,6 +18,7 @@ from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session
 
 from bootstrap.services.audit import QUEUE_KEY, drop_queued, insert_rows, mark_savepoint
+from bootstrap.store.bulk import BulkUpdate
 
 __all__ = ["defer_execute", "defer_insert", "defer_update", "drop_since", "flush_deferred", "pending",
            "pending_updates", "queue_marks"]
@@ -33,10 +34,11 @@ def defer_insert(session: Session, table: Table, values: Mapping[str, Any]) -> N
     session.info.setdefault(_QUEUE, []).append(("insert", table, values))
 
 
-def defer_update(session: Session, statement: Executable, params: Mapping[str, Any]) -> None:
+def defer_update(session: Session, statement: BulkUpdate, params: Mapping[str, Any]) -> None:
     """Run ``statement`` with ``params`` at the commit, BEFORE the queued rows are inserted.
 
-    The batch's calls of one statement go to the database as one executemany (one round trip).
+    The batch's calls of one statement go to the database as one statement (PostgreSQL)
+    or one executemany (SQLite), in the order each statement was first queued.
     """
     session.info.setdefault(_QUEUE, []).append(("before", statement, params))
 
@@ -51,7 +53,7 @@ def pending(session: Session, table: Table) -> list[Mapping[str, Any]]:
     return [values for kind, t, values in session.info.get(_QUEUE, ()) if kind == "insert" and t is table]
 
 
-def pending_updates(session: Session, statement: Executable) -> list[Mapping[str, Any]]:
+def pending_updates(session: Session, statement: BulkUpdate) -> list[Mapping[str, Any]]:
     """The parameters queued for ``statement`` (:func:`defer_update`) in this transaction, not yet run."""
     return [params for kind, s, params in session.info.get(_QUEUE, ()) if kind == "before" and s is statement]
 
@@ -77,7 +79,7 @@ def flush_deferred(session: OrmSession) -> None:
     session.info.pop(_MARKS, None)
     if not queued:
         return
-    updates: dict[Any, list[Mapping[str, Any]]] = {}
+    updates: dict[BulkUpdate, list[Mapping[str, Any]]] = {}
     by_table: dict[Table, list[Mapping[str, Any]]] = {}
     for kind, target, item in queued:
         if kind == "before":
@@ -86,7 +88,7 @@ def flush_deferred(session: OrmSession) -> None:
             by_table.setdefault(target, []).append(item)
     connection = session.connection()
     for statement, params in updates.items():
-        connection.execute(statement, params)
+        statement.run(connection, params)
     for table, rows in by_table.items():
         for start in range(0, len(rows), _ROWS_PER_INSERT):
             insert_rows(connection, table, rows[start:start + _ROWS_PER_INSERT])

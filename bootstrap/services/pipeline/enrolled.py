@@ -9,14 +9,21 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session
 
 from bootstrap.services.pipeline.deferred import defer_update
+from bootstrap.store.bulk import BulkUpdate
 from bootstrap.store.models import DeviceRow, utcnow
 
 __all__ = ["record_enrolled"]
 
 _DEVICES: Table = DeviceRow.__table__  # type: ignore[attr-defined]
 _COLUMNS = ("current_serial", "status", "updated_at", "declared_mos", "features")
-_ENROLLED = (update(_DEVICES).where(_DEVICES.c.id == bindparam("device_id"))
-             .values({name: bindparam(f"new_{name}") for name in _COLUMNS}))
+_ENROLLED = BulkUpdate(
+    statement=update(_DEVICES).where(_DEVICES.c.id == bindparam("device_id"))
+    .values({name: bindparam(f"new_{name}") for name in _COLUMNS}),
+    sql="UPDATE device SET current_serial = v.new_current_serial, status = v.new_status,"
+        " updated_at = v.new_updated_at, declared_mos = v.new_declared_mos, features = v.new_features"
+        " FROM {rows} WHERE device.id = v.device_id",
+    parameters={"device_id": _DEVICES.c.id, **{f"new_{name}": _DEVICES.c[name] for name in _COLUMNS}},
+    key=("device_id",))  # a device enrolled twice in one batch: the later enrollment's values
 
 
 def record_enrolled(session: Session, device: DeviceRow, serial_hex: str | None, *, status: str = "enrolled",

@@ -112,6 +112,7 @@ class GroupCommitter:
         finally:
             with self._cond:
                 self._coming -= 1
+                self._cond.notify()  # a writer lingering for it need not wait any longer
 
     def run(self, work: Work[T], *, hint: Any = None) -> T:
         """Run ``work`` in a shared transaction; return its value once committed.
@@ -130,11 +131,13 @@ class GroupCommitter:
             return job.value  # type: ignore[no-any-return]
         with self._cond:
             self._queue.append(job)
-            self._cond.notify_all()
-            while self._writing and not job.finished:
-                self._cond.wait()
-            if not job.finished:
-                self._writing = True
+            self._cond.notify()  # a writer lingering for this request
+            writer = not self._writing
+            self._writing = True
+        if not writer:
+            # Each waiter sleeps on its own event: it is woken once, when its batch has
+            # committed or when it is handed the writer's role - never by every commit.
+            job.done.wait()
         if not job.finished:
             self._local.writing = True
             try:
@@ -143,8 +146,10 @@ class GroupCommitter:
             finally:
                 self._local.writing = False
                 with self._cond:
-                    self._writing = False
-                    self._cond.notify_all()
+                    if self._queue:  # the next writer: the oldest request still waiting
+                        self._queue[0].done.set()
+                    else:
+                        self._writing = False
         if job.error is not None:
             raise job.error
         return job.value  # type: ignore[no-any-return]
@@ -165,10 +170,9 @@ class GroupCommitter:
         try:
             self._commit(batch)
         except BaseException as exc:  # the writer itself was interrupted: release every waiter
-            with self._cond:
-                for job in batch:
-                    job.value, job.error, job.finished = None, exc, True
-                self._cond.notify_all()
+            for job in batch:
+                job.value, job.error, job.finished = None, exc, True
+                job.done.set()
             raise
 
     def _commit(self, batch: list[_Job[Any]]) -> None:
@@ -190,9 +194,9 @@ class GroupCommitter:
         with self._cond:
             self.batches += 1
             self.requests += len(batch)
-            for job in batch:
-                job.finished = True
-            self._cond.notify_all()
+        for job in batch:
+            job.finished = True
+            job.done.set()
 
     def _commit_alone(self, job: _Job[Any]) -> None:
         """A lone request: its own transaction, no SAVEPOINT (two round trips fewer).

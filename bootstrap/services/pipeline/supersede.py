@@ -28,6 +28,7 @@ from sqlmodel import Session
 
 from bootstrap.errors import InvalidRequest
 from bootstrap.services.pipeline.deferred import defer_execute, defer_update
+from bootstrap.store.bulk import BulkUpdate
 from bootstrap.store.models import CertificateRow, EnrollmentProfileRow
 
 __all__ = ["SUPERSEDE_MODES", "SWEEP_EVERY", "grace_of", "mark_first_use", "mark_superseded"]
@@ -36,11 +37,21 @@ SUPERSEDE_MODES = ("first-use", "immediate", "keep")
 #: Seconds between two lazy sweeps of one process.
 SWEEP_EVERY = 30.0
 _CERTIFICATES: Table = CertificateRow.__table__  # type: ignore[attr-defined]
-_MARK = (update(_CERTIFICATES)
-         .where(_CERTIFICATES.c.device_id == bindparam("dev"), _CERTIFICATES.c.profile == bindparam("cert_profile"),
-                _CERTIFICATES.c.status == "valid", _CERTIFICATES.c.serial_hex != bindparam("new"),
-                _CERTIFICATES.c.superseded_by.is_(None))
-         .values(superseded_by=bindparam("new"), supersede_at=bindparam("until")))
+_MARK = BulkUpdate(
+    statement=update(_CERTIFICATES)
+    .where(_CERTIFICATES.c.device_id == bindparam("dev"), _CERTIFICATES.c.profile == bindparam("cert_profile"),
+           _CERTIFICATES.c.status == "valid", _CERTIFICATES.c.serial_hex != bindparam("new"),
+           _CERTIFICATES.c.superseded_by.is_(None))
+    .values(superseded_by=bindparam("new"), supersede_at=bindparam("until")),
+    sql="UPDATE certificate SET superseded_by = v.new, supersede_at = v.until FROM {rows}"
+        " WHERE certificate.device_id = v.dev AND certificate.profile = v.cert_profile"
+        " AND certificate.status = 'valid' AND certificate.serial_hex != v.new"
+        " AND certificate.superseded_by IS NULL",
+    parameters={"dev": _CERTIFICATES.c.device_id, "cert_profile": _CERTIFICATES.c.profile,
+                "new": _CERTIFICATES.c.serial_hex, "until": _CERTIFICATES.c.supersede_at},
+    # A device re-enrolled twice in one batch: the first new certificate supersedes the earlier
+    # ones (as one statement per row left it); the second supersedes the first (mark_superseded).
+    key=("dev", "cert_profile"), keep="first")
 
 
 def grace_of(profile: EnrollmentProfileRow) -> timedelta | None:
