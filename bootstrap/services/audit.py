@@ -176,11 +176,11 @@ def drop_queued(session: OrmSession, previous: SessionTransaction, queue: str, m
 
 
 _MULTIROW: dict[tuple[str, int, tuple[str, ...]], Any] = {}
-_UNNEST: dict[tuple[str, tuple[str, ...], str | None], tuple[str, list[Any]]] = {}
+_UNNEST: dict[tuple[str, tuple[str, ...], tuple[str, ...]], tuple[str, list[Any]]] = {}
 
 
 def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]], *,
-                cte: str | None = None, cte_params: Mapping[str, Any] | None = None) -> None:
+                cte: str | Sequence[str] | None = None, cte_params: Mapping[str, Any] | None = None) -> None:
     """One ``INSERT`` of ``rows`` (same keys each), with a statement that is built once.
 
     PostgreSQL: ``INSERT ... SELECT FROM unnest(<one array per column>)``, the same
@@ -188,8 +188,8 @@ def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str
     plans it once (a multi-row VALUES list was compiled by SQLAlchemy, split by
     psycopg and parsed by the server on every batch). SQLite: a multi-row VALUES
     statement of named bind parameters, built once per row count. ``cte`` (PostgreSQL
-    only): the SQL of a data-modifying statement to run in the same statement, as a
-    CTE, with the (psycopg-style) parameters ``cte_params``.
+    only): the SQL of data-modifying statements (one, or several) to run in the same
+    statement, as CTEs, with the (psycopg-style) parameters ``cte_params``.
     """
     columns = tuple(rows[0])
     if connection.dialect.name == "postgresql":
@@ -208,13 +208,14 @@ def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str
 
 
 def _insert_unnest(connection: Connection, table: Table, columns: tuple[str, ...], rows: Sequence[Mapping[str, Any]],
-                   cte: str | None, cte_params: Mapping[str, Any] | None) -> None:
-    key = (table.name, columns, cte)
+                   cte: str | Sequence[str] | None, cte_params: Mapping[str, Any] | None) -> None:
+    ctes = (cte,) if isinstance(cte, str) else tuple(cte or ())
+    key = (table.name, columns, ctes)
     built = _UNNEST.get(key)
     if built is None:
         dialect = connection.dialect
         arrays = ", ".join(f"%(c_{c})s::{table.c[c].type.compile(dialect=dialect)}[]" for c in columns)
-        prefix = f"WITH dmboot_before AS ({cte}) " if cte is not None else ""
+        prefix = ("WITH " + ", ".join(f"dmboot_before_{i} AS ({c})" for i, c in enumerate(ctes)) + " ") if ctes else ""
         # Names and types from our own table metadata, never from a request.
         sql = f"{prefix}INSERT INTO {table.name} ({', '.join(columns)}) SELECT * FROM unnest({arrays})"  # noqa: S608
         built = _UNNEST[key] = (sql, [table.c[c].type.bind_processor(dialect) for c in columns])

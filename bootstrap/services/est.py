@@ -136,7 +136,7 @@ class EstService:
         if name is None:
             return EstLabel(None, _DEFAULT_PROFILE)
         if _LABEL.match(name):
-            with self._db.session() as session:
+            with self._db.read_session() as session:
                 row = session.exec(select(EnrollmentProfileRow).where(EnrollmentProfileRow.name == name)).first()
             if row is not None:
                 return EstLabel(name, row.certificate_profile, row)

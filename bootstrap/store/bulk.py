@@ -39,36 +39,46 @@ class BulkUpdate:
     _built: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def run(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Apply ``rows`` (one parameter dict per row) in one statement on PostgreSQL."""
+        """Apply ``rows`` (one parameter dict per row): one statement on PostgreSQL."""
         if not rows:
             return
         if connection.dialect.name != "postgresql":
             connection.execute(self.statement, list(rows))
             return
+        sql, params = self.postgresql(connection, rows)
+        connection.exec_driver_sql(sql, params)
+
+    def postgresql(self, connection: Connection, rows: Sequence[Mapping[str, Any]],
+                   prefix: str = "b") -> tuple[str, dict[str, Any]]:
+        """The PostgreSQL statement for ``rows`` and its psycopg parameters, named ``<prefix>_<name>``.
+
+        Its text depends on ``prefix`` only, never on the rows: a caller may run it as a
+        CTE of another statement (pipeline/deferred.py) with other prefixes beside it.
+        """
         kept: dict[tuple[Any, ...], Mapping[str, Any]] = {}
         for row in rows:
             identity = tuple(row[k] for k in self.key)
             if self.keep == "last" or identity not in kept:
                 kept[identity] = row
-        sql, processors = self._compiled(connection)
+        sql, processors = self._compiled(connection, prefix)
         params: dict[str, Any] = {}
         for name, process in processors.items():
             values = [row[name] for row in kept.values()]
-            params[f"b_{name}"] = [process(v) for v in values] if process is not None else values
-        connection.exec_driver_sql(sql, params)
+            params[f"{prefix}_{name}"] = [process(v) for v in values] if process is not None else values
+        return sql, params
 
-    def _compiled(self, connection: Connection) -> tuple[str, dict[str, Any]]:
-        if "sql" not in self._built:
+    def _compiled(self, connection: Connection, prefix: str) -> tuple[str, dict[str, Any]]:
+        built = self._built.get(prefix)
+        if built is None:
             dialect = connection.dialect
-            arrays = ", ".join(f"%(b_{name})s::{column.type.compile(dialect=dialect)}[]"
+            arrays = ", ".join(f"%({prefix}_{name})s::{column.type.compile(dialect=dialect)}[]"
                                for name, column in self.parameters.items())
             rows = f"unnest({arrays}) AS v({', '.join(self.parameters)})"
             # JSON values go as their text (json[] from text[]): psycopg would read a list as an array.
-            self._built["processors"] = {name: _json_text if isinstance(column.type, JSON)
-                                         else column.type.bind_processor(dialect)
-                                         for name, column in self.parameters.items()}
-            self._built["sql"] = self.sql.replace("{rows}", rows)
-        return self._built["sql"], self._built["processors"]
+            processors = {name: _json_text if isinstance(column.type, JSON) else column.type.bind_processor(dialect)
+                          for name, column in self.parameters.items()}
+            built = self._built[prefix] = (self.sql.replace("{rows}", rows), processors)
+        return built
 
 
 def _json_text(value: Any) -> str | None:

@@ -56,7 +56,9 @@ _OPERATIONS = ("cacerts", "simpleenroll", "simplereenroll", "serverkeygen", "csr
 
 async def _label(request: Request) -> EstLabel:
     name = request.path_params.get("label")
-    return await run_in_threadpool(runtime_of(request).est.label, None if name is None else str(name))
+    if name is None:  # the default label: nothing to look up
+        return runtime_of(request).est.label(None)
+    return await run_in_threadpool(runtime_of(request).est.label, str(name))
 
 
 async def cacerts(request: Request) -> Response:

@@ -105,7 +105,7 @@ def test_a_lone_request_runs_without_a_savepoint(configured: Runtime) -> None:
         configured.enrollment.enroll(GOOD[1], Evidence("token", token=token), make_csr(GOOD[1]))
     finally:
         event.remove(configured.database.engine, "before_cursor_execute", record)
-    assert any(s.startswith("INSERT") for s in seen)
+    assert any("INSERT INTO CERTIFICATE " in s for s in seen)
     assert not any(s.startswith(("SAVEPOINT", "RELEASE")) for s in seen)
 
 
@@ -153,16 +153,19 @@ def test_a_batch_reads_its_profile_s_servers_once_and_inserts_its_certificates_a
             event.remove(configured.database.engine, "before_cursor_execute", record)
     assert len(serials) == len(devices)
     assert sum("FROM DM_SERVER" in s for s in seen) == 1, seen
-    assert sum(s.startswith("INSERT INTO CERTIFICATE ") for s in seen) == 1, seen
-    assert sum(s.startswith("UPDATE CERTIFICATE SET SUPERSEDED_BY") for s in seen) == 1, seen  # one executemany
+    assert sum("INSERT INTO CERTIFICATE " in s for s in seen) == 1, seen
+    assert sum("UPDATE CERTIFICATE SET SUPERSEDED_BY" in s for s in seen) == 1, seen  # one statement for the batch
     # The chain head is locked once, at the batch's commit, not at each request's savepoint.
     assert sum(s.startswith("SELECT") and "FROM AUDIT_HEAD" in s for s in seen) == 1, seen
     # The batch's devices and tokens are read (and locked) in one statement each, its token
     # claims and device updates are one statement each, and no request needs a SAVEPOINT.
     assert sum(s.startswith("SELECT") and "FROM DEVICE " in s for s in seen) == 1, seen
     assert sum(s.startswith("SELECT") and "FROM ENROLLMENT_TOKEN " in s for s in seen) == 1, seen
-    assert sum(s.startswith("UPDATE ENROLLMENT_TOKEN ") for s in seen) == 1, seen
-    assert sum(s.startswith("UPDATE DEVICE ") for s in seen) == 1, seen
+    assert sum("UPDATE ENROLLMENT_TOKEN " in s for s in seen) == 1, seen
+    assert sum("UPDATE DEVICE " in s for s in seen) == 1, seen
+    if configured.database.engine.dialect.name == "postgresql":  # and all four are ONE round trip
+        (insert,) = [s for s in seen if "INSERT INTO CERTIFICATE " in s]
+        assert all(u in insert for u in ("UPDATE ENROLLMENT_TOKEN ", "UPDATE DEVICE ", "UPDATE CERTIFICATE SET"))
     assert not any(s.startswith(("SAVEPOINT", "RELEASE", "ROLLBACK")) for s in seen), seen
     with configured.database.session() as session:
         assert set(session.exec(select(CertificateRow.serial_hex).where(

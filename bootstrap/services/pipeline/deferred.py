@@ -87,8 +87,21 @@ def flush_deferred(session: OrmSession) -> None:
         elif kind == "insert":
             by_table.setdefault(target, []).append(item)
     connection = session.connection()
-    for statement, params in updates.items():
-        statement.run(connection, params)
+    if connection.dialect.name == "postgresql" and updates and by_table:
+        # One round trip: the updates as CTEs of the first INSERT. They see the rows as they were
+        # before the statement, as when they ran first (a mark never meets this batch's rows).
+        ctes: list[str] = []
+        cte_params: dict[str, Any] = {}
+        for index, (statement, params) in enumerate(updates.items()):
+            sql, values = statement.postgresql(connection, params, prefix=f"u{index}")
+            ctes.append(sql)
+            cte_params.update(values)
+        table, rows = next(iter(by_table.items()))
+        insert_rows(connection, table, rows[:_ROWS_PER_INSERT], cte=ctes, cte_params=cte_params)
+        by_table[table] = rows[_ROWS_PER_INSERT:]
+    else:
+        for statement, params in updates.items():
+            statement.run(connection, params)
     for table, rows in by_table.items():
         for start in range(0, len(rows), _ROWS_PER_INSERT):
             insert_rows(connection, table, rows[start:start + _ROWS_PER_INSERT])

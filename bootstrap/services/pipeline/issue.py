@@ -141,7 +141,7 @@ class Pipeline:
         names = check_request(info, profile, options.names)
         issued = sign(authority, info.public_key, names, profile, options.validity, now)
         values = certificate_values(issued, authority_id=ca.id, key_type=info.key_type.value,
-                                    actor=options.actor, request_id=request_id, now=now)
+                                    actor=options.actor, request_id=request_id, now=now, names=names)
         # Inserted at the commit with the batch's other certificates, in one statement.
         defer_insert(session, _CERTIFICATES, values)
         append_event(session, actor=options.actor, action="cert.issue", outcome="success", target=issued.serial_hex,
@@ -177,14 +177,19 @@ def sign(authority: CertificateAuthority, public_key: PublicKey, names: Names, p
 
 
 def certificate_values(issued: IssuedCertificate, *, authority_id: int, key_type: str, actor: str,
-                       request_id: str | None, now: datetime) -> dict[str, Any]:
-    """The ``certificate`` row of an issued certificate (see :func:`certificate_row`)."""
+                       request_id: str | None, now: datetime, names: Names | None = None) -> dict[str, Any]:
+    """The ``certificate`` row of an issued certificate (see :func:`certificate_row`).
+
+    ``names``: what it was signed with (its SAN is exactly their DNS names, IPs and
+    URIs, in that order), so the extension need not be read back; else read from it.
+    """
     cert = issued.certificate
-    names = _san_strings(cert)
-    device_id = next((d for d in (dev_id_from_uri(n[4:]) for n in names if n.startswith("uri:")) if d), None)
+    sans = _san_strings(cert) if names is None else (
+        [f"dns:{n}" for n in names.dns] + [f"ip:{n}" for n in names.ips] + [f"uri:{n}" for n in names.uris])
+    device_id = next((d for d in (dev_id_from_uri(n[4:]) for n in sans if n.startswith("uri:")) if d), None)
     return certificate_row(serial_hex=issued.serial_hex, authority_id=authority_id, profile=issued.profile,
                            subject=cert.subject.rfc4514_string(), common_name=_common_name(cert),
-                           sans=json.dumps(names), device_id=device_id, key_type=key_type,
+                           sans=json.dumps(sans), device_id=device_id, key_type=key_type,
                            not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
                            fingerprint=issued.fingerprint, pem=issued.pem, actor=actor, request_id=request_id,
                            now=now)
