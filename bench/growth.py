@@ -54,7 +54,7 @@ def _select(table: Table, known: dict[str, str]) -> tuple[str, str]:
 
 def fill(engine: Engine, rows: int) -> float:
     """Insert ``rows`` certificates and ``rows`` audit events; seconds it took."""
-    from bootstrap.store.models import SQLModel
+    from sqlmodel import SQLModel
 
     tables = SQLModel.metadata.tables
     started = time.perf_counter()
