@@ -187,3 +187,15 @@ def test_ca_certificates(est: Runtime) -> None:
     assert issuing.issuer == root.subject == root.issuer
 
 
+
+
+@pytest.mark.parametrize("username", ["IMEI:51000\x000000001", "x" * 300, "not a devid"])
+def test_a_malformed_basic_username_is_a_400_not_a_database_error(est: Runtime, username: str) -> None:
+    """The batch reads its devices by the DevIDs requests name: a malformed one (a NUL PostgreSQL
+    refuses in text, an overlong one) is left to the request's authorizer, which refuses it."""
+    _view, token = est.devices.create_token(dev_id=DEV, actor="test")
+    before = _count(est)
+    with pytest.raises(InvalidRequest) as refused:
+        est.est.enroll(est.est.label("factory-a"), _der(), EstClient(username=username, password=token))
+    assert refused.value.field == "dev_id"
+    assert _count(est) == before

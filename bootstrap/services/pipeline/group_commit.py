@@ -76,7 +76,7 @@ class _Job(Generic[T]):
 
 
 class GroupCommitter:
-    """Runs requests' database work in shared transactions, one savepoint each."""
+    """Runs requests' database work in shared transactions; a savepoint only for a request that writes."""
 
     def __init__(self, database: Database, *, max_batch: int = 64, linger: float = 0.002,
                  prepare: Prepare | None = None) -> None:

@@ -17,6 +17,7 @@ from sqlmodel import Session, col, select
 
 from bootstrap.auth.attestation import prefetch_tokens
 from bootstrap.store.models import DeviceRow
+from pki.identity import check_dev_id
 
 __all__ = ["Needs", "prefetch", "take_device"]
 
@@ -34,7 +35,9 @@ class Needs:
 def prefetch(session: Session, needs: list[Any]) -> None:
     """Read and lock the batch's devices, then its tokens (the order every request locks them in)."""
     wanted = [n for n in needs if isinstance(n, Needs)]
-    dev_ids = sorted({n.dev_id for n in wanted if n.dev_id})
+    # Only well-formed DevIDs: a request's malformed one is refused by its own authorizer,
+    # and must not fail the statement that reads the whole batch's devices.
+    dev_ids = sorted({n.dev_id for n in wanted if n.dev_id and _well_formed(n.dev_id)})
     if dev_ids:
         rows = session.exec(select(DeviceRow).where(col(DeviceRow.dev_id).in_(dev_ids))
                             .order_by(col(DeviceRow.id)).with_for_update())
@@ -51,3 +54,11 @@ def take_device(session: Session, dev_id: str) -> tuple[bool, DeviceRow | None]:
     if prefetched is None or dev_id not in prefetched:
         return False, None
     return True, prefetched.pop(dev_id)
+
+
+def _well_formed(dev_id: str) -> bool:
+    try:
+        check_dev_id(dev_id)
+    except (TypeError, ValueError):
+        return False
+    return True
