@@ -79,6 +79,7 @@ _MOID = re.compile(r"^urn:[A-Za-z0-9][A-Za-z0-9-]{0,31}:[^\s/?#]+$", re.IGNORECA
 _PURGE_ONE_IN = 32  # expired nonces are purged after about one group-key enrollment in 32
 _CONTENT = "dmboot.enrollment.content"  # session.info: profile content read in this transaction
 
+
 @dataclass(frozen=True)
 class EnrollmentOutcome:
     """What an accepted enrollment produced."""

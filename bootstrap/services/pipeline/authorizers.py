@@ -160,7 +160,7 @@ def _defer_writes(session: Session, attestation: Attestation) -> None:
     """Queue the evidence's writes (a token's claim) for the commit; refuse a token this batch claimed.
 
     The claim runs when the transaction commits, with the batch's other claims in one
-    statement; a request that fails drops it with its savepoint. Two requests of one
+    statement; a request that fails drops it with the rest of what it queued. Two requests of one
     group commit presenting the same token both pass the locking read (the lock is
     their shared transaction's): the second is refused here, as it would be after the
     first's commit.
