@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from sqlalchemy import bindparam, or_, update
+from sqlalchemy import bindparam, update
 from sqlalchemy import select as core_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
@@ -132,11 +132,11 @@ class Verifier(Protocol):
 class TokenVerifier:
     """One-time enrollment tokens: a locking read decides, the claim is written at the commit.
 
-    ``SELECT ... FROM enrollment_token WHERE token_hash=:h AND used_at IS NULL AND
-    expires_at > now AND (dev_id IS NULL OR dev_id=:dev) FOR UPDATE``: on PostgreSQL a
-    racing transaction waits on the row lock, then re-reads the row as the winner
-    committed it and finds ``used_at`` set, so it gets no row; on SQLite writers are
-    serialized by ``BEGIN IMMEDIATE``. The claim itself (``used_at``, ``used_by``) is
+    ``SELECT ... FROM enrollment_token WHERE token_hash IN (...) FOR UPDATE`` (the
+    batch's tokens, or this one alone), then the rule in :func:`_token_refusal`: unused,
+    unexpired, unbound or bound to this DevID. On PostgreSQL a racing transaction waits
+    on the row lock, then reads the row as the winner committed it and finds ``used_at``
+    set; on SQLite writers are serialized by ``BEGIN IMMEDIATE``. The claim itself (``used_at``, ``used_by``) is
     :attr:`Attestation.writes`: the pipeline runs it when the enrollment commits, with
     the claims of the other requests of its group commit in one statement, and never
     when the enrollment fails (a bad CSR does not burn the token).
@@ -155,46 +155,47 @@ class TokenVerifier:
         if not token:
             raise AuthenticationFailed("token attestation needs an enrollment token", field="token")
         digest = hash_token(token)
-        prefetched: dict[str, Any] | None = session.info.get(_PREFETCHED)
-        if prefetched is not None and digest in prefetched:  # read and locked with its batch's others
-            row = prefetched.pop(digest)
-            if row is None or row.used_at is not None or row.expires_at <= now \
-                    or row.dev_id not in (None, dev_id):
-                raise _token_refusal(session, digest, dev_id, now)
-            claimable = row
-        else:
-            claimable = session.connection().execute(
-                _CLAIMABLE, {"digest": digest, "dev_id": dev_id, "now": now}).first()
-            if claimable is None:
-                raise _token_refusal(session, digest, dev_id, now)
-        return Attestation(self.method, dev_id, profile_id=int(claimable.profile_id),
-                           detail={"token_id": claimable.id},
-                           writes=((TOKEN_CLAIM, {"token_id": claimable.id, "used_at": now, "used_by": dev_id}),))
+        prefetched: dict[str, Any] = session.info.get(_PREFETCHED, {})
+        if digest not in prefetched:  # not read with its batch's others: read (and lock) it now
+            prefetch_tokens(session, [digest])
+        row = session.info[_PREFETCHED].pop(digest)
+        refusal = _token_refusal(row, dev_id, now)
+        if refusal is not None:
+            raise refusal
+        return Attestation(self.method, dev_id, profile_id=int(row.profile_id), detail={"token_id": row.id},
+                           writes=((TOKEN_CLAIM, {"token_id": row.id, "used_at": now, "used_by": dev_id}),))
 
 
 _TOKENS = EnrollmentTokenRow.__table__  # type: ignore[attr-defined]
-_CLAIMABLE = (
-    select(_TOKENS.c.id, _TOKENS.c.profile_id)
-    .where(_TOKENS.c.token_hash == bindparam("digest"), _TOKENS.c.used_at.is_(None),
-           _TOKENS.c.expires_at > bindparam("now"),
-           or_(_TOKENS.c.dev_id.is_(None), _TOKENS.c.dev_id == bindparam("dev_id")))
-    .with_for_update()
-)
 _PREFETCHED = "dmboot.tokens.prefetched"  # session.info: token_hash -> its row (or None), read for a batch
+_READ_TOKENS = (core_select(_TOKENS.c.id, _TOKENS.c.profile_id, _TOKENS.c.token_hash, _TOKENS.c.used_at,
+                            _TOKENS.c.expires_at, _TOKENS.c.dev_id)
+                .where(_TOKENS.c.token_hash.in_(bindparam("digests", expanding=True)))
+                .order_by(_TOKENS.c.id).with_for_update())
 
 
 def prefetch_tokens(session: Session, digests: list[str]) -> None:
     """Read and lock the tokens of ``digests`` in one statement, for the batch's verifications.
 
     Each is used once (:meth:`TokenVerifier.verify` takes it from the session); rows
-    are locked in id order, as every batch locks them.
+    are locked in id order, as every batch locks them. The lock decides races: on
+    PostgreSQL a transaction waiting on it reads the row as the winner committed it.
     """
-    rows = session.connection().execute(
-        core_select(_TOKENS.c.id, _TOKENS.c.profile_id, _TOKENS.c.token_hash, _TOKENS.c.used_at, _TOKENS.c.expires_at,
-               _TOKENS.c.dev_id)
-        .where(_TOKENS.c.token_hash.in_(digests)).order_by(_TOKENS.c.id).with_for_update())
-    found = {row.token_hash: row for row in rows}
-    session.info[_PREFETCHED] = {digest: found.get(digest) for digest in digests}
+    found = {row.token_hash: row for row in session.connection().execute(_READ_TOKENS, {"digests": digests})}
+    session.info.setdefault(_PREFETCHED, {}).update({digest: found.get(digest) for digest in digests})
+
+
+def _token_refusal(row: Any, dev_id: str, now: datetime) -> AuthenticationFailed | PermissionDenied | None:
+    """Why the token ``row`` (None: no such token) cannot be claimed by ``dev_id`` now, or None."""
+    if row is None:
+        return AuthenticationFailed("unknown enrollment token", field="token")
+    if row.used_at is not None:
+        return AuthenticationFailed(f"enrollment token {row.id} was used already", field="token")
+    if row.expires_at <= now:
+        return AuthenticationFailed(f"enrollment token {row.id} has expired", field="token")
+    if row.dev_id not in (None, dev_id):
+        return PermissionDenied(f"enrollment token {row.id} is bound to another DevID", field="token")
+    return None
 
 
 #: A token's claim: run at the commit of the enrollment that used it (:attr:`Attestation.writes`).
@@ -205,18 +206,6 @@ TOKEN_CLAIM = BulkUpdate(
         " WHERE enrollment_token.id = v.token_id",
     parameters={"token_id": _TOKENS.c.id, "used_at": _TOKENS.c.used_at, "used_by": _TOKENS.c.used_by},
     key=("token_id",))
-
-
-def _token_refusal(session: Session, digest: str, dev_id: str,
-                   now: datetime) -> AuthenticationFailed | PermissionDenied:
-    row = session.exec(select(EnrollmentTokenRow).where(EnrollmentTokenRow.token_hash == digest)).first()
-    if row is None:
-        return AuthenticationFailed("unknown enrollment token", field="token")
-    if row.used_at is not None:
-        return AuthenticationFailed(f"enrollment token {row.id} was used already", field="token")
-    if row.expires_at <= now:
-        return AuthenticationFailed(f"enrollment token {row.id} has expired", field="token")
-    return PermissionDenied(f"enrollment token {row.id} is bound to another DevID", field="token")
 
 
 
