@@ -33,7 +33,7 @@ MAX_CSR_BYTES = 64 * 1024
 
 # RFC 1123 host names, optionally with one leading wildcard label; internationalised
 # names must arrive as A-labels (xn--...).
-_HOSTNAME = re.compile(r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_HOSTNAME = re.compile(r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
 
 _SAN = "2.5.29.17"
 _KEY_USAGE = "2.5.29.15"

@@ -18,7 +18,7 @@ DEVICE_URI_PREFIX = "urn:dmboot:devid:"
 
 # DevID is free text in DM; we accept printable ASCII without spaces or controls, so it
 # survives DNs, URIs, file names (factory output) and log lines unchanged.
-_DEV_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
+_DEV_ID = re.compile(r"^[\x21-\x7e]{1,128}\Z")
 
 
 def check_dev_id(dev_id: str) -> str:

@@ -60,9 +60,9 @@ VERSION = "DMBoot-HMAC-v1"
 MAX_SKEW_SECONDS = 300
 _PARAMS = ("group", "devid", "ts", "nonce", "mac")
 _PARAM = re.compile(r'\s*([a-z]+)="([^"\\]*)"\s*(?:,|$)')
-_NONCE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
-_MAC = re.compile(r"^[0-9a-f]{64}$")
-_TS = re.compile(r"^[0-9]{1,12}$")
+_NONCE = re.compile(r"^[A-Za-z0-9_-]{16,128}\Z")
+_MAC = re.compile(r"^[0-9a-f]{64}\Z")
+_TS = re.compile(r"^[0-9]{1,12}\Z")
 
 
 @dataclass(frozen=True)

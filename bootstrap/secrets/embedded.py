@@ -48,7 +48,7 @@ from pki.signers import LocalSigner, Signer
 __all__ = ["EmbeddedKeystore", "EmbeddedKeystoreWarning", "ensure_key_file"]
 
 BACKEND = "embedded"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*\Z")
 
 
 class EmbeddedKeystoreWarning(UserWarning):

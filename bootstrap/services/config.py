@@ -46,8 +46,8 @@ __all__ = ["DELIVERY_MODES", "ConfigService", "ProfileSpec", "ProfileView"]
 
 #: A DM server or a data repository: registered the same way (a free key, a URL, an anchor).
 _Endpoint = TypeVar("_Endpoint", DmServerRow, DataRepositoryRow)
-_SERVER_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_SERVER_ID = re.compile(r"^[\x21-\x7e]{1,128}\Z")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 
 
 class ConfigService:

@@ -52,7 +52,7 @@ PARTITION = "partition"
 FULL_VALIDITY = timedelta(days=1)
 #: Delta CRLs are short-lived: they carry the news between full CRLs.
 DELTA_VALIDITY = timedelta(hours=1)
-_PARTITION_NAME = re.compile(r"^(?P<ca>.+)-p(?P<n>\d{1,6})$")
+_PARTITION_NAME = re.compile(r"^(?P<ca>.+)-p(?P<n>\d{1,6})\Z")
 _CRLS: Table = CrlRow.__table__  # type: ignore[attr-defined]
 _AUTHORITIES: Table = AuthorityRow.__table__  # type: ignore[attr-defined]
 _HEAD_QUERY = (

@@ -35,7 +35,7 @@ __all__ = ["DEVICE_STATUSES", "ENROLLMENT_TOKEN_PREFIX", "DeviceService", "Devic
 #: registered -> enrolled -> bootstrapped; blocked stops every enrollment.
 DEVICE_STATUSES = ("registered", "enrolled", "delivered", "bootstrapped", "blocked")
 ENROLLMENT_TOKEN_PREFIX = "dmt_"  # noqa: S105 - a prefix, not a secret
-_FINGERPRINT = re.compile(r"^sha256:[0-9a-f]{64}$")
+_FINGERPRINT = re.compile(r"^sha256:[0-9a-f]{64}\Z")
 _DEFAULT_TOKEN_TTL = timedelta(days=7)
 _MAX_EXPORT = 10_000
 

@@ -75,7 +75,7 @@ CHANNELS = ("json", "dm2", "dm1", "factory")
 _MAX_DECLARED_MOS = 128
 _MAX_MIIDS = 64
 _MAX_FEATURES = 64
-_MOID = re.compile(r"^urn:[A-Za-z0-9][A-Za-z0-9-]{0,31}:[^\s/?#]+$", re.IGNORECASE)
+_MOID = re.compile(r"^urn:[A-Za-z0-9][A-Za-z0-9-]{0,31}:[^\s/?#]+\Z", re.IGNORECASE)
 _PURGE_ONE_IN = 32  # expired nonces are purged after about one group-key enrollment in 32
 _CONTENT = "dmboot.enrollment.content"  # session.info: profile content read in this transaction
 

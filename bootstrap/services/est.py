@@ -85,7 +85,7 @@ log = logging.getLogger(__name__)
 #: Certificate profiles a label may name directly.
 EST_CERTIFICATE_PROFILES = ("device", "dm-server", "data-repository")
 _DEFAULT_PROFILE = "device"
-_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 T = TypeVar("T")
 
 

@@ -27,7 +27,7 @@ __all__ = ["ObserveMiddleware", "route_template"]
 
 access_log = logging.getLogger("dmboot.access")
 
-_SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}\Z")
 _SCHEMES = {b"bearer": "bearer", b"basic": "basic", b"digest": "digest", b"dmboot-hmac": "hmac"}
 _UNMATCHED = "unmatched"
 

@@ -16,7 +16,7 @@ from bootstrap.errors import InvalidRequest
 __all__ = ["LIMIT_MAX", "OFFSET_MAX", "SEQ_MAX", "bounded_int", "int_param",
            "optional_int_param", "page_limit"]
 
-_INTEGER = re.compile(r"^-?[0-9]{1,20}$")  # ASCII digits only: int() would also take "١٢" and "1_000"
+_INTEGER = re.compile(r"^-?[0-9]{1,20}\Z")  # ASCII digits only: int() would also take "١٢" and "1_000"
 
 #: Largest page a list endpoint returns.
 LIMIT_MAX = 1000

@@ -18,7 +18,7 @@ from bootstrap.errors import (
 from bootstrap.store.models import AdminRow, ConsoleSessionRow
 
 SECURITY_ADMIN = "security-admin"
-USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}\Z")
 #: Who changes something: an authenticated principal, or the CLI operator on the server (a string).
 Actor = Principal | str
 T = TypeVar("T")
